@@ -1,0 +1,86 @@
+"""Residual blocks of the generator and the discriminator (ReZero-style α on the residual branch)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lama_jax.models.layers import Dtype, ISLANorm, NoiseInjection, SNConv, leaky_relu
+from lama_jax.models.resize import avg_pool2, upsample_nearest
+
+
+class ResBlockG(nn.Module):
+  """Generator block: α·residual(x) + shortcut(x), α starts at 0 and is not clamped.
+
+  residual: norm → LeakyReLU → up ×2 → conv3×3 → noise → norm → LeakyReLU → conv3×3 → noise.
+  """
+  out_ch: int  # output channels
+  upsample: bool = True
+  norm: str = 'bgn'  # ISLA-Norm variant
+  noise: bool = True  # noise injection after each conv
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, w: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
+    in_ch = x.shape[-1]
+    h = ISLANorm(self.norm, self.dtype, name='b1')(x, w, mask, train)
+    h = leaky_relu(h)
+    if self.upsample:
+      h = upsample_nearest(h)
+    h = SNConv(self.out_ch, 3, use_bias=False, dtype=self.dtype, name='conv1')(h, train)
+    h = NoiseInjection(self.noise, name='noise1')(h)
+    h = ISLANorm(self.norm, self.dtype, name='b2')(h, w, mask, train)
+    h = leaky_relu(h)
+    h = SNConv(self.out_ch, 3, use_bias=False, dtype=self.dtype, name='conv2')(h, train)
+    h = NoiseInjection(self.noise, name='noise2')(h)
+
+    sc = x
+    if in_ch != self.out_ch or self.upsample:
+      if self.upsample:
+        sc = upsample_nearest(sc)
+      sc = SNConv(self.out_ch, 1, dtype=self.dtype, name='c_sc')(sc, train)
+    alpha = self.param('alpha', nn.initializers.zeros, ())
+    return alpha.astype(h.dtype) * h + sc
+
+
+class ResBlockD(nn.Module):
+  """Discriminator block: clamp(α, −1, 1)·residual(x) + shortcut(x).
+
+  residual: LeakyReLU → conv3×3 → LeakyReLU → conv3×3 → avg-pool; shortcut: conv1×1 → avg-pool.
+  """
+  out_ch: int
+  downsample: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    in_ch = x.shape[-1]
+    h = SNConv(self.out_ch, 3, dtype=self.dtype, name='conv1')(leaky_relu(x), train)
+    h = SNConv(self.out_ch, 3, dtype=self.dtype, name='conv2')(leaky_relu(h), train)
+    if self.downsample:
+      h = avg_pool2(h)
+    sc = x
+    if in_ch != self.out_ch or self.downsample:
+      sc = SNConv(self.out_ch, 1, dtype=self.dtype, name='c_sc')(sc, train)
+      if self.downsample:
+        sc = avg_pool2(sc)
+    alpha = jnp.clip(self.param('alpha', nn.initializers.zeros, ()), -1.0, 1.0)
+    return alpha.astype(h.dtype) * h + sc
+
+
+class OptimizedBlock(nn.Module):
+  """First discriminator block: conv3×3 → LeakyReLU → conv3×3 (→ pool), shortcut pool → conv1×1."""
+  out_ch: int
+  downsample: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    h = leaky_relu(SNConv(self.out_ch, 3, dtype=self.dtype, name='conv1')(x, train))
+    h = SNConv(self.out_ch, 3, dtype=self.dtype, name='conv2')(h, train)
+    sc = x
+    if self.downsample:
+      h = avg_pool2(h)
+      sc = avg_pool2(sc)
+    sc = SNConv(self.out_ch, 1, dtype=self.dtype, name='c_sc')(sc, train)
+    alpha = jnp.clip(self.param('alpha', nn.initializers.zeros, ()), -1.0, 1.0)
+    return alpha.astype(h.dtype) * h + sc

@@ -1,0 +1,225 @@
+"""Layers of the official model: spectral-norm Dense/Conv/Embed, BatchNorm, GroupNorm, noise, ISLA-Norm.
+
+Variable collections:
+  params       trainable parameters (float32).
+  spectral     spectral-norm state per layer: `u`, `v` (power-iteration vectors) and `sigma`.
+  batch_stats  BatchNorm running `mean` and `var`.
+
+Spectral norm follows `torch.nn.utils.spectral_norm`: one power iteration per training forward (u and v
+updated without gradient, sigma = uᵀWv with gradient through W), none in eval, where sigma is recomputed
+from the stored u, v and the current W. The weight matrix is `[out, fan_in]` with fan_in ordered as our
+kernel's leading axes (kh, kw, in); the converter reorders PyTorch's (in, kh, kw) `v` accordingly.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lama_jax.models.resize import resize_bilinear
+
+Dtype = Any
+
+LEAKY_SLOPE = 0.01
+EPS_CONV = 1e-4  # the official `conv2d` helper: spectral_norm(conv, eps=1e-4)
+EPS_DEFAULT = 1e-12  # torch's default: Linear, Embedding, the mask 1×1 conv, LAMA convs
+
+orthogonal = nn.initializers.orthogonal()
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+  return nn.leaky_relu(x, LEAKY_SLOPE)
+
+
+def _l2_normalize(x: jax.Array, eps: float) -> jax.Array:
+  # torch.nn.functional.normalize: x / max(‖x‖, eps).
+  return x / jnp.maximum(jnp.linalg.norm(x), eps)
+
+
+def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, eps: float) -> jax.Array:
+  """Returns `weight / sigma`, sigma the power-iteration estimate of the largest singular value.
+
+  Args:
+    module: the calling module; the state lives in its `spectral` collection.
+    weight: parameter whose last axis is the output axis (kernel layout `[..., out]`).
+    train: run one power iteration and store u, v, sigma.
+    eps: normalisation epsilon of the power iteration.
+  """
+  w_mat = weight.reshape(-1, weight.shape[-1]).T  # [out, fan_in]
+  out_dim, in_dim = w_mat.shape
+
+  def init_vector(n):
+    return lambda: _l2_normalize(jax.random.normal(module.make_rng('params'), (n,)), eps)
+
+  u_var = module.variable('spectral', 'u', init_vector(out_dim))
+  v_var = module.variable('spectral', 'v', init_vector(in_dim))
+  sigma_var = module.variable('spectral', 'sigma', lambda: jnp.ones((), jnp.float32))
+  u, v = u_var.value, v_var.value
+  if train:
+    w_sg = jax.lax.stop_gradient(w_mat)
+    v = _l2_normalize(w_sg.T @ u, eps)
+    u = _l2_normalize(w_sg @ v, eps)
+    u_var.value, v_var.value = u, v
+  sigma = jnp.dot(u, w_mat @ v)
+  if train:
+    sigma_var.value = jax.lax.stop_gradient(sigma)
+  return weight / sigma
+
+
+class SNDense(nn.Module):
+  """Spectral-norm Linear; kernel `[in, out]` (PyTorch's weight transposed)."""
+  features: int  # output width
+  use_bias: bool = True
+  eps: float = EPS_DEFAULT  # power-iteration epsilon
+  dtype: Dtype = jnp.float32  # computation dtype
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    kernel = self.param('kernel', orthogonal, (x.shape[-1], self.features))
+    kernel = spectral_normalize(self, kernel, train, self.eps)
+    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
+
+
+class SNConv(nn.Module):
+  """Spectral-norm 2-D convolution, stride 1, 'same' padding; kernel HWIO."""
+  features: int  # output channels
+  kernel_size: int = 3
+  use_bias: bool = True
+  eps: float = EPS_CONV  # power-iteration epsilon
+  dtype: Dtype = jnp.float32  # computation dtype
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', orthogonal, (k, k, x.shape[-1], self.features))
+    kernel = spectral_normalize(self, kernel, train, self.eps)
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1, 1),
+        padding=[(k // 2, k // 2)] * 2, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
+
+
+class SNEmbed(nn.Module):
+  """Spectral-norm embedding; table `[num_classes, features]`, normalised over its class axis."""
+  num_embeddings: int
+  features: int
+  eps: float = EPS_DEFAULT
+
+  @nn.compact
+  def __call__(self, ids: jax.Array, train: bool) -> jax.Array:
+    table = self.param('embedding', orthogonal, (self.num_embeddings, self.features))
+    # PyTorch normalises the [num_classes, features] matrix itself (dim 0 is its "output" axis), so the
+    # output axis handed to spectral_normalize is the class axis: transpose in, transpose back.
+    table = spectral_normalize(self, table.T, train, self.eps).T
+    return jnp.take(table, ids, axis=0)
+
+
+class BatchNorm(nn.Module):
+  """PyTorch BatchNorm2d semantics over all axes but the last (NHWC).
+
+  Batch statistics are biased for normalising and unbiased for the running variance, momentum 0.1.
+  Under `jit` with the batch sharded over a mesh, the means are global: SyncBatchNorm for free.
+  """
+  use_affine: bool = True  # learn weight (scale) and bias
+  momentum: float = 0.1
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    c = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
+    xf = x.astype(jnp.float32)
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      mean = xf.mean(axes)
+      var = jnp.square(xf - mean).mean(axes)
+      n = xf.size // c
+      if not self.is_initializing():
+        ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
+        ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * var * n / max(n - 1, 1)
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+    if self.use_affine:
+      y = y * self.param('scale', nn.initializers.ones, (c,))
+      y = y + self.param('bias', nn.initializers.zeros, (c,))
+    return y.astype(x.dtype)
+
+
+def group_norm(x: jax.Array, groups: int = 4, eps: float = 1e-5) -> jax.Array:
+  """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups."""
+  b, h, w, c = x.shape
+  xf = x.astype(jnp.float32).reshape(b, h, w, groups, c // groups)
+  mean = xf.mean((1, 2, 4), keepdims=True)
+  var = jnp.square(xf - mean).mean((1, 2, 4), keepdims=True)
+  return ((xf - mean) * jax.lax.rsqrt(var + eps)).reshape(b, h, w, c).astype(x.dtype)
+
+
+class GroupNorm(nn.Module):
+  """GroupNorm with a per-channel affine (PyTorch `nn.GroupNorm(groups, C)`)."""
+  groups: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    y = group_norm(x, self.groups)
+    return (y * self.param('scale', nn.initializers.ones, (c,)) +
+            self.param('bias', nn.initializers.zeros, (c,))).astype(x.dtype)
+
+
+class NoiseInjection(nn.Module):
+  """Adds `softplus(seed_c) · n`, one N(0, 1) noise map per image shared by all channels."""
+  enabled: bool = True  # the Table 5 ablation "no noise" turns it off
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if not self.enabled:
+      return x
+    c = x.shape[-1]
+    # Shaped (1, C) so the orthogonal init matches PyTorch's on its (1, C, 1, 1) seed: a unit row.
+    seed = self.param('noise_weight_seed', orthogonal, (1, c))[0]
+    b, h, w, _ = x.shape
+    noise = jax.random.normal(self.make_rng('noise'), (b, h, w, 1), jnp.float32)
+    return x + (jax.nn.softplus(seed) * noise).astype(x.dtype)
+
+
+class ISLANorm(nn.Module):
+  """ISLA-Norm with Batch-Group Normalisation (the official SpatialAdaptiveSynBatchGroupNorm2d).
+
+  out = bn + clamp(ρ, 0, 1)·(gn − bn); per-object weight and bias (SN Linear on the style vectors) are
+  spread over the image by the mask normalised over objects; result out + clamp(α, −1, 1)·(W·out + B).
+  """
+  norm: str = 'bgn'  # 'bgn' | 'bn' | 'gn' (Table 5 ablations)
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, w: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
+    """x [B,H,W,C]; w [B,O,num_w] style vectors; mask [B,O,Hm,Wm] (unnormalised)."""
+    b, h, wd, c = x.shape
+    if self.norm == 'gn':
+      out = group_norm(x)
+    else:
+      out = BatchNorm(use_affine=False, name='batch_norm2d')(x, train)
+      if self.norm == 'bgn':
+        rho = jnp.clip(self.param('rho', nn.initializers.constant(0.1), ()), 0.0, 1.0)
+        out = out + rho.astype(out.dtype) * (group_norm(x) - out)
+      elif self.norm != 'bn':
+        raise ValueError(f'unknown norm {self.norm!r}: expected bgn, bn or gn')
+    mask = mask.astype(jnp.float32)
+    mask = mask.transpose(0, 2, 3, 1)  # [B, Hm, Wm, O]
+    mask = resize_bilinear(mask, h, wd)
+    mask = mask / (mask.sum(-1, keepdims=True) + 1e-4)
+    weight = SNDense(c, dtype=self.dtype, name='weight_proj')(w, train)  # [B, O, C]
+    bias = SNDense(c, dtype=self.dtype, name='bias_proj')(w, train)
+    mask = mask.astype(self.dtype)
+    weight_map = jnp.einsum('bhwo,boc->bhwc', mask, weight)
+    bias_map = jnp.einsum('bhwo,boc->bhwc', mask, bias)
+    alpha = jnp.clip(self.param('alpha', nn.initializers.zeros, ()), -1.0, 1.0)
+    return out + alpha.astype(self.dtype) * (weight_map * out + bias_map)

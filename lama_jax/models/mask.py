@@ -1,0 +1,121 @@
+"""Layout-to-mask: MaskRegressNet, masks_to_layout and LAMA (Locality-Aware Mask Adaption, Eq. 1–4)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lama_jax.models.layers import (EPS_DEFAULT, BatchNorm, Dtype, GroupNorm, SNConv, SNDense,
+                                    leaky_relu)
+from lama_jax.models.resize import resize_bilinear, tent_weights
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def masks_to_layout(boxes: jax.Array, masks: jax.Array, height: int, width: int | None = None
+                    ) -> jax.Array:
+  """Places each object's mask into its box (the official bilinear `grid_sample`, align_corners=True).
+
+  For output column j the mask is sampled at u·(M − 1) with u = (j/(W − 1) − x0)/w, zero outside the
+  mask. Sampling is separable, so the placement is two small matrix products per object.
+
+  Args:
+    boxes: [B, O, 4] normalised (x, y, w, h).
+    masks: [B, O, M, M] object masks.
+    height: output height; width defaults to it.
+
+  Returns:
+    [B, O, height, width].
+  """
+  width = width or height
+  m = masks.shape[-1]
+  boxes = boxes.astype(jnp.float32)
+  x0, y0, bw, bh = (boxes[..., k, None] for k in range(4))  # each [B, O, 1]
+  u = (jnp.linspace(0.0, 1.0, width) - x0) / bw  # [B, O, W]
+  v = (jnp.linspace(0.0, 1.0, height) - y0) / bh  # [B, O, H]
+  rx = tent_weights(u * (m - 1), m)  # [B, O, W, M]
+  ry = tent_weights(v * (m - 1), m)  # [B, O, H, M]
+  return jnp.einsum('boim,bomn,bojn->boij', ry, masks.astype(jnp.float32), rx, precision=_HIGHEST)
+
+
+class MaskRegressBlock(nn.Module):
+  """x + α·conv3×3(LeakyReLU(BN(x))), α from 0, conv without bias."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    h = leaky_relu(BatchNorm(name='bn')(x, train))
+    h = SNConv(x.shape[-1], 3, use_bias=False, dtype=self.dtype, name='conv')(h, train)
+    return x + self.param('alpha', nn.initializers.zeros, ()).astype(h.dtype) * h
+
+
+class MaskRegressNet(nn.Module):
+  """Object features → 32×32 object masks → raw layout mask of the image size.
+
+  fc to hidden×4×4, three MaskRegressBlocks each followed by bilinear ×2, then BN → LeakyReLU →
+  conv1×1 → sigmoid. BatchNorm statistics are over every object, padding objects included (official).
+  """
+  map_size: int  # output resolution (the image size)
+  hidden: int = 128  # hidden channels of the mask network
+  mask_size: int = 32
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, obj_feat: jax.Array, boxes: jax.Array, train: bool) -> jax.Array:
+    """obj_feat [B, O, d], boxes [B, O, 4] → raw mask [B, O, map_size, map_size]."""
+    b, o, d = obj_feat.shape
+    x = SNDense(self.hidden * 16, dtype=self.dtype, name='fc')(obj_feat.reshape(b * o, d), train)
+    # PyTorch views the fc output as (C, 4, 4); keep its ordering so the converter copies as is.
+    x = x.reshape(b * o, self.hidden, 4, 4).transpose(0, 2, 3, 1)
+    size = 4
+    for i in range(3):
+      x = MaskRegressBlock(self.dtype, name=f'conv{i + 1}')(x, train)
+      size *= 2
+      x = resize_bilinear(x, size, size)
+    assert size == self.mask_size, (size, self.mask_size)
+    x = leaky_relu(BatchNorm(name='final_bn')(x, train))
+    x = SNConv(1, 1, eps=EPS_DEFAULT, dtype=self.dtype, name='final_conv')(x, train)
+    masks = jax.nn.sigmoid(x.astype(jnp.float32)).reshape(b, o, size, size)
+    return masks_to_layout(boxes, masks, self.map_size)
+
+
+class MaskAdjustBlock(nn.Module):
+  """x + α·conv3×3(LeakyReLU(GroupNorm(4)(x))): LAMA's local aggregation (GN, not BN, on purpose)."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    h = leaky_relu(GroupNorm(4, name='gn')(x))
+    h = SNConv(x.shape[-1], 3, use_bias=False, eps=EPS_DEFAULT, dtype=self.dtype, name='conv')(
+        h, train)
+    return x + self.param('alpha', nn.initializers.zeros, ()).astype(h.dtype) * h
+
+
+class LAMA(nn.Module):
+  """Locality-Aware Mask Adaption: scales each object's raw mask per pixel by tanh(α·E) + 1.
+
+  Q_obj, K_obj = SN Linear(o_i) of width ⌊d/4⌋; pixel query Q_pix = Q_objᵀ·M̃ on a fixed 64×64 grid;
+  local query = `local_blocks` MaskAdjustBlocks on it; E = K_obj·Q_loc; the factors are resized back.
+  """
+  match_dim: int  # ⌊d/4⌋ by default
+  local_blocks: int = 2  # 0 = match the pixel query directly (Table 5 ablation)
+  grid: int = 64  # resolution the matching runs at (fixed in the official code)
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, obj_feat: jax.Array, raw_mask: jax.Array, train: bool
+               ) -> tuple[jax.Array, jax.Array]:
+    """obj_feat [B, O, d], raw_mask [B, O, S, S] → (adapted mask, scaling factors), both [B, O, S, S]."""
+    b, o, s, _ = raw_mask.shape
+    key = SNDense(self.match_dim, dtype=self.dtype, name='key_affine')(obj_feat, train)
+    query = SNDense(self.match_dim, dtype=self.dtype, name='query_affine')(obj_feat, train)
+    grid_mask = resize_bilinear(raw_mask, self.grid, self.grid, h_axis=2, w_axis=3)
+    pixel_query = jnp.einsum('bod,boij->bijd', query, grid_mask.astype(self.dtype))
+    local = pixel_query
+    for i in range(self.local_blocks):
+      local = MaskAdjustBlock(self.dtype, name=f'query_local_{i}')(local, train)
+    energy = jnp.einsum('bod,bijd->boij', key, local).astype(jnp.float32)
+    alpha = jnp.clip(self.param('alpha', nn.initializers.zeros, ()), -1.0, 1.0)
+    # tanh(αE) + 1, resized: resizing the tanh term alone is the same map (rows of the interpolation
+    # sum to one) and keeps the factors exactly 1 while α = 0.
+    factors = 1.0 + resize_bilinear(jnp.tanh(alpha * energy), s, s, h_axis=2, w_axis=3)
+    return raw_mask * factors, factors
