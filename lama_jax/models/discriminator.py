@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from lama_jax.models.blocks import OptimizedBlock, ResBlockD
 from lama_jax.models.layers import Dtype, SNDense, SNEmbed, leaky_relu
+from lama_jax.models.resize import upcast
 from lama_jax.models.roi_align import roi_align
 
 
@@ -87,14 +88,14 @@ class Discriminator(nn.Module):
       block = OptimizedBlock if i == 0 else ResBlockD
       x = block(mult * self.ch, downsample=down, dtype=self.dtype, name=f'block{i + 1}')(x, train)
       taps.append(x)
-    x = leaky_relu(x).astype(jnp.float32)
+    x = upcast(leaky_relu(x))
     x = x.mean((1, 2)) if spec.image_pool == 'mean' else x.sum((1, 2))
     out_im = SNDense(1, use_bias=False, name='l_im')(x, train)[:, 0]
 
     obj_blocks = {name: ResBlockD(mult * self.ch, downsample=down, dtype=self.dtype, name=name)
                   for name, mult, down in spec.object_blocks}
     size = float(self.image_size)
-    boxes = boxes.astype(jnp.float32)
+    boxes = upcast(boxes)
     corners = jnp.concatenate([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], -1) * size
 
     def path_features(path: ObjectPath) -> jax.Array:
@@ -113,7 +114,7 @@ class Discriminator(nn.Module):
       feats = jnp.where(is_small[..., None, None, None], feats, path_features(spec.large))
     b, o = labels.shape
     feats = feats.reshape((b * o,) + feats.shape[2:])
-    feats = leaky_relu(obj_blocks[spec.final_block](feats, train)).astype(jnp.float32)
+    feats = upcast(leaky_relu(obj_blocks[spec.final_block](feats, train)))
     feats = feats.sum((1, 2))  # [B·O, C]
     out_obj = SNDense(1, use_bias=False, name='l_obj')(feats, train)[:, 0]
     proj = SNEmbed(self.num_classes, feats.shape[-1], name='l_y')(labels.reshape(-1), train)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from lama_jax.models.blocks import ResBlockG
 from lama_jax.models.layers import BatchNorm, Dtype, SNConv, SNDense, leaky_relu, orthogonal
 from lama_jax.models.mask import LAMA, MaskRegressNet
+from lama_jax.models.resize import upcast
 
 
 class StyleMapping(nn.Module):
@@ -66,10 +67,10 @@ class Generator(nn.Module):
     """
     b, o, _ = z_obj.shape
     size = self.image_size
-    z_obj = z_obj.astype(jnp.float32)
+    z_obj = upcast(z_obj)
     emb = nn.Embed(self.num_classes, self.embed_dim, embedding_init=orthogonal,
                    name='label_embedding')(labels)
-    obj_feat = jnp.concatenate([emb, z_obj, boxes[..., 2:].astype(jnp.float32)], axis=-1)
+    obj_feat = jnp.concatenate([emb, z_obj, upcast(boxes[..., 2:])], axis=-1)
     raw_mask = MaskRegressNet(size, self.mask_hidden, dtype=self.dtype, name='mask_regress')(
         obj_feat, boxes, train)
     if self.mask_adaption:
@@ -78,15 +79,15 @@ class Generator(nn.Module):
     else:
       mask = raw_mask
     style = StyleMapping(self.dtype, name='style_mapping')(z_obj.reshape(b * o, -1), train)
-    w = jnp.concatenate([emb, style.reshape(b, o, -1).astype(jnp.float32)], axis=-1)
+    w = jnp.concatenate([emb, upcast(style.reshape(b, o, -1))], axis=-1)
 
     c0 = self.channels[0] * self.ch
-    x = SNDense(4 * 4 * c0, dtype=self.dtype, name='fc')(z_im.astype(jnp.float32), train)
+    x = SNDense(4 * 4 * c0, dtype=self.dtype, name='fc')(upcast(z_im), train)
     x = x.reshape(b, c0, 4, 4).transpose(0, 2, 3, 1)  # PyTorch's (C, 4, 4) view, to NHWC
     for i, mult in enumerate(self.channels[1:]):
       x = ResBlockG(mult * self.ch, upsample=True, norm=self.norm, noise=self.noise,
                     dtype=self.dtype, name=f'res{i}')(x, w, mask, train)
     x = leaky_relu(BatchNorm(name='final_bn')(x, train))
-    x = SNConv(3, 3, dtype=self.dtype, name='final_conv')(x, train).astype(jnp.float32)
+    x = upcast(SNConv(3, 3, dtype=self.dtype, name='final_conv')(x, train))
     image = jnp.tanh(x) if apply_tanh else x
     return image, mask, raw_mask

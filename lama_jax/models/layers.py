@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lama_jax.models.resize import resize_bilinear
+from lama_jax.models.resize import resize_bilinear, upcast
 
 Dtype = Any
 
@@ -26,6 +26,11 @@ EPS_CONV = 1e-4  # the official `conv2d` helper: spectral_norm(conv, eps=1e-4)
 EPS_DEFAULT = 1e-12  # torch's default: Linear, Embedding, the mask 1×1 conv, LAMA convs
 
 orthogonal = nn.initializers.orthogonal()
+
+
+def _unit_row_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+  # PyTorch's orthogonal init of a (1, C, 1, 1) tensor: one random unit row, so softplus ≈ 0.69.
+  return orthogonal(key, (1,) + tuple(shape), dtype).reshape(shape)
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -135,7 +140,7 @@ class BatchNorm(nn.Module):
     c = x.shape[-1]
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
-    xf = x.astype(jnp.float32)
+    xf = upcast(x)
     if train:
       axes = tuple(range(x.ndim - 1))
       mean = xf.mean(axes)
@@ -156,7 +161,7 @@ class BatchNorm(nn.Module):
 def group_norm(x: jax.Array, groups: int = 4, eps: float = 1e-5) -> jax.Array:
   """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups."""
   b, h, w, c = x.shape
-  xf = x.astype(jnp.float32).reshape(b, h, w, groups, c // groups)
+  xf = upcast(x).reshape(b, h, w, groups, c // groups)
   mean = xf.mean((1, 2, 4), keepdims=True)
   var = jnp.square(xf - mean).mean((1, 2, 4), keepdims=True)
   return ((xf - mean) * jax.lax.rsqrt(var + eps)).reshape(b, h, w, c).astype(x.dtype)
@@ -183,8 +188,7 @@ class NoiseInjection(nn.Module):
     if not self.enabled:
       return x
     c = x.shape[-1]
-    # Shaped (1, C) so the orthogonal init matches PyTorch's on its (1, C, 1, 1) seed: a unit row.
-    seed = self.param('noise_weight_seed', orthogonal, (1, c))[0]
+    seed = self.param('noise_weight_seed', _unit_row_init, (c,))
     b, h, w, _ = x.shape
     noise = jax.random.normal(self.make_rng('noise'), (b, h, w, 1), jnp.float32)
     return x + (jax.nn.softplus(seed) * noise).astype(x.dtype)
@@ -212,7 +216,7 @@ class ISLANorm(nn.Module):
         out = out + rho.astype(out.dtype) * (group_norm(x) - out)
       elif self.norm != 'bn':
         raise ValueError(f'unknown norm {self.norm!r}: expected bgn, bn or gn')
-    mask = mask.astype(jnp.float32)
+    mask = upcast(mask)
     mask = mask.transpose(0, 2, 3, 1)  # [B, Hm, Wm, O]
     mask = resize_bilinear(mask, h, wd)
     mask = mask / (mask.sum(-1, keepdims=True) + 1e-4)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from lama_jax.models.layers import (EPS_DEFAULT, BatchNorm, Dtype, GroupNorm, SNConv, SNDense,
                                     leaky_relu)
-from lama_jax.models.resize import resize_bilinear, tent_weights
+from lama_jax.models.resize import resize_bilinear, tent_weights, upcast
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -28,13 +28,13 @@ def masks_to_layout(boxes: jax.Array, masks: jax.Array, height: int, width: int 
   """
   width = width or height
   m = masks.shape[-1]
-  boxes = boxes.astype(jnp.float32)
+  boxes = upcast(boxes)
   x0, y0, bw, bh = (boxes[..., k, None] for k in range(4))  # each [B, O, 1]
   u = (jnp.linspace(0.0, 1.0, width) - x0) / bw  # [B, O, W]
   v = (jnp.linspace(0.0, 1.0, height) - y0) / bh  # [B, O, H]
   rx = tent_weights(u * (m - 1), m)  # [B, O, W, M]
   ry = tent_weights(v * (m - 1), m)  # [B, O, H, M]
-  return jnp.einsum('boim,bomn,bojn->boij', ry, masks.astype(jnp.float32), rx, precision=_HIGHEST)
+  return jnp.einsum('boim,bomn,bojn->boij', ry, upcast(masks), rx, precision=_HIGHEST)
 
 
 class MaskRegressBlock(nn.Module):
@@ -74,7 +74,7 @@ class MaskRegressNet(nn.Module):
     assert size == self.mask_size, (size, self.mask_size)
     x = leaky_relu(BatchNorm(name='final_bn')(x, train))
     x = SNConv(1, 1, eps=EPS_DEFAULT, dtype=self.dtype, name='final_conv')(x, train)
-    masks = jax.nn.sigmoid(x.astype(jnp.float32)).reshape(b, o, size, size)
+    masks = jax.nn.sigmoid(upcast(x)).reshape(b, o, size, size)
     return masks_to_layout(boxes, masks, self.map_size)
 
 
@@ -113,9 +113,9 @@ class LAMA(nn.Module):
     local = pixel_query
     for i in range(self.local_blocks):
       local = MaskAdjustBlock(self.dtype, name=f'query_local_{i}')(local, train)
-    energy = jnp.einsum('bod,bijd->boij', key, local).astype(jnp.float32)
+    energy = upcast(jnp.einsum('bod,bijd->boij', key, local))
     alpha = jnp.clip(self.param('alpha', nn.initializers.zeros, ()), -1.0, 1.0)
-    # tanh(αE) + 1, resized: resizing the tanh term alone is the same map (rows of the interpolation
-    # sum to one) and keeps the factors exactly 1 while α = 0.
-    factors = 1.0 + resize_bilinear(jnp.tanh(alpha * energy), s, s, h_axis=2, w_axis=3)
+    # tanh(αE) + 1 written as 2·sigmoid(2αE): the same function without the cancellation of tanh + 1
+    # where tanh ≈ −1, which float32 would otherwise amplify through the mask normalisation.
+    factors = resize_bilinear(2.0 * jax.nn.sigmoid(2.0 * alpha * energy), s, s, h_axis=2, w_axis=3)
     return raw_mask * factors, factors

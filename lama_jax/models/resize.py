@@ -25,7 +25,7 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
   low = np.minimum(low, in_size - 1)
   high = np.minimum(low + 1, in_size - 1)
   frac = src - low
-  mat = np.zeros((out_size, in_size), np.float32)
+  mat = np.zeros((out_size, in_size), np.float64)
   rows = np.arange(out_size)
   np.add.at(mat, (rows, low), 1.0 - frac)
   np.add.at(mat, (rows, high), frac)
@@ -39,14 +39,19 @@ def resize_bilinear(x: jax.Array, height: int, width: int, *, h_axis: int = 1,
   if (in_h, in_w) == (height, width):
     return x
   dtype = x.dtype
-  x = x.astype(jnp.float32)
+  x = upcast(x)
   if in_h != height:
-    x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(in_h, height), x, axes=((1,), (h_axis,)),
+    x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(in_h, height).astype(x.dtype), x, axes=((1,), (h_axis,)),
                                    precision=_PRECISION), 0, h_axis)
   if in_w != width:
-    x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(in_w, width), x, axes=((1,), (w_axis,)),
+    x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(in_w, width).astype(x.dtype), x, axes=((1,), (w_axis,)),
                                    precision=_PRECISION), 0, w_axis)
   return x.astype(dtype)
+
+
+def upcast(x: jax.Array) -> jax.Array:
+  """Casts to at least float32 (float64 stays float64, for numerical comparisons under x64)."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:

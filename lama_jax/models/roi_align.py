@@ -16,7 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from lama_jax.models.resize import tent_weights
+from lama_jax.models.resize import tent_weights, upcast
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -37,8 +37,8 @@ def _axis_weights(start: jax.Array, end: jax.Array, size: int, pooled: int, max_
   extent = jnp.maximum(end - start, 1.0)
   bin_size = extent / pooled
   grid = jnp.minimum(jnp.ceil(extent / pooled), max_grid)  # [...]
-  k = jnp.arange(max_grid, dtype=jnp.float32)
-  p = jnp.arange(pooled, dtype=jnp.float32)
+  k = jnp.arange(max_grid, dtype=start.dtype)
+  p = jnp.arange(pooled, dtype=start.dtype)
   coords = (start[..., None, None] + p[:, None] * bin_size[..., None, None] +
             (k + 0.5) * (bin_size / grid)[..., None, None])  # [..., pooled, max_grid]
   used = (k < grid[..., None, None]) & (coords >= -1.0) & (coords <= size)
@@ -65,7 +65,7 @@ def roi_align(features: jax.Array, boxes: jax.Array, output_size: int = 8,
   _, h, w, _ = features.shape
   if max_grid is None:
     max_grid = math.ceil(max(h, w) / output_size)
-  boxes = boxes.astype(jnp.float32) * spatial_scale
+  boxes = upcast(boxes) * spatial_scale
   ay, gy = _axis_weights(boxes[..., 1], boxes[..., 3], h, output_size, max_grid)
   ax, gx = _axis_weights(boxes[..., 0], boxes[..., 2], w, output_size, max_grid)
   count = (gy * gx)[..., None, None, None]

@@ -1,0 +1,191 @@
+"""COCO-Stuff 2017 (and the synthetic shapes set, which uses its layout) as TFDS builders.
+
+The official loader's rules (LAMA `data/cocostuff_loader.py`, from sg2im), applied exactly:
+  * only images that have at least one stuff annotation (of any kind) are kept;
+  * an object is kept when its box covers strictly more than 2% of the image (w*h / (W*H) > 0.02),
+    it is not crowd, and its category is not `other` (id 183);
+  * images with 3 to 8 kept objects are kept; objects are ordered instances first, then stuff, each in
+    annotation-file order; labels are the raw COCO category ids.
+TFDS stores the images in a fixed order (shuffled once by key hash, deterministically). Boxes are
+normalised by the image size, which must match the size the annotations state.
+
+Manual folder layout (MANUAL_DIR):
+  annotations/instances_{train,val}2017.json, annotations/stuff_{train,val}2017.json,
+  train2017/*.jpg, val2017/*.jpg
+"""
+import collections
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+
+from absl import logging
+import numpy as np
+from pycocotools import coco as coco_api
+import tensorflow_datasets as tfds
+
+from lama_jax import vocabulary as vocabulary_lib
+from lama_jax.datasets import common
+
+MIN_OBJECT_SIZE = 0.02  # a kept box covers strictly more than this fraction of the image
+MIN_OBJECTS, MAX_OBJECTS = 3, 8  # kept images have this many kept objects, inclusive
+OTHER_NAME = 'other'  # COCO-Stuff id 183, dropped like the official loader does
+SPLITS = ('train', 'val')
+
+
+@dataclasses.dataclass
+class SplitStats:
+  """What the filters did to one split (written to the dataset's metadata)."""
+  images: int = 0  # kept images
+  objects: int = 0  # objects in kept images
+  skipped_degenerate_boxes: int = 0  # annotations with w <= 0 or h <= 0, skipped
+  images_without_stuff: int = 0
+  images_too_few_objects: int = 0
+  images_too_many_objects: int = 0
+
+
+def _load_coco(path: str) -> coco_api.COCO:
+  if not os.path.isfile(path):
+    raise common.DatasetError(
+        f'Missing annotation file {path}. Expected the COCO-Stuff 2017 layout: '
+        'annotations/{instances,stuff}_{train,val}2017.json and {train,val}2017/ image folders.')
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
+      return coco_api.COCO(path)
+  except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+    raise common.DatasetError(f'Annotation file {path} is not valid COCO JSON: {e!r}') from e
+
+
+def _box(ann: dict, path: str) -> tuple[float, float, float, float]:
+  bbox = ann.get('bbox')
+  try:
+    x, y, w, h = (float(v) for v in bbox)
+  except (TypeError, ValueError) as e:
+    raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a malformed bbox '
+                              f'{bbox!r} (need [x, y, w, h]).') from e
+  if not all(math.isfinite(v) for v in (x, y, w, h)):
+    raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a non-finite bbox {bbox}.')
+  return x, y, w, h
+
+
+def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord], SplitStats]:
+  """Applies the official COCO-Stuff rules to one split.
+
+  Args:
+    manual_dir: the COCO-Stuff 2017 folder (layout in the module docstring).
+    split: 'train' or 'val'.
+
+  Returns:
+    (kept images in the instances file's order, statistics).
+
+  Raises:
+    DatasetError: a missing or malformed annotation file, an annotation pointing at an image or
+      category that the files do not define.
+  """
+  paths = [os.path.join(manual_dir, 'annotations', f'{kind}_{split}2017.json')
+           for kind in ('instances', 'stuff')]
+  instances, stuff = (_load_coco(p) for p in paths)
+  images = {}
+  for img in instances.dataset.get('images', []):
+    images[img['id']] = img
+    if not (img.get('width', 0) > 0 and img.get('height', 0) > 0):
+      raise common.DatasetError(f'{paths[0]}: image id {img["id"]} has no positive width/height.')
+  names = {c['id']: c['name'] for c in instances.dataset.get('categories', [])}
+  names.update({c['id']: c['name'] for c in stuff.dataset.get('categories', [])})
+
+  stats = SplitStats()
+  objects = collections.defaultdict(list)  # image id -> [(box, label)]
+  with_stuff = set()
+  for coco, path in ((instances, paths[0]), (stuff, paths[1])):
+    for ann in coco.dataset.get('annotations', []):
+      image_id, category = ann.get('image_id'), ann.get('category_id')
+      if image_id not in images:
+        raise common.DatasetError(f'{path}: annotation id {ann.get("id")} points at image id '
+                                  f'{image_id}, which {paths[0]} does not list.')
+      if category not in names:
+        raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has category id '
+                                  f'{category}, which neither annotation file defines.')
+      if coco is stuff:
+        with_stuff.add(image_id)
+      x, y, w, h = _box(ann, path)
+      if w <= 0 or h <= 0:
+        stats.skipped_degenerate_boxes += 1
+        logging.warning('%s: annotation id %s has an empty box %s; skipped.', path, ann.get('id'),
+                        ann['bbox'])
+        continue
+      width, height = images[image_id]['width'], images[image_id]['height']
+      if (w * h / (width * height) > MIN_OBJECT_SIZE and ann.get('iscrowd', 0) != 1
+          and names[category] != OTHER_NAME):
+        objects[image_id].append(((x, y, w, h), category))
+
+  records = []
+  for image_id, img in images.items():
+    if image_id not in with_stuff:
+      stats.images_without_stuff += 1
+      continue
+    objs = objects.get(image_id, [])
+    if len(objs) < MIN_OBJECTS:
+      stats.images_too_few_objects += 1
+      continue
+    if len(objs) > MAX_OBJECTS:
+      stats.images_too_many_objects += 1
+      continue
+    records.append(common.ImageRecord(
+        image_id=int(image_id), path=os.path.join(manual_dir, f'{split}2017', img['file_name']),
+        pixel_boxes=np.array([b for b, _ in objs], np.float64).reshape(-1, 4),
+        labels=np.array([c for _, c in objs], np.int64),
+        width=int(img['width']), height=int(img['height'])))
+    stats.images += 1
+    stats.objects += len(objs)
+  return records, stats
+
+
+class CocoStuff(tfds.core.GeneratorBasedBuilder):
+  """COCO-Stuff 2017 with the official LAMA filters: 74,777 train and 3,097 val images."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Official LAMA/sg2im filters; raw COCO ids; boxes (x, y, w, h).'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Point --manual_dir at a folder holding the COCO 2017 images and the COCO-Stuff 2017 annotations:
+    annotations/instances_train2017.json, annotations/instances_val2017.json  (COCO 2017)
+    annotations/stuff_train2017.json, annotations/stuff_val2017.json          (COCO-Stuff 2017)
+    train2017/*.jpg, val2017/*.jpg
+  """
+  VOCABULARY = 'coco_stuff'
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=common.features(), disable_shuffling=False, metadata=tfds.core.MetadataDict(),
+        homepage='https://github.com/nightrome/cocostuff',
+        description=self.__doc__)
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    vocab = vocabulary_lib.load_vocabulary(self.VOCABULARY)
+    generators = {}
+    for split in SPLITS:
+      records, stats = select_images(manual_dir, split)
+      what = f'{self.name} {split}'
+      common.check_labels(records, vocab, what)
+      common.check_files_exist(records, what)
+      if not records:
+        raise common.DatasetError(f'{what}: no image passes the filters ({stats}).')
+      self.info.metadata[split] = dataclasses.asdict(stats)
+      logging.info('%s: %s', what, stats)
+      generators[split] = self._generate_examples(records)
+    return generators
+
+  def _generate_examples(self, records: list[common.ImageRecord]):
+    for record in records:
+      yield record.image_id, common.to_example(record)
+
+
+class Shapes(CocoStuff):
+  """The synthetic shapes set (`python -m lama_jax.datasets.shapes`), same rules as COCO-Stuff."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Point --manual_dir at the output of `python -m lama_jax.datasets.shapes --out DIR`.
+  """
+  VOCABULARY = 'shapes'

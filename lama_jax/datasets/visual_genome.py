@@ -1,0 +1,137 @@
+"""Visual Genome, the sg2im split and vocabulary, as a TFDS builder.
+
+We read the official preprocessed files (what LAMA's `data/vg.py` reads), not the raw VG JSON: the
+split, the 179-class vocabulary and the object filtering then match the official ones by construction.
+Make them with the official `scripts/download_vg.sh` and `scripts/preprocess_vg.py` (sg2im's).
+
+Manual folder layout (MANUAL_DIR, the official `datasets/vg`):
+  train.h5, val.h5   sg2im HDF5: image_ids, image_paths, object_names, object_boxes (pixels x, y, w, h),
+                     objects_per_image, relationships_per_image, relationship_{subjects,objects}
+  vocab.json         sg2im vocabulary; object_idx_to_name[0] == '__image__'
+  images/            the VG images, addressed by image_paths (e.g. VG_100K/2345678.jpg)
+
+Objects per image follow the official loader's count rule, deterministically: objects that take part
+in a relationship come first (up to 10); when fewer than 10, orphan objects fill up to 9 in all. The
+official loader picks these at random each epoch and appends an `__image__` object; we pick the first
+ones in file order and add no `__image__` object (label 0 is padding in our batches anyway).
+"""
+import dataclasses
+import json
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from lama_jax import vocabulary as vocabulary_lib
+from lama_jax.datasets import common
+
+MAX_OBJECTS = 10  # the official loader's max_objects for VG
+SPLITS = ('train', 'val')
+_H5_KEYS = ('image_ids', 'image_paths', 'object_names', 'object_boxes', 'objects_per_image',
+            'relationships_per_image', 'relationship_subjects', 'relationship_objects')
+
+
+@dataclasses.dataclass
+class SplitStats:
+  images: int = 0
+  objects: int = 0
+  skipped_degenerate_boxes: int = 0
+
+
+def load_vocabulary(manual_dir: str) -> vocabulary_lib.Vocabulary:
+  """Reads sg2im's vocab.json into our vocabulary format."""
+  path = os.path.join(manual_dir, 'vocab.json')
+  if not os.path.isfile(path):
+    raise common.DatasetError(f'Missing {path} (the sg2im vocabulary from preprocess_vg.py).')
+  try:
+    with open(path) as f:
+      names = json.load(f)['object_idx_to_name']
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise common.DatasetError(f'{path} is not an sg2im vocab.json (object_idx_to_name): {e!r}') from e
+  return vocabulary_lib.Vocabulary(dataset='visual_genome', num_classes=len(names),
+                                   id_to_name={i: str(n) for i, n in enumerate(names)})
+
+
+def _chosen_objects(data: dict, i: int) -> list[int]:
+  """Indices of image i's objects, by the official count rule (see the module docstring)."""
+  num_objects = int(data['objects_per_image'][i])
+  with_rels = set()
+  for r in range(int(data['relationships_per_image'][i])):
+    with_rels.update((int(data['relationship_subjects'][i, r]),
+                      int(data['relationship_objects'][i, r])))
+  with_rels = sorted(with_rels)
+  if len(with_rels) > MAX_OBJECTS - 1:
+    return with_rels[:MAX_OBJECTS]
+  orphans = [j for j in range(num_objects) if j not in set(with_rels)]
+  return with_rels + orphans[:MAX_OBJECTS - 1 - len(with_rels)]
+
+
+def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord], SplitStats]:
+  """Reads one split of the sg2im HDF5 files into image records."""
+  import h5py  # pylint: disable=g-import-not-at-top  (only Visual Genome needs it)
+  path = os.path.join(manual_dir, f'{split}.h5')
+  if not os.path.isfile(path):
+    raise common.DatasetError(f'Missing {path} (the sg2im split file from preprocess_vg.py).')
+  try:
+    with h5py.File(path, 'r') as f:
+      missing = [k for k in _H5_KEYS if k not in f]
+      if missing:
+        raise common.DatasetError(f'{path} lacks the sg2im datasets {missing}.')
+      data = {k: f[k][()] for k in _H5_KEYS}
+  except OSError as e:
+    raise common.DatasetError(f'Cannot read {path} as HDF5: {e}') from e
+  stats = SplitStats()
+  records = []
+  for i, image_id in enumerate(data['image_ids']):
+    image_path = data['image_paths'][i]
+    image_path = image_path.decode() if isinstance(image_path, bytes) else str(image_path)
+    boxes, labels = [], []
+    for j in _chosen_objects(data, i):
+      x, y, w, h = (float(v) for v in data['object_boxes'][i, j])
+      if w <= 0 or h <= 0:
+        stats.skipped_degenerate_boxes += 1
+        logging.warning('%s: image id %d object %d has an empty box; skipped.', path, image_id, j)
+        continue
+      boxes.append((x, y, w, h))
+      labels.append(int(data['object_names'][i, j]))
+    records.append(common.ImageRecord(
+        image_id=int(image_id), path=os.path.join(manual_dir, 'images', image_path),
+        pixel_boxes=np.array(boxes, np.float64).reshape(-1, 4), labels=np.array(labels, np.int64)))
+    stats.images += 1
+    stats.objects += len(labels)
+  return records, stats
+
+
+class VisualGenome(tfds.core.GeneratorBasedBuilder):
+  """Visual Genome, sg2im split: 62,565 train and 5,062 val images, <= 10 objects, 179 classes."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'sg2im h5 split and vocabulary; boxes (x, y, w, h).'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Point --manual_dir at the official `datasets/vg` folder after `scripts/download_vg.sh` and
+  `scripts/preprocess_vg.py`: train.h5, val.h5, vocab.json and images/.
+  """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=common.features(), disable_shuffling=False, metadata=tfds.core.MetadataDict(),
+        homepage='https://visualgenome.org', description=self.__doc__)
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    vocab = load_vocabulary(manual_dir)
+    self.info.metadata['vocabulary'] = vocab.to_json()
+    generators = {}
+    for split in SPLITS:
+      records, stats = select_images(manual_dir, split)
+      what = f'{self.name} {split}'
+      common.check_labels(records, vocab, what)
+      common.check_files_exist(records, what)
+      self.info.metadata[split] = dataclasses.asdict(stats)
+      generators[split] = self._generate_examples(records)
+    return generators
+
+  def _generate_examples(self, records: list[common.ImageRecord]):
+    for record in records:
+      yield record.image_id, common.to_example(record)

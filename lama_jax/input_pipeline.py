@@ -1,0 +1,167 @@
+"""tf.data input pipeline: prepared TFRecords -> batches {image, boxes, labels}.
+
+Each example is decoded, resized bilinearly to a square (aspect ignored, like the official loader; with
+antialiasing and rounding to 8 bits, as PIL's BILINEAR resize does), scaled to [-1, 1], optionally
+mirrored, and its objects are padded with the official padding (label 0, box (-0.6, -0.6, 0.5, 0.5)).
+
+Flip modes for training:
+  'official': every image appears twice per epoch, once as is and once mirrored (x -> 1 - (x + w)),
+              so an epoch is twice the split (the official `left_right_flip=True`).
+  'random':   each example is mirrored with probability 1/2 (seeded).
+  'none':     no flip.
+
+Each process reads its own, equally sized part of the training split (TFDS `even_splits` over
+`jax.process_count()`), so hosts never see the same image and all take the same number of steps.
+"""
+from absl import logging
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from lama_jax.datasets import builders
+
+tf.config.set_visible_devices([], 'GPU')  # TensorFlow must never take the accelerators from JAX
+
+PAD_LABEL = 0  # `__image__`
+PAD_BOX = (-0.6, -0.6, 0.5, 0.5)  # the official loader's padding box
+DEFAULT_MAX_OBJECTS = {'coco_stuff': 8, 'visual_genome': 10, 'shapes': 8}
+FLIP_MODES = ('official', 'random', 'none')
+_SPLIT_ALIASES = {'validation': 'val', 'test': 'val'}
+
+
+def _builder(data_dir: str, dataset: str) -> tfds.core.DatasetBuilder:
+  if dataset not in builders.BUILDERS:
+    raise ValueError(f'Unknown dataset {dataset!r}; choose from {sorted(builders.BUILDERS)}.')
+  builder = builders.BUILDERS[dataset](data_dir=data_dir)
+  if not builder.info.splits:
+    raise FileNotFoundError(
+        f'No prepared {dataset} in {data_dir} (looked for {builder.data_dir}). Run: python -m '
+        f'lama_jax.prepare --dataset {dataset} --manual_dir DIR --data_dir {data_dir}')
+  return builder
+
+
+def _split_name(builder: tfds.core.DatasetBuilder, split: str) -> str:
+  split = _SPLIT_ALIASES.get(split, split)
+  if split not in builder.info.splits:
+    raise ValueError(f'{builder.name} has splits {list(builder.info.splits)}, not {split!r}.')
+  return split
+
+
+def num_examples(data_dir: str, dataset: str, split: str) -> int:
+  """Images in a prepared split ('train' or 'val'), before flip doubling."""
+  builder = _builder(data_dir, dataset)
+  return builder.info.splits[_split_name(builder, split)].num_examples
+
+
+def steps_per_epoch(data_dir: str, dataset: str, global_batch_size: int,
+                    flip: str = 'official') -> int:
+  """Training steps in one epoch (the official flip doubles it), equal on every process."""
+  per_process = num_examples(data_dir, dataset, 'train') // jax.process_count()
+  copies = 2 if flip == 'official' else 1
+  return per_process * copies // (global_batch_size // jax.process_count())
+
+
+def _read(builder: tfds.core.DatasetBuilder, split, shuffle: bool, seed: int) -> tf.data.Dataset:
+  options = tf.data.Options()
+  options.deterministic = True
+  read_config = tfds.ReadConfig(shuffle_seed=seed, options=options)
+  return builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config,
+                            decoders={'image': tfds.decode.SkipDecoding()})
+
+
+def _preprocess(example: dict, flip: tf.Tensor, image_size: int, max_objects: int) -> dict:
+  """Decodes, resizes, scales, mirrors when `flip`, and pads one example."""
+  image = tf.io.decode_image(example['image'], channels=3, expand_animations=False)
+  image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size),
+                          method='bilinear', antialias=True)
+  image = tf.clip_by_value(tf.round(image), 0.0, 255.0) / 127.5 - 1.0  # [H, W, 3]
+  boxes = tf.cast(example['boxes'][:max_objects], tf.float32)  # [N, 4]
+  labels = tf.cast(example['labels'][:max_objects], tf.int32)  # [N]
+  x, y, w, h = tf.unstack(boxes, axis=-1)
+  image = tf.where(flip, tf.reverse(image, axis=[1]), image)
+  boxes = tf.where(flip, tf.stack([1.0 - (x + w), y, w, h], axis=-1), boxes)
+  pad = max_objects - tf.shape(labels)[0]
+  boxes = tf.concat([boxes, tf.tile(tf.constant([PAD_BOX], tf.float32), [pad, 1])], axis=0)
+  labels = tf.pad(labels, [[0, pad]], constant_values=PAD_LABEL)
+  out = {'image': tf.ensure_shape(image, (image_size, image_size, 3)),
+         'boxes': tf.ensure_shape(boxes, (max_objects, 4)),
+         'labels': tf.ensure_shape(labels, (max_objects,))}
+  if 'image_id' in example:
+    out['image_id'] = example['image_id']
+  return out
+
+
+def _warn_truncation(dataset: str, max_objects: int) -> None:
+  if max_objects < DEFAULT_MAX_OBJECTS[dataset]:
+    logging.warning('max_objects=%d < %d: images with more objects keep only their first %d.',
+                    max_objects, DEFAULT_MAX_OBJECTS[dataset], max_objects)
+
+
+def create_train_dataset(data_dir: str, dataset: str, image_size: int, global_batch_size: int,
+                         max_objects: int, flip: str = 'official', seed: int = 0,
+                         shuffle_buffer: int = 2048) -> tf.data.Dataset:
+  """The infinite, shuffled training stream of this process.
+
+  Args:
+    data_dir: the TFDS data dir given to `prepare`.
+    dataset: 'coco_stuff', 'visual_genome' or 'shapes'.
+    image_size: output side in pixels.
+    global_batch_size: batch over all processes; each yields global_batch_size // process_count.
+    max_objects: O, objects per image after padding (COCO 8, VG 10, shapes 8).
+    flip: 'official', 'random' or 'none' (see the module docstring).
+    seed: shuffling (and random flip) seed; the same seed gives the same stream.
+    shuffle_buffer: examples in the shuffle buffer (encoded, so cheap).
+
+  Returns:
+    A dataset of {'image': float32 [B, H, W, 3] in [-1, 1], 'boxes': float32 [B, O, 4],
+    'labels': int32 [B, O]}, B = global_batch_size // jax.process_count(), last partial batch dropped.
+  """
+  if flip not in FLIP_MODES:
+    raise ValueError(f'flip must be one of {FLIP_MODES}, not {flip!r}.')
+  count, index = jax.process_count(), jax.process_index()
+  if global_batch_size % count:
+    raise ValueError(f'global_batch_size {global_batch_size} is not divisible by the '
+                     f'{count} processes.')
+  _warn_truncation(dataset, max_objects)
+  builder = _builder(data_dir, dataset)
+  split = tfds.even_splits(_split_name(builder, 'train'), n=count, drop_remainder=True)[index]
+  ds = _read(builder, split, shuffle=True, seed=seed)
+  if flip == 'official':
+    # Each record twice, unflipped and flipped; the shuffle below mixes the copies over the epoch.
+    ds = ds.map(lambda ex: {**{k: tf.stack([v, v]) for k, v in ex.items()},
+                            'flip': tf.constant([False, True])}).unbatch()
+  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+  if flip == 'random':
+    coins = tf.data.Dataset.random(seed=seed).map(lambda r: r % 2 == 1)
+    ds = tf.data.Dataset.zip(ds, coins).map(lambda ex, c: {**ex, 'flip': c})
+  elif flip == 'none':
+    ds = ds.map(lambda ex: {**ex, 'flip': tf.constant(False)})
+  ds = ds.map(lambda ex: _preprocess({k: v for k, v in ex.items() if k != 'image_id'},
+                                     ex['flip'], image_size, max_objects),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(global_batch_size // count, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def create_eval_dataset(data_dir: str, dataset: str, image_size: int, batch_size: int,
+                        max_objects: int) -> tf.data.Dataset:
+  """One pass over the whole val split in a fixed order, no flip, last partial batch kept.
+
+  Every process sees the whole split (callers that split evaluation across hosts shard it).
+
+  Returns:
+    A dataset of {'image', 'boxes', 'labels'} as in training plus 'image_id' int64 [B], the
+    dataset's original image ids.
+  """
+  _warn_truncation(dataset, max_objects)
+  builder = _builder(data_dir, dataset)
+  ds = _read(builder, _split_name(builder, 'val'), shuffle=False, seed=0)
+  ds = ds.map(lambda ex: _preprocess(ex, tf.constant(False), image_size, max_objects),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+
+
+def as_numpy(batch: dict) -> dict[str, np.ndarray]:
+  """A batch's tensors as NumPy arrays."""
+  return {k: np.asarray(v) for k, v in batch.items()}

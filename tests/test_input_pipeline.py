@@ -1,0 +1,120 @@
+"""The tf.data pipeline: batch contract, official flip, sharding, determinism, resize."""
+import os
+
+import jax
+import numpy as np
+from PIL import Image
+import pytest
+
+from lama_jax import input_pipeline
+from lama_jax import prepare as prepare_lib
+from tests import coco_fixture
+
+N_TRAIN = len(coco_fixture.EXPECTED['train'])  # 8
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+  manual = coco_fixture.write_coco(str(tmp_path_factory.mktemp('coco')))
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  prepare_lib.prepare('coco_stuff', manual, data_dir)
+  return data_dir, manual
+
+
+def _take(ds, n):
+  return [input_pipeline.as_numpy(b) for _, b in zip(range(n), ds)]
+
+
+def _unbatch(batches):
+  return [{k: v[i] for k, v in b.items()} for b in batches for i in range(len(b['labels']))]
+
+
+def test_batch_contract(data):
+  data_dir, _ = data
+  (batch,) = _take(input_pipeline.create_train_dataset(data_dir, 'coco_stuff', 32, 4, 8), 1)
+  assert batch['image'].shape == (4, 32, 32, 3) and batch['image'].dtype == np.float32
+  assert batch['boxes'].shape == (4, 8, 4) and batch['boxes'].dtype == np.float32
+  assert batch['labels'].shape == (4, 8) and batch['labels'].dtype == np.int32
+  assert set(batch) == {'image', 'boxes', 'labels'}
+  assert -1.0 <= batch['image'].min() and batch['image'].max() <= 1.0
+  pad = batch['labels'] == 0
+  assert pad.any()
+  np.testing.assert_array_equal(batch['boxes'][pad],
+                                np.tile(np.float32([-0.6, -0.6, 0.5, 0.5]), (pad.sum(), 1)))
+
+
+def test_eval_fixed_order_partial_batch_and_ids(data):
+  data_dir, _ = data
+  ds = input_pipeline.create_eval_dataset(data_dir, 'coco_stuff', 16, 4, 8)
+  first, second = list(ds.as_numpy_iterator()), list(ds.as_numpy_iterator())
+  assert len(first) == 1 and first[0]['image_id'].tolist() == [101]  # one image: partial batch
+  np.testing.assert_array_equal(first[0]['image'], second[0]['image'])
+  assert first[0]['labels'][0].tolist() == [1, 3, 157, 0, 0, 0, 0, 0]
+  assert input_pipeline.num_examples(data_dir, 'coco_stuff', 'val') == 1
+
+
+def test_resize_matches_pil_bilinear(data):
+  data_dir, manual = data
+  (batch,) = input_pipeline.create_eval_dataset(data_dir, 'coco_stuff', 48, 1, 8).as_numpy_iterator()
+  pil = Image.open(os.path.join(manual, 'val2017', '000000000101.jpg')).convert('RGB')
+  want = np.asarray(pil.resize((48, 48), Image.BILINEAR), np.float32) / 127.5 - 1
+  assert np.abs(batch['image'][0] - want).max() <= 3 / 127.5
+
+
+def test_official_flip_mirrors_every_image_once_per_epoch(data):
+  data_dir, _ = data
+  assert input_pipeline.steps_per_epoch(data_dir, 'coco_stuff', 2, 'official') == N_TRAIN
+  ds = input_pipeline.create_train_dataset(data_dir, 'coco_stuff', 16, 1, 8, flip='official')
+  epoch = _unbatch(_take(ds, 2 * N_TRAIN))
+  groups = {}
+  for ex in epoch:
+    groups.setdefault(tuple(ex['labels']), []).append(ex)
+  assert len(groups) == N_TRAIN and all(len(g) == 2 for g in groups.values())
+  for labels, (a, b) in groups.items():
+    # The fixture images are white on their left half: that tells the original.
+    orig, flipped = (a, b) if a['image'][:, 0].mean() > b['image'][:, 0].mean() else (b, a)
+    np.testing.assert_array_equal(flipped['image'], orig['image'][:, ::-1])
+    real = np.array(labels) > 0
+    x, y, w, h = orig['boxes'][real].T
+    np.testing.assert_allclose(flipped['boxes'][real], np.stack([1 - (x + w), y, w, h], -1),
+                               atol=1e-6)
+    np.testing.assert_array_equal(flipped['boxes'][~real], orig['boxes'][~real])
+  originals = {tuple(l for l, _ in objs): objs for objs in coco_fixture.EXPECTED['train'].values()}
+  for labels, group in groups.items():
+    assert tuple(l for l in labels if l) in originals
+
+
+def test_none_and_random_flip_deterministic(data):
+  data_dir, _ = data
+  make = lambda flip, seed: input_pipeline.create_train_dataset(
+      data_dir, 'coco_stuff', 16, 2, 8, flip=flip, seed=seed)
+  epoch = _unbatch(_take(make('none', 0), N_TRAIN // 2))
+  assert len({tuple(ex['labels']) for ex in epoch}) == N_TRAIN
+  a, b = _take(make('random', 5), 6), _take(make('random', 5), 6)
+  for x, y in zip(a, b):
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+  c = _take(make('random', 6), 6)
+  assert any(not np.array_equal(x['image'], y['image']) for x, y in zip(a, c))
+
+
+def test_processes_read_disjoint_shards(data, monkeypatch):
+  data_dir, _ = data
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  seen = []
+  for index in range(2):
+    monkeypatch.setattr(jax, 'process_index', lambda index=index: index)
+    ds = input_pipeline.create_train_dataset(data_dir, 'coco_stuff', 16, 2, 8, flip='none')
+    batches = _take(ds, N_TRAIN)  # local batch 1; two epochs of this process's shard
+    assert batches[0]['image'].shape[0] == 1
+    shard = [tuple(ex['labels']) for ex in _unbatch(batches)]
+    assert sorted(shard[:N_TRAIN // 2]) == sorted(shard[N_TRAIN // 2:])  # an epoch = its shard
+    seen.append(set(shard))
+  assert len(seen[0]) == len(seen[1]) == N_TRAIN // 2
+  assert not seen[0] & seen[1]
+  assert input_pipeline.steps_per_epoch(data_dir, 'coco_stuff', 2, 'none') == N_TRAIN // 2
+
+
+def test_unprepared_dataset_says_how_to_prepare(tmp_path):
+  with pytest.raises(FileNotFoundError, match='python -m lama_jax.prepare --dataset shapes'):
+    input_pipeline.create_eval_dataset(str(tmp_path), 'shapes', 16, 2, 8)

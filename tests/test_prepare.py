@@ -1,0 +1,172 @@
+"""prepare: the official COCO-Stuff filters on a fixture, Visual Genome's h5, and clear errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+from lama_jax import prepare as prepare_lib
+from lama_jax import vocabulary
+from lama_jax.datasets import builders
+from lama_jax.datasets import common
+from tests import coco_fixture
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+  manual = coco_fixture.write_coco(str(tmp_path_factory.mktemp('coco')))
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  return prepare_lib.prepare('coco_stuff', manual, data_dir), data_dir
+
+
+def _read_split(data_dir: str, split: str) -> dict[int, dict]:
+  builder = builders.BUILDERS['coco_stuff'](data_dir=data_dir)
+  ds = builder.as_dataset(split=split, decoders={'image': tfds.decode.SkipDecoding()})
+  return {int(ex['image_id']): ex for ex in tfds.as_numpy(ds)}
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_kept_images_and_objects_follow_official_rules(prepared, split):
+  summaries, data_dir = prepared
+  expected = coco_fixture.EXPECTED[split]
+  got = _read_split(data_dir, split)
+  assert sorted(got) == sorted(expected)
+  for image_id, objects in expected.items():
+    w, h, _ = coco_fixture.IMAGES[split][image_id]
+    ex = got[image_id]
+    np.testing.assert_array_equal(ex['labels'], [c for c, _ in objects])
+    want = np.array([(x / w, y / h, bw / w, bh / h) for _, (x, y, bw, bh) in objects], np.float32)
+    np.testing.assert_allclose(ex['boxes'], want, rtol=1e-6)
+    assert ex['image'][:2] == b'\xff\xd8'  # the original JPEG, stored as is
+  assert summaries[split] == {
+      'split': split, 'images': len(expected), 'objects': sum(map(len, expected.values())),
+      'skipped_degenerate_boxes': coco_fixture.DEGENERATE[split]}
+
+
+def test_prepared_dataset_found_by_name(prepared):
+  summaries, data_dir = prepared
+  builder = tfds.builder('coco_stuff', data_dir=data_dir)  # registered by name
+  assert builder.info.splits['train'].num_examples == summaries['train']['images']
+
+
+def _broken_copy(tmp_path, break_it) -> str:
+  manual = coco_fixture.write_coco(str(tmp_path / 'coco'))
+  break_it(manual)
+  return manual
+
+
+def _edit_json(manual, name, edit):
+  path = os.path.join(manual, 'annotations', name)
+  with open(path) as f:
+    data = json.load(f)
+  edit(data)
+  with open(path, 'w') as f:
+    json.dump(data, f)
+
+
+@pytest.mark.parametrize('break_it, message', [
+    (lambda m: os.remove(os.path.join(m, 'annotations', 'stuff_val2017.json')),
+     'Missing annotation file .*stuff_val2017.json'),
+    (lambda m: os.remove(os.path.join(m, 'train2017', '000000000003.jpg')),
+     r'missing: .*000000000003.jpg \(image id 3\)'),
+    (lambda m: _edit_json(m, 'instances_train2017.json', lambda d: d['annotations'].append(
+        {'id': 999, 'image_id': 4242, 'category_id': 1, 'bbox': [0, 0, 9, 9], 'iscrowd': 0})),
+     'annotation id 999 points at image id 4242'),
+    (lambda m: _edit_json(m, 'stuff_train2017.json', lambda d: d['annotations'].append(
+        {'id': 998, 'image_id': 1, 'category_id': 77, 'bbox': [0, 0, 9, 9], 'iscrowd': 0})),
+     'annotation id 998 has category id 77'),
+    (lambda m: open(os.path.join(m, 'annotations', 'instances_val2017.json'), 'w').write('{"im'),
+     'instances_val2017.json is not valid COCO JSON'),
+    (lambda m: open(os.path.join(m, 'train2017', '000000000002.jpg'), 'wb').write(b'\xff\xd8junk'),
+     r'Corrupt or unreadable image .*000000000002.jpg \(image id 2\)'),
+    (lambda m: Image.new('RGB', (7, 7)).save(os.path.join(m, 'val2017', '000000000101.jpg')),
+     'is 7x7 but its annotations say 80x80'),
+])
+def test_bad_input_gives_clear_error(tmp_path, break_it, message):
+  manual = _broken_copy(tmp_path, break_it)
+  out = tmp_path / 'tfds'
+  with pytest.raises(common.DatasetError, match=message):
+    prepare_lib.prepare('coco_stuff', manual, str(out))
+  # Nothing half-written is left where a later run would take it for a finished dataset.
+  assert not (out / 'coco_stuff' / '1.0.0').exists()
+
+
+def test_cli_error_is_one_clear_line(tmp_path):
+  manual = coco_fixture.write_coco(str(tmp_path / 'coco'))
+  os.remove(os.path.join(manual, 'annotations', 'instances_train2017.json'))
+  proc = subprocess.run(
+      [sys.executable, '-m', 'lama_jax.prepare', '--dataset', 'coco_stuff', '--manual_dir', manual,
+       '--data_dir', str(tmp_path / 'tfds')], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1
+  assert 'error: Missing annotation file' in proc.stderr
+  assert 'instances_train2017.json' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
+def _write_vg(root) -> str:
+  import h5py  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.join(root, 'images', 'VG_100K'))
+  names = ['__image__'] + [f'cls{i}' for i in range(1, 179)]
+  with open(os.path.join(root, 'vocab.json'), 'w') as f:
+    json.dump({'object_idx_to_name': names, 'object_name_to_idx': {}}, f)
+  for split, ids in (('train', [11, 12]), ('val', [21])):
+    n, max_obj = len(ids), 12
+    names_arr = np.full((n, max_obj), -1)
+    boxes = np.zeros((n, max_obj, 4))
+    per_image = np.array([12, 4, 3][:n])
+    for i in range(n):
+      names_arr[i, :per_image[i]] = np.arange(1, per_image[i] + 1)
+      boxes[i, :per_image[i]] = [10, 5, 20, 10]
+    boxes[1 if n > 1 else 0, 0] = [3, 3, 0, 5]  # a degenerate box
+    subjects = np.array([[2, 3, 0], [1, 0, 0]])[:n]
+    objects = np.array([[5, 7, 0], [2, 0, 0]])[:n]
+    with h5py.File(os.path.join(root, f'{split}.h5'), 'w') as f:
+      f['image_ids'] = np.array(ids)
+      f.create_dataset('image_paths', data=np.array([f'VG_100K/{i}.jpg' for i in ids], object),
+                       dtype=h5py.string_dtype())
+      f['object_names'] = names_arr
+      f['object_boxes'] = boxes
+      f['objects_per_image'] = per_image
+      f['relationships_per_image'] = np.array([2, 1][:n])
+      f['relationship_subjects'] = subjects
+      f['relationship_objects'] = objects
+    for i in ids:
+      Image.new('RGB', (100, 50), (i, 0, 0)).save(os.path.join(root, 'images', 'VG_100K',
+                                                               f'{i}.jpg'))
+  return root
+
+
+def test_visual_genome_from_sg2im_h5(tmp_path):
+  manual = _write_vg(str(tmp_path / 'vg'))
+  data_dir = str(tmp_path / 'tfds')
+  summaries = prepare_lib.prepare('visual_genome', manual, data_dir)
+  assert summaries['train']['images'] == 2 and summaries['val']['images'] == 1
+  ds = builders.BUILDERS['visual_genome'](data_dir=data_dir).as_dataset(split='train')
+  got = {int(ex['image_id']): ex for ex in tfds.as_numpy(ds)}
+  # Image 11: objects 2, 3, 5, 7 are in relationships, then orphans fill up to 9 objects.
+  np.testing.assert_array_equal(got[11]['labels'], [3, 4, 6, 8, 1, 2, 5, 7, 9])
+  np.testing.assert_allclose(got[11]['boxes'][0], [0.1, 0.1, 0.2, 0.2])
+  # Image 12: object 0 has an empty box: skipped and counted.
+  np.testing.assert_array_equal(got[12]['labels'], [2, 3, 4])
+  assert summaries['train']['skipped_degenerate_boxes'] == 1
+  vocab = vocabulary.load_vocabulary(os.path.join(data_dir, 'visual_genome', 'vocab.json'))
+  assert vocab.num_classes == 179 and vocab.id_to_name[5] == 'cls5'
+
+
+def test_shipped_vocabularies():
+  coco = vocabulary.load_vocabulary('coco_stuff')
+  assert coco.num_classes == 184 and len(coco.id_to_name) == 184
+  assert (coco.id_to_name[1], coco.id_to_name[92], coco.id_to_name[182]) == (
+      'person', 'banner', 'wood')
+  assert coco.id_to_name[183] == 'other' and coco.id_to_name[12] == '__unused_12__'
+  assert sum(not n.startswith('__') for n in coco.id_to_name.values()) == 80 + 91 + 1
+  shapes = vocabulary.load_vocabulary('shapes')
+  assert shapes.num_classes == 14 and shapes.name_to_id['water'] == 13
+  assert vocabulary.Vocabulary.from_json(shapes.to_json()) == shapes
