@@ -20,18 +20,20 @@ class ResBlockG(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, w: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, w: jax.Array, mask: jax.Array, noise: tuple[jax.Array, jax.Array],
+               train: bool) -> jax.Array:
+    """x [B,H,W,C]; w [B,O,num_w]; mask [B,O,Hm,Wm]; noise: two [B,2H,2W,1] maps (or H×W)."""
     in_ch = x.shape[-1]
     h = ISLANorm(self.norm, self.dtype, name='b1')(x, w, mask, train)
     h = leaky_relu(h)
     if self.upsample:
       h = upsample_nearest(h)
     h = SNConv(self.out_ch, 3, use_bias=False, dtype=self.dtype, name='conv1')(h, train)
-    h = NoiseInjection(self.noise, name='noise1')(h)
+    h = NoiseInjection(self.noise, name='noise1')(h, noise[0])
     h = ISLANorm(self.norm, self.dtype, name='b2')(h, w, mask, train)
     h = leaky_relu(h)
     h = SNConv(self.out_ch, 3, use_bias=False, dtype=self.dtype, name='conv2')(h, train)
-    h = NoiseInjection(self.noise, name='noise2')(h)
+    h = NoiseInjection(self.noise, name='noise2')(h, noise[1])
 
     sc = x
     if in_ch != self.out_ch or self.upsample:

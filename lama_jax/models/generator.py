@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from lama_jax.models.blocks import ResBlockG
-from lama_jax.models.layers import BatchNorm, Dtype, SNConv, SNDense, leaky_relu, orthogonal
+from lama_jax.models.init import orthogonal
+from lama_jax.models.layers import BatchNorm, Dtype, SNConv, SNDense, leaky_relu
 from lama_jax.models.mask import LAMA, MaskRegressNet
 from lama_jax.models.resize import upcast
 
@@ -47,6 +48,19 @@ class Generator(nn.Module):
   def image_size(self) -> int:
     return 4 * 2 ** (len(self.channels) - 1)
 
+  def _noise_maps(self, batch: int) -> list[jax.Array]:
+    """Two N(0, 1) maps [B, r, r, 1] per block (r its output side), drawn in one call.
+
+    One draw instead of one per layer: each random call site is a kernel XLA must compile.
+    """
+    sides = [8 * 2 ** i for i in range(len(self.channels) - 1) for _ in range(2)]
+    flat = jax.random.normal(self.make_rng('noise'), (batch, sum(r * r for r in sides)))
+    maps, start = [], 0
+    for r in sides:
+      maps.append(flat[:, start:start + r * r].reshape(batch, r, r, 1))
+      start += r * r
+    return maps
+
   @nn.compact
   def __call__(self, z_obj: jax.Array, boxes: jax.Array, labels: jax.Array, z_im: jax.Array,
                train: bool = False, apply_tanh: bool = True
@@ -84,9 +98,11 @@ class Generator(nn.Module):
     c0 = self.channels[0] * self.ch
     x = SNDense(4 * 4 * c0, dtype=self.dtype, name='fc')(upcast(z_im), train)
     x = x.reshape(b, c0, 4, 4).transpose(0, 2, 3, 1)  # PyTorch's (C, 4, 4) view, to NHWC
+    noise = self._noise_maps(b) if self.noise else None
     for i, mult in enumerate(self.channels[1:]):
       x = ResBlockG(mult * self.ch, upsample=True, norm=self.norm, noise=self.noise,
-                    dtype=self.dtype, name=f'res{i}')(x, w, mask, train)
+                    dtype=self.dtype, name=f'res{i}')(
+                        x, w, mask, noise[2 * i:2 * i + 2] if noise else (None, None), train)
     x = leaky_relu(BatchNorm(name='final_bn')(x, train))
     x = upcast(SNConv(3, 3, dtype=self.dtype, name='final_conv')(x, train))
     image = jnp.tanh(x) if apply_tanh else x

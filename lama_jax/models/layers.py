@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lama_jax.models import init
+from lama_jax.models.init import orthogonal
 from lama_jax.models.resize import resize_bilinear, upcast
 
 Dtype = Any
@@ -24,14 +26,6 @@ Dtype = Any
 LEAKY_SLOPE = 0.01
 EPS_CONV = 1e-4  # the official `conv2d` helper: spectral_norm(conv, eps=1e-4)
 EPS_DEFAULT = 1e-12  # torch's default: Linear, Embedding, the mask 1×1 conv, LAMA convs
-
-orthogonal = nn.initializers.orthogonal()
-
-
-def _unit_row_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-  # PyTorch's orthogonal init of a (1, C, 1, 1) tensor: one random unit row, so softplus ≈ 0.69.
-  return orthogonal(key, (1,) + tuple(shape), dtype).reshape(shape)
-
 
 def leaky_relu(x: jax.Array) -> jax.Array:
   return nn.leaky_relu(x, LEAKY_SLOPE)
@@ -55,7 +49,7 @@ def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, eps: f
   out_dim, in_dim = w_mat.shape
 
   def init_vector(n):
-    return lambda: _l2_normalize(jax.random.normal(module.make_rng('params'), (n,)), eps)
+    return lambda: _l2_normalize(init.normal(module.make_rng('params'), (n,)), eps)
 
   u_var = module.variable('spectral', 'u', init_vector(out_dim))
   v_var = module.variable('spectral', 'v', init_vector(in_dim))
@@ -180,17 +174,18 @@ class GroupNorm(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-  """Adds `softplus(seed_c) · n`, one N(0, 1) noise map per image shared by all channels."""
+  """Adds `softplus(seed_c) · n`, one N(0, 1) noise map per image shared by all channels.
+
+  The noise map is drawn by the caller (the generator draws every block's maps in one call).
+  """
   enabled: bool = True  # the Table 5 ablation "no noise" turns it off
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, noise: jax.Array) -> jax.Array:
+    """x [B, H, W, C]; noise [B, H, W, 1]."""
     if not self.enabled:
       return x
-    c = x.shape[-1]
-    seed = self.param('noise_weight_seed', _unit_row_init, (c,))
-    b, h, w, _ = x.shape
-    noise = jax.random.normal(self.make_rng('noise'), (b, h, w, 1), jnp.float32)
+    seed = self.param('noise_weight_seed', init.unit_row, (x.shape[-1],))
     return x + (jax.nn.softplus(seed) * noise).astype(x.dtype)
 
 
