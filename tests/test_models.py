@@ -305,3 +305,16 @@ def test_variants_run(overrides):
     d_vars = jax.jit(d.init)(rngs, img, boxes, labels)
     out_im, out_obj, _ = d.apply(d_vars, img, boxes, labels, train=False)
     assert bool(jnp.isfinite(out_im).all()) and bool(jnp.isfinite(out_obj).all())
+
+
+def test_given_masks_replace_the_layout_to_mask_stage():
+  """The mask-to-image experiment of Sec. 3 drives the generator with given (e.g. ground-truth) masks."""
+  g = make_generator(64, **TINY)
+  z, boxes, labels, z_im = _layout(1, 3)
+  masks = jnp.asarray(np.random.RandomState(0).uniform(0, 1, (1, 3, 64, 64)).astype(np.float32))
+  rngs = {'params': jax.random.key(0), 'noise': jax.random.key(1)}
+  variables = jax.jit(lambda: g.init(rngs, z, boxes, labels, z_im, masks=masks))()
+  assert 'mask_regress' not in variables['params'] and 'lama' not in variables['params']
+  _, mask, raw = g.apply(variables, z, boxes, labels, z_im, masks=masks, rngs=rngs)
+  np.testing.assert_array_equal(np.asarray(mask), np.asarray(masks))
+  np.testing.assert_array_equal(np.asarray(raw), np.asarray(masks))

@@ -63,7 +63,7 @@ class Generator(nn.Module):
 
   @nn.compact
   def __call__(self, z_obj: jax.Array, boxes: jax.Array, labels: jax.Array, z_im: jax.Array,
-               train: bool = False, apply_tanh: bool = True
+               train: bool = False, apply_tanh: bool = True, masks: jax.Array | None = None
                ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Generates images.
 
@@ -74,6 +74,8 @@ class Generator(nn.Module):
       z_im: [B, z_dim] image noise.
       train: BatchNorm batch statistics and one spectral-norm power iteration (mutable state).
       apply_tanh: False returns the pre-tanh output (for numerical comparisons).
+      masks: [B, O, H, W] semantic masks that replace the layout-to-mask stage, for the mask-to-image
+        experiment of Sec. 3 (trained on ground-truth masks); the mask network is then not used.
 
     Returns:
       image [B, H, W, 3] in [−1, 1], adapted mask [B, O, H, W] (unnormalised, as the official
@@ -85,13 +87,15 @@ class Generator(nn.Module):
     emb = nn.Embed(self.num_classes, self.embed_dim, embedding_init=orthogonal,
                    name='label_embedding')(labels)
     obj_feat = jnp.concatenate([emb, z_obj, upcast(boxes[..., 2:])], axis=-1)
-    raw_mask = MaskRegressNet(size, self.mask_hidden, dtype=self.dtype, name='mask_regress')(
-        obj_feat, boxes, train)
-    if self.mask_adaption:
-      lama = LAMA(obj_feat.shape[-1] // 4, self.lama_local_blocks, dtype=self.dtype, name='lama')
-      mask, _ = lama(obj_feat, raw_mask, train)
+    if masks is not None:
+      raw_mask = mask = upcast(masks)
     else:
+      raw_mask = MaskRegressNet(size, self.mask_hidden, dtype=self.dtype, name='mask_regress')(
+          obj_feat, boxes, train)
       mask = raw_mask
+      if self.mask_adaption:
+        lama = LAMA(obj_feat.shape[-1] // 4, self.lama_local_blocks, dtype=self.dtype, name='lama')
+        mask, _ = lama(obj_feat, raw_mask, train)
     style = StyleMapping(self.dtype, name='style_mapping')(z_obj.reshape(b * o, -1), train)
     w = jnp.concatenate([emb, upcast(style.reshape(b, o, -1))], axis=-1)
 
