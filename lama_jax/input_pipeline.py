@@ -10,6 +10,11 @@ Flip modes for training:
   'random':   each example is mirrored with probability 1/2 (seeded).
   'none':     no flip.
 
+With `with_masks=True` batches also carry 'masks' float32 [B, O, 32, 32] in [0, 1]: the prepared
+ground-truth box-local object masks (see `lama_jax.datasets.common`), mirrored with the image (the box
+flip plus a left-right flip of each 32×32 mask), padding objects all zeros. Place them in the image
+with `lama_jax.models.mask.masks_to_layout(boxes, masks, image_size)`.
+
 Each process reads its own, equally sized part of the training split (TFDS `even_splits` over
 `jax.process_count()`), so hosts never see the same image and all take the same number of steps.
 """
@@ -25,6 +30,7 @@ tf.config.set_visible_devices([], 'GPU')  # TensorFlow must never take the accel
 
 PAD_LABEL = 0  # `__image__`
 PAD_BOX = (-0.6, -0.6, 0.5, 0.5)  # the official loader's padding box
+MASK_SIZE = 32  # side of the prepared box-local object masks
 DEFAULT_MAX_OBJECTS = {'coco_stuff': 8, 'visual_genome': 10, 'shapes': 8}
 FLIP_MODES = ('official', 'random', 'none')
 _SPLIT_ALIASES = {'validation': 'val', 'test': 'val'}
@@ -35,10 +41,24 @@ def _builder(data_dir: str, dataset: str) -> tfds.core.DatasetBuilder:
     raise ValueError(f'Unknown dataset {dataset!r}; choose from {sorted(builders.BUILDERS)}.')
   builder = builders.BUILDERS[dataset](data_dir=data_dir)
   if not builder.info.splits:
+    older = _older_versions(data_dir, dataset)
+    if older:
+      raise FileNotFoundError(
+          f'{data_dir} holds {dataset} version(s) {older}, not the current {builder.version} (which '
+          f'adds ground-truth object masks). Re-run: python -m lama_jax.prepare --dataset {dataset} '
+          f'--manual_dir DIR --data_dir {data_dir}')
     raise FileNotFoundError(
         f'No prepared {dataset} in {data_dir} (looked for {builder.data_dir}). Run: python -m '
         f'lama_jax.prepare --dataset {dataset} --manual_dir DIR --data_dir {data_dir}')
   return builder
+
+
+def _older_versions(data_dir: str, dataset: str) -> list[str]:
+  root = tf.io.gfile.join(data_dir, dataset)
+  if not tf.io.gfile.isdir(root):
+    return []
+  return sorted(v.rstrip('/') for v in tf.io.gfile.listdir(root)
+                if tf.io.gfile.exists(tf.io.gfile.join(root, v.rstrip('/'), 'dataset_info.json')))
 
 
 def _split_name(builder: tfds.core.DatasetBuilder, split: str) -> str:
@@ -70,7 +90,8 @@ def _read(builder: tfds.core.DatasetBuilder, split, shuffle: bool, seed: int) ->
                             decoders={'image': tfds.decode.SkipDecoding()})
 
 
-def _preprocess(example: dict, flip: tf.Tensor, image_size: int, max_objects: int) -> dict:
+def _preprocess(example: dict, flip: tf.Tensor, image_size: int, max_objects: int,
+                with_masks: bool = False) -> dict:
   """Decodes, resizes, scales, mirrors when `flip`, and pads one example."""
   image = tf.io.decode_image(example['image'], channels=3, expand_animations=False)
   image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size),
@@ -87,9 +108,21 @@ def _preprocess(example: dict, flip: tf.Tensor, image_size: int, max_objects: in
   out = {'image': tf.ensure_shape(image, (image_size, image_size, 3)),
          'boxes': tf.ensure_shape(boxes, (max_objects, 4)),
          'labels': tf.ensure_shape(labels, (max_objects,))}
+  if with_masks:
+    masks = tf.cast(example['masks'][:max_objects], tf.float32)  # [N, 32, 32], stored {0, 1}
+    masks = tf.where(flip, tf.reverse(masks, axis=[2]), masks)
+    masks = tf.pad(masks, [[0, pad], [0, 0], [0, 0]])
+    out['masks'] = tf.ensure_shape(masks, (max_objects, MASK_SIZE, MASK_SIZE))
   if 'image_id' in example:
     out['image_id'] = example['image_id']
   return out
+
+
+def _drop_masks(ds: tf.data.Dataset, with_masks: bool) -> tf.data.Dataset:
+  """Without masks, drops them right after reading (not carried, copied or preprocessed)."""
+  if with_masks:
+    return ds
+  return ds.map(lambda ex: {k: v for k, v in ex.items() if k != 'masks'})
 
 
 def _warn_truncation(dataset: str, max_objects: int) -> None:
@@ -100,7 +133,7 @@ def _warn_truncation(dataset: str, max_objects: int) -> None:
 
 def create_train_dataset(data_dir: str, dataset: str, image_size: int, global_batch_size: int,
                          max_objects: int, flip: str = 'official', seed: int = 0,
-                         shuffle_buffer: int = 2048) -> tf.data.Dataset:
+                         shuffle_buffer: int = 2048, with_masks: bool = False) -> tf.data.Dataset:
   """The infinite, shuffled training stream of this process.
 
   Args:
@@ -112,10 +145,13 @@ def create_train_dataset(data_dir: str, dataset: str, image_size: int, global_ba
     flip: 'official', 'random' or 'none' (see the module docstring).
     seed: shuffling (and random flip) seed; the same seed gives the same stream.
     shuffle_buffer: examples in the shuffle buffer (encoded, so cheap).
+    with_masks: also yield the ground-truth 'masks' float32 [B, O, 32, 32] in [0, 1], flipped with
+      the image, padding objects zero (for training the mask-to-image part on them, Sec. 3).
 
   Returns:
     A dataset of {'image': float32 [B, H, W, 3] in [-1, 1], 'boxes': float32 [B, O, 4],
-    'labels': int32 [B, O]}, B = global_batch_size // jax.process_count(), last partial batch dropped.
+    'labels': int32 [B, O]} (+ 'masks' when with_masks), B = global_batch_size //
+    jax.process_count(), last partial batch dropped.
   """
   if flip not in FLIP_MODES:
     raise ValueError(f'flip must be one of {FLIP_MODES}, not {flip!r}.')
@@ -126,7 +162,7 @@ def create_train_dataset(data_dir: str, dataset: str, image_size: int, global_ba
   _warn_truncation(dataset, max_objects)
   builder = _builder(data_dir, dataset)
   split = tfds.even_splits(_split_name(builder, 'train'), n=count, drop_remainder=True)[index]
-  ds = _read(builder, split, shuffle=True, seed=seed)
+  ds = _drop_masks(_read(builder, split, shuffle=True, seed=seed), with_masks)
   if flip == 'official':
     # Each record twice, unflipped and flipped; the shuffle below mixes the copies over the epoch.
     ds = ds.map(lambda ex: {**{k: tf.stack([v, v]) for k, v in ex.items()},
@@ -138,26 +174,26 @@ def create_train_dataset(data_dir: str, dataset: str, image_size: int, global_ba
   elif flip == 'none':
     ds = ds.map(lambda ex: {**ex, 'flip': tf.constant(False)})
   ds = ds.map(lambda ex: _preprocess({k: v for k, v in ex.items() if k != 'image_id'},
-                                     ex['flip'], image_size, max_objects),
+                                     ex['flip'], image_size, max_objects, with_masks),
               num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(global_batch_size // count, drop_remainder=True)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def create_eval_dataset(data_dir: str, dataset: str, image_size: int, batch_size: int,
-                        max_objects: int) -> tf.data.Dataset:
+                        max_objects: int, with_masks: bool = False) -> tf.data.Dataset:
   """One pass over the whole val split in a fixed order, no flip, last partial batch kept.
 
   Every process sees the whole split (callers that split evaluation across hosts shard it).
 
   Returns:
     A dataset of {'image', 'boxes', 'labels'} as in training plus 'image_id' int64 [B], the
-    dataset's original image ids.
+    dataset's original image ids; with `with_masks`, 'masks' float32 [B, O, 32, 32] as in training.
   """
   _warn_truncation(dataset, max_objects)
   builder = _builder(data_dir, dataset)
-  ds = _read(builder, _split_name(builder, 'val'), shuffle=False, seed=0)
-  ds = ds.map(lambda ex: _preprocess(ex, tf.constant(False), image_size, max_objects),
+  ds = _drop_masks(_read(builder, _split_name(builder, 'val'), shuffle=False, seed=0), with_masks)
+  ds = ds.map(lambda ex: _preprocess(ex, tf.constant(False), image_size, max_objects, with_masks),
               num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
 

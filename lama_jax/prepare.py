@@ -44,7 +44,7 @@ def prepare(dataset: str, manual_dir: str, data_dir: str) -> dict[str, dict]:
   Args:
     dataset: 'coco_stuff', 'visual_genome' or 'shapes'.
     manual_dir: the folder with the dataset's files (see each builder's docstring).
-    data_dir: the TFDS data dir to write into; the result is `data_dir/DATASET/1.0.0`.
+    data_dir: the TFDS data dir to write into; the result is `data_dir/DATASET/VERSION` (the builder's version).
 
   Returns:
     Split name -> {'split', 'images', 'objects', 'skipped_degenerate_boxes'}.

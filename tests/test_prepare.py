@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from lama_jax import prepare as prepare_lib
 from lama_jax import vocabulary
 from lama_jax.datasets import builders
+from lama_jax.datasets import coco_stuff
 from lama_jax.datasets import common
 from tests import coco_fixture
 
@@ -95,7 +96,8 @@ def test_bad_input_gives_clear_error(tmp_path, break_it, message):
   with pytest.raises(common.DatasetError, match=message):
     prepare_lib.prepare('coco_stuff', manual, str(out))
   # Nothing half-written is left where a later run would take it for a finished dataset.
-  assert not (out / 'coco_stuff' / '1.0.0').exists()
+  version = str(coco_stuff.CocoStuff.VERSION)
+  assert not (out / 'coco_stuff' / version).exists()
 
 
 def test_cli_error_is_one_clear_line(tmp_path):

@@ -7,7 +7,9 @@ The official loader's rules (LAMA `data/cocostuff_loader.py`, from sg2im), appli
   * images with 3 to 8 kept objects are kept; objects are ordered instances first, then stuff, each in
     annotation-file order; labels are the raw COCO category ids.
 TFDS stores the images in a fixed order (shuffled once by key hash, deterministically). Boxes are
-normalised by the image size, which must match the size the annotations state.
+normalised by the image size, which must match the size the annotations state. Each object's
+segmentation (polygons or RLE; stuff annotations are RLE) is stored as a 32×32 box-local mask
+(`common` describes the format); an object with an empty segmentation gets a full box.
 
 Manual folder layout (MANUAL_DIR):
   annotations/instances_{train,val}2017.json, annotations/stuff_{train,val}2017.json,
@@ -44,6 +46,7 @@ class SplitStats:
   images_without_stuff: int = 0
   images_too_few_objects: int = 0
   images_too_many_objects: int = 0
+  objects_without_segmentation: int = 0  # kept objects stored with a full-box mask
 
 
 def _load_coco(path: str) -> coco_api.COCO:
@@ -118,7 +121,7 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
       width, height = images[image_id]['width'], images[image_id]['height']
       if (w * h / (width * height) > MIN_OBJECT_SIZE and ann.get('iscrowd', 0) != 1
           and names[category] != OTHER_NAME):
-        objects[image_id].append(((x, y, w, h), category))
+        objects[image_id].append(((x, y, w, h), category, ann.get('segmentation')))
 
   records = []
   for image_id, img in images.items():
@@ -134,9 +137,11 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
       continue
     records.append(common.ImageRecord(
         image_id=int(image_id), path=os.path.join(manual_dir, f'{split}2017', img['file_name']),
-        pixel_boxes=np.array([b for b, _ in objs], np.float64).reshape(-1, 4),
-        labels=np.array([c for _, c in objs], np.int64),
-        width=int(img['width']), height=int(img['height'])))
+        pixel_boxes=np.array([b for b, _, _ in objs], np.float64).reshape(-1, 4),
+        labels=np.array([c for _, c, _ in objs], np.int64),
+        width=int(img['width']), height=int(img['height']),
+        segmentations=[s for _, _, s in objs]))
+    stats.objects_without_segmentation += sum(not common.has_segmentation(s) for _, _, s in objs)
     stats.images += 1
     stats.objects += len(objs)
   return records, stats
@@ -145,8 +150,12 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
 class CocoStuff(tfds.core.GeneratorBasedBuilder):
   """COCO-Stuff 2017 with the official LAMA filters: 74,777 train and 3,097 val images."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Official LAMA/sg2im filters; raw COCO ids; boxes (x, y, w, h).'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Official LAMA/sg2im filters; raw COCO ids; boxes (x, y, w, h).',
+      '1.1.0': "Adds 'masks' uint8 [N, 32, 32] {0, 1}: each object's segmentation sampled at the "
+               'box-local grid of masks_to_layout (full box when it has none).',
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Point --manual_dir at a folder holding the COCO 2017 images and the COCO-Stuff 2017 annotations:
     annotations/instances_train2017.json, annotations/instances_val2017.json  (COCO 2017)

@@ -1,13 +1,29 @@
-"""What the dataset builders share: the example format, the error type, image checks."""
+"""What the dataset builders share: the example format, the error type, image checks, object masks.
+
+Stored example (builders' VERSION 1.1.0):
+  image     the encoded image at its original size;
+  image_id  the dataset's original image id;
+  boxes     float32 [N, 4] normalised (x, y, w, h);
+  labels    int64 [N] category ids;
+  masks     uint8 [N, 32, 32] in {0, 1}: each object's ground-truth segmentation sampled (nearest
+            pixel) at the box-local grid that `lama_jax.models.mask.masks_to_layout` uses: cell (r, c)
+            sits at normalised (x0 + w·c/31, y0 + h·r/31), i.e. full-resolution pixel
+            (x·(W − 1), y·(H − 1)) rounded and clipped. Objects without a segmentation (Visual Genome,
+            empty COCO segmentations) get a full box (all ones). Stored zlib-compressed.
+"""
 import dataclasses
 import io
 import os
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as mask_utils
 import tensorflow_datasets as tfds
 
 from lama_jax import vocabulary as vocabulary_lib
+
+
+MASK_SIZE = 32  # side of the stored box-local object masks (the generator's mask resolution)
 
 
 class DatasetError(Exception):
@@ -25,6 +41,8 @@ class ImageRecord:
     labels: int64 [N] category ids.
     width: original width as the annotations state it; None to trust the file (Visual Genome).
     height: original height, likewise.
+    segmentations: per object, its COCO segmentation (polygon list or RLE dict) or None; None for
+      the whole record (Visual Genome) means no segmentation: full-box masks.
   """
   image_id: int
   path: str
@@ -32,6 +50,7 @@ class ImageRecord:
   labels: np.ndarray
   width: int | None = None
   height: int | None = None
+  segmentations: list | None = None
 
 
 def features() -> tfds.features.FeaturesDict:
@@ -41,6 +60,8 @@ def features() -> tfds.features.FeaturesDict:
       'image_id': tfds.features.Scalar(np.int64),
       'boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
       'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64),
+      'masks': tfds.features.Tensor(shape=(None, MASK_SIZE, MASK_SIZE), dtype=np.uint8,
+                                    encoding=tfds.features.Encoding.ZLIB),
   })
 
 
@@ -90,9 +111,75 @@ def check_labels(records: list[ImageRecord], vocab: vocabulary_lib.Vocabulary, w
                          f'the {vocab.dataset} vocabulary (1..{vocab.num_classes - 1}).')
 
 
+def has_segmentation(segmentation) -> bool:
+  """Whether a COCO segmentation field holds a usable polygon list or RLE."""
+  if isinstance(segmentation, dict):
+    return 'counts' in segmentation and 'size' in segmentation
+  return isinstance(segmentation, list) and any(len(p) >= 6 for p in segmentation)
+
+
+def decode_segmentation(segmentation, width: int, height: int) -> np.ndarray:
+  """A COCO segmentation (polygons, uncompressed or compressed RLE) as a bool [height, width] mask
+  (what pycocotools' `annToMask` returns)."""
+  if isinstance(segmentation, list):  # polygons
+    polygons = [p for p in segmentation if len(p) >= 6]
+    rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+  elif isinstance(segmentation.get('counts'), list):  # uncompressed RLE
+    rle = mask_utils.frPyObjects(segmentation, height, width)
+  else:
+    rle = segmentation
+  return mask_utils.decode(rle).astype(bool)
+
+
+def box_grid(boxes: np.ndarray, size: int, extent: int, axis: int) -> np.ndarray:
+  """Nearest full-resolution pixel index of the box-local grid along one axis.
+
+  boxes [N, 4] normalised; axis 0 = x, 1 = y; extent = W or H. Returns int [N, size]: index
+  round((b0 + bw·k/(size − 1))·(extent − 1)), clipped to the image.
+  """
+  pos = boxes[:, axis, None] + boxes[:, axis + 2, None] * np.linspace(0.0, 1.0, size)[None]
+  return np.clip(np.rint(pos * (extent - 1)), 0, extent - 1).astype(np.int64)
+
+
+def sample_box_masks(full_masks: list[np.ndarray | None], boxes: np.ndarray, width: int,
+                     height: int, size: int = MASK_SIZE) -> np.ndarray:
+  """uint8 [N, size, size] {0, 1}: each full-resolution mask sampled at its box-local grid.
+
+  A None mask gives a full box (all ones).
+  """
+  boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+  out = np.ones((len(boxes), size, size), np.uint8)
+  if not len(boxes):
+    return out
+  cols, rows = box_grid(boxes, size, width, 0), box_grid(boxes, size, height, 1)
+  for i, full in enumerate(full_masks):
+    if full is not None:
+      out[i] = full[rows[i][:, None], cols[i][None, :]]
+  return out
+
+
+def object_masks(record: ImageRecord, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+  """The record's stored 'masks' (see the module docstring); boxes normalised [N, 4]."""
+  if record.segmentations is None:
+    return np.ones((len(boxes), MASK_SIZE, MASK_SIZE), np.uint8)
+  full = []
+  for j, seg in enumerate(record.segmentations):
+    if not has_segmentation(seg):
+      full.append(None)
+      continue
+    try:
+      full.append(decode_segmentation(seg, width, height))
+    except (TypeError, ValueError, KeyError) as e:
+      raise DatasetError(f'Image {record.path} (image id {record.image_id}): object {j} has a '
+                         f'malformed segmentation: {e!r}') from e
+  return sample_box_masks(full, boxes, width, height)
+
+
 def to_example(record: ImageRecord) -> dict:
   """The stored example; boxes are normalised by the image file's size (the official loader's)."""
   data, (width, height) = read_image(record)
   boxes = record.pixel_boxes.astype(np.float64) / np.array([width, height, width, height])
+  boxes = boxes.reshape(-1, 4)
   return {'image': data, 'image_id': record.image_id,
-          'boxes': boxes.astype(np.float32).reshape(-1, 4), 'labels': record.labels.astype(np.int64)}
+          'boxes': boxes.astype(np.float32), 'labels': record.labels.astype(np.int64),
+          'masks': object_masks(record, boxes, width, height)}

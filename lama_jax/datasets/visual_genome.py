@@ -14,6 +14,7 @@ Objects per image follow the official loader's count rule, deterministically: ob
 in a relationship come first (up to 10); when fewer than 10, orphan objects fill up to 9 in all. The
 official loader picks these at random each epoch and appends an `__image__` object; we pick the first
 ones in file order and add no `__image__` object (label 0 is padding in our batches anyway).
+VG has no segmentations: every object's stored 'masks' entry is a full box (all ones).
 """
 import dataclasses
 import json
@@ -106,8 +107,11 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
 class VisualGenome(tfds.core.GeneratorBasedBuilder):
   """Visual Genome, sg2im split: 62,565 train and 5,062 val images, <= 10 objects, 179 classes."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'sg2im h5 split and vocabulary; boxes (x, y, w, h).'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'sg2im h5 split and vocabulary; boxes (x, y, w, h).',
+      '1.1.0': "Adds 'masks' uint8 [N, 32, 32]: all ones (full boxes; VG has no segmentation).",
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Point --manual_dir at the official `datasets/vg` folder after `scripts/download_vg.sh` and
   `scripts/preprocess_vg.py`: train.h5, val.h5, vocab.json and images/.
