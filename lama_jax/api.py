@@ -1,0 +1,223 @@
+"""Inference API: `LayoutGenerator.load(path).generate(boxes, labels)`.
+
+    from lama_jax import LayoutGenerator
+    gen = LayoutGenerator.load('runs/demo')          # training workdir, exported or converted dir
+    out = gen.generate(boxes, labels, seed=0)         # boxes [B, O, 4] (x, y, w, h), labels [B, O]
+    out.image, out.mask, out.raw_mask                 # NumPy [B,H,W,3], [B,O,H,W], [B,O,H,W]
+    out = gen.generate({'name': 'beach', 'objects': [{'category': 'sky', 'bbox': [0, 0, 1, .5]}]})
+
+The generator runs in eval mode (BatchNorm running statistics, no power iteration). Layouts are
+padded to the model's `max_objects` with the official padding, so every call with the same batch
+size reuses one compiled program. Each batch row is computed on its own (vmapped), its noise (z and
+the noise-injection maps) derived from (seed, row): a layout's sample does not depend on what else
+is in the batch.
+"""
+import functools
+import json
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lama_jax import generator_io
+from lama_jax import layouts as layouts_lib
+from lama_jax.layouts import Layout, LayoutError
+from lama_jax.vocabulary import Vocabulary
+
+
+class Generated(NamedTuple):
+  """What `generate` returns (NumPy float32)."""
+  image: np.ndarray  # [B, H, W, 3] in [-1, 1]
+  mask: np.ndarray  # [B, O, H, W] adapted mask, unnormalised, as the official generator returns it
+  raw_mask: np.ndarray  # [B, O, H, W] masks placed in their boxes, before LAMA
+
+
+def truncated_normal(key: jax.Array, shape: Sequence[int], truncation: float | None) -> jax.Array:
+  """N(0, 1) with entries beyond ±truncation redrawn once (the official `truncted_random`)."""
+  k1, k2 = jax.random.split(key)
+  z = jax.random.normal(k1, shape, jnp.float32)
+  if truncation is None:
+    return z
+  return jnp.where(jnp.abs(z) > truncation, jax.random.normal(k2, shape, jnp.float32), z)
+
+
+def _row_keys(seed: int, batch: int) -> jax.Array:
+  """Per-row keys: row b's randomness depends on (seed, b) only."""
+  base = jax.random.key(seed)
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(batch))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys):
+  """Eval-mode generator, one batch row at a time (vmapped) with its own noise key.
+
+  Jitted with the module as a static argument: generators of equal config share compiled programs.
+  """
+  def one(z_o, bx, lb, z_i, key):
+    image, mask, raw = generator.apply(variables, z_o[None], bx[None], lb[None], z_i[None],
+                                       train=False, rngs={'noise': key})
+    return image[0], mask[0], raw[0]
+  return jax.vmap(one)(z_obj, boxes, labels, z_im, keys)
+
+
+class LayoutGenerator:
+  """A LAMA generator ready for inference.
+
+  Attributes:
+    generator: the Flax module.
+    variables: {'params', 'batch_stats', 'spectral'}.
+    vocabulary: category names ↔ ids (`vocabulary.name_to_id['person']`).
+    max_objects: the most objects per layout (layouts are padded to it).
+    dataset: the dataset name the generator was trained on.
+    step: the training step of the checkpoint.
+  """
+
+  def __init__(self, generator: nn.Module, variables: dict[str, Any], vocabulary: Vocabulary,
+               max_objects: int, dataset: str = '', step: int = 0):
+    self.generator = generator
+    self.variables = jax.tree_util.tree_map(jnp.asarray, dict(variables))
+    self.vocabulary = vocabulary
+    self.max_objects = int(max_objects)
+    self.dataset = dataset or vocabulary.dataset
+    self.step = int(step)
+
+  @classmethod
+  def load(cls, path: str, step: int | None = None) -> 'LayoutGenerator':
+    """Loads a training workdir (latest checkpoint), or an exported or converted generator dir."""
+    loaded = generator_io.load_generator_dir(path, step)
+    return cls(loaded.generator, loaded.variables, loaded.vocabulary,
+               loaded.config['max_objects'], loaded.config.get('dataset', ''), loaded.step)
+
+  @property
+  def image_size(self) -> int:
+    return self.generator.image_size
+
+  @property
+  def num_classes(self) -> int:
+    return self.generator.num_classes
+
+  @property
+  def z_dim(self) -> int:
+    return self.generator.z_dim
+
+  def sample_z(self, batch: int, seed: int = 0, truncation: float | None = 2.0,
+               num_objects: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The z that `generate` draws for `seed`: (z_obj [B, num_objects, z_dim], z_im [B, z_dim]).
+
+    Row b depends on (seed, b) only; object slot j of a row on (seed, b, j) only — more slots add
+    columns without changing the first ones.
+    """
+    num_objects = self.max_objects if num_objects is None else num_objects
+    keys = _row_keys(seed, batch)
+
+    def row(key):
+      k_obj, k_im = jax.random.split(jax.random.fold_in(key, 1))
+      obj_keys = jax.vmap(lambda j: jax.random.fold_in(k_obj, j))(jnp.arange(num_objects))
+      z_obj = jax.vmap(lambda k: truncated_normal(k, (self.z_dim,), truncation))(obj_keys)
+      return z_obj, truncated_normal(k_im, (self.z_dim,), truncation)
+    z_obj, z_im = jax.vmap(row)(keys)
+    return np.asarray(z_obj), np.asarray(z_im)
+
+  def parse_layouts(self, layouts: Any, source: str = '<layouts>') -> list[Layout]:
+    """Validates layouts given as decoded JSON (dict or list), a JSON string or a file path."""
+    if isinstance(layouts, (list, dict)):
+      return layouts_lib.parse_layouts(layouts, self.vocabulary, self.max_objects, source)
+    if isinstance(layouts, str) and layouts.lstrip().startswith(('{', '[')):
+      try:
+        data = json.loads(layouts)
+      except json.JSONDecodeError as e:
+        raise LayoutError(f'{source}: broken JSON at line {e.lineno}, column {e.colno}: '
+                          f'{e.msg}') from None
+      return layouts_lib.parse_layouts(data, self.vocabulary, self.max_objects, source)
+    if isinstance(layouts, str):
+      return layouts_lib.load_layouts(layouts, self.vocabulary, self.max_objects)
+    raise LayoutError(f'{source}: not a layout or a list of layouts '
+                      f'(got {type(layouts).__name__})')
+
+  def generate(self, boxes: Any, labels: Any = None, z_obj: Any = None, z_im: Any = None,
+               seed: int = 0, truncation: float | None = 2.0, strict: bool = True) -> Generated:
+    """Generates images from layouts.
+
+    Args:
+      boxes: [B, O, 4] normalised (x, y, w, h) — or, with `labels` None, layouts in the JSON format
+        (a dict, a list of dicts, a JSON string or a file path), generated one row each.
+      labels: [B, O] int category ids, 0 = padding (a padding row's box is ignored).
+      z_obj: [B, O, z_dim] object noise; drawn from `seed` when None.
+      z_im: [B, z_dim] image noise; drawn from `seed` when None.
+      seed: seeds z (when not given) and the noise-injection maps.
+      truncation: entries of the drawn z beyond ±truncation are redrawn once (official: 2.0);
+        None draws plain N(0, 1).
+      strict: check every real box (finite, positive size, inside [0, 1]); False skips the box
+        checks, for prepared datasets whose boxes may overshoot the image by a hair.
+
+    Returns:
+      Generated(image [B, H, W, 3], mask [B, O, H, W], raw_mask [B, O, H, W]) as NumPy.
+
+    Raises:
+      LayoutError: bad input, with a message naming the layout, object and problem.
+    """
+    if labels is None:
+      if isinstance(boxes, (dict, list, str)):
+        layouts = self.parse_layouts(boxes)
+        return self.generate_layouts(layouts, z_obj=z_obj, z_im=z_im, seed=seed,
+                                     truncation=truncation)
+      raise LayoutError('labels are missing: pass boxes [B, O, 4] and labels [B, O], or layouts')
+    if strict:
+      boxes, labels = layouts_lib.check_arrays(boxes, labels, self.num_classes, self.max_objects)
+    else:
+      boxes, labels = self._check_shapes(boxes, labels)
+    b, o = labels.shape
+    z_obj_full, z_im_drawn = self.sample_z(b, seed, truncation) if (
+        z_obj is None or z_im is None) else (None, None)
+    if z_obj is None:
+      z_obj = z_obj_full
+    else:
+      z_obj = self._check_z(z_obj, (b, o, self.z_dim), 'z_obj')
+      pad_z = np.zeros((b, self.max_objects - o, self.z_dim), np.float32)
+      z_obj = np.concatenate([z_obj, pad_z], 1)
+    z_im = z_im_drawn if z_im is None else self._check_z(z_im, (b, self.z_dim), 'z_im')
+    pad = self.max_objects - o
+    boxes = np.concatenate([boxes, np.tile(np.asarray(layouts_lib.PAD_BOX, np.float32),
+                                           (b, pad, 1))], 1)
+    labels = np.concatenate([labels, np.full((b, pad), layouts_lib.PAD_LABEL, np.int32)], 1)
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(_row_keys(seed, b))
+    image, mask, raw = _forward(self.generator, self.variables, jnp.asarray(z_obj),
+                                jnp.asarray(boxes), jnp.asarray(labels), jnp.asarray(z_im), keys)
+    return Generated(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
+
+  def generate_layouts(self, layouts: Sequence[Layout], **kwargs) -> Generated:
+    """Generates one sample per validated layout (see `parse_layouts`); kwargs go to `generate`.
+
+    Masks have `max_objects` entries per row; a layout's objects come first.
+    """
+    boxes, labels = layouts_lib.stack_layouts(layouts, self.max_objects)
+    return self.generate(boxes, labels, **kwargs)
+
+  def _check_shapes(self, boxes, labels):
+    boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
+    if boxes.ndim != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
+      raise LayoutError(f'boxes [B, O, 4] and labels [B, O] expected, got {list(boxes.shape)} and '
+                        f'{list(labels.shape)}')
+    if labels.shape[1] > self.max_objects:
+      raise LayoutError(f'{labels.shape[1]} objects per layout, more than the model takes '
+                        f'({self.max_objects})')
+    labels = labels.astype(np.int32)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
+      raise LayoutError(f'labels must lie in [0, {self.num_classes})')
+    boxes = np.where((labels == layouts_lib.PAD_LABEL)[..., None],
+                     np.asarray(layouts_lib.PAD_BOX, np.float32), boxes)
+    return boxes, labels
+
+  @staticmethod
+  def _check_z(z, shape, name):
+    z = np.asarray(z)
+    if z.shape != shape:
+      raise LayoutError(f'{name} must have shape {list(shape)}, got {list(z.shape)}')
+    if not np.issubdtype(z.dtype, np.floating) and not np.issubdtype(z.dtype, np.integer):
+      raise LayoutError(f'{name} must be real numbers, got dtype {z.dtype}')
+    z = z.astype(np.float32)
+    if not np.all(np.isfinite(z)):
+      raise LayoutError(f'{name} holds NaN or infinite values')
+    return z

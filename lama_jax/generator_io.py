@@ -1,0 +1,167 @@
+"""Generator directories: the on-disk form of a generator for inference.
+
+A generator directory (a training workdir is one too, with more items in its checkpoints) holds:
+
+  generator.json     `generator_spec(G)` plus "max_objects", "image_size" and "dataset".
+  vocabulary.json    `Vocabulary.to_json()` of the dataset the generator was trained on.
+  checkpoints/STEP/  an Orbax `CheckpointManager` step whose Composite has the item 'generator':
+                     {'params', 'batch_stats', 'spectral'}; training workdirs have further items
+                     (discriminator, optimiser states), which are never read here.
+"""
+import dataclasses
+import json
+import os
+from pathlib import Path
+import shutil
+import tempfile
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from lama_jax import vocabulary as vocabulary_lib
+from lama_jax.models import generator_from_spec, generator_spec
+
+GENERATOR_JSON = 'generator.json'
+VOCABULARY_JSON = 'vocabulary.json'
+CHECKPOINTS = 'checkpoints'
+ITEM = 'generator'
+COLLECTIONS = ('params', 'batch_stats', 'spectral')
+
+
+class GeneratorDirError(ValueError):
+  """A path that is not a usable generator directory or training workdir."""
+
+
+@dataclasses.dataclass
+class LoadedGenerator:
+  """Everything read from a generator directory.
+
+  Attributes:
+    generator: the Flax module, rebuilt from generator.json.
+    variables: {'params', 'batch_stats', 'spectral'} as NumPy/JAX arrays.
+    config: the contents of generator.json (spec, max_objects, image_size, dataset).
+    vocabulary: the category vocabulary.
+    step: the checkpoint step that was restored.
+  """
+  generator: nn.Module
+  variables: dict[str, Any]
+  config: dict[str, Any]
+  vocabulary: vocabulary_lib.Vocabulary
+  step: int
+
+
+def abstract_variables(generator: nn.Module, num_objects: int = 8) -> dict[str, Any]:
+  """The {'params', 'batch_stats', 'spectral'} tree of `generator` as ShapeDtypeStructs."""
+  z = generator.z_dim
+  args = (jnp.zeros((1, num_objects, z)), jnp.full((1, num_objects, 4), 0.5),
+          jnp.ones((1, num_objects), jnp.int32), jnp.zeros((1, z)))
+  rngs = {'params': jax.random.key(0), 'noise': jax.random.key(1)}
+  tree = jax.eval_shape(lambda: generator.init(rngs, *args))
+  return {k: tree.get(k, {}) for k in COLLECTIONS}
+
+
+def _read_json(path: Path, what: str) -> dict:
+  if not path.exists():
+    raise GeneratorDirError(f'{path.parent} has no {path.name}: not a generator directory or '
+                            f'training workdir ({what} missing).')
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except json.JSONDecodeError as e:
+    raise GeneratorDirError(f'{path} is not valid JSON: {e}') from e
+  if not isinstance(data, dict):
+    raise GeneratorDirError(f'{path} does not hold a JSON object.')
+  return data
+
+
+def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
+  """Reads a generator directory or training workdir (its latest checkpoint unless `step` is given).
+
+  Raises:
+    GeneratorDirError: a file is missing or malformed, or there is no checkpoint.
+  """
+  root = Path(path)
+  if not root.is_dir():
+    raise GeneratorDirError(f'{path} is not a directory.')
+  config = _read_json(root / GENERATOR_JSON, 'the generator config')
+  try:
+    vocab = vocabulary_lib.Vocabulary.from_json(
+        _read_json(root / VOCABULARY_JSON, 'the vocabulary'))
+  except ValueError as e:
+    raise GeneratorDirError(f'{root / VOCABULARY_JSON}: {e}') from e
+  try:
+    generator = generator_from_spec(config)
+  except (KeyError, TypeError, ValueError) as e:
+    raise GeneratorDirError(f'{root / GENERATOR_JSON} is not a generator config: {e!r}') from e
+  if 'max_objects' not in config:
+    raise GeneratorDirError(f'{root / GENERATOR_JSON} lacks "max_objects".')
+  if vocab.num_classes != generator.num_classes:
+    raise GeneratorDirError(f'{root}: the vocabulary has {vocab.num_classes} classes but the '
+                            f'generator {generator.num_classes}.')
+  ckpt_dir = root / CHECKPOINTS
+  if not ckpt_dir.is_dir():
+    raise GeneratorDirError(f'{root} has no {CHECKPOINTS}/ directory.')
+  mngr = ocp.CheckpointManager(ckpt_dir.absolute(), item_names=(ITEM,))
+  try:
+    if step is None:
+      step = mngr.latest_step()
+      if step is None:
+        raise GeneratorDirError(f'{ckpt_dir} holds no checkpoint.')
+    elif step not in mngr.all_steps():
+      raise GeneratorDirError(f'{ckpt_dir} has no step {step} (steps: {mngr.all_steps()}).')
+    # Restore onto this process's first device, whatever mesh the run was saved from.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+        abstract_variables(generator, int(config['max_objects'])))
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        **{ITEM: ocp.args.StandardRestore(target)}))[ITEM]
+  finally:
+    mngr.close()
+  variables = {k: restored.get(k, {}) for k in COLLECTIONS}
+  return LoadedGenerator(generator, variables, config, vocab, int(step))
+
+
+def generator_config(generator: nn.Module, max_objects: int, dataset: str) -> dict[str, Any]:
+  """The contents of generator.json."""
+  config = generator_spec(generator)
+  config.update(max_objects=int(max_objects), image_size=int(generator.image_size),
+                dataset=str(dataset))
+  return config
+
+
+def save_generator_dir(out: str, generator: nn.Module, variables: dict[str, Any], max_objects: int,
+                       dataset: str, vocab: vocabulary_lib.Vocabulary, step: int = 0) -> None:
+  """Writes a generator directory at `out`, which must not exist or be empty.
+
+  Everything is written into a temporary sibling directory that is renamed into place at the end,
+  so a failure leaves no half-written directory behind.
+  """
+  out_path = Path(out).absolute()
+  if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+    raise GeneratorDirError(f'{out} already exists and is not empty; choose a new --out.')
+  if vocab.num_classes != generator.num_classes:
+    raise GeneratorDirError(f'the vocabulary has {vocab.num_classes} classes but the generator '
+                            f'{generator.num_classes}.')
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f'.{out_path.name}.', dir=out_path.parent))
+  os.chmod(tmp, 0o755)  # mkdtemp makes it private
+  try:
+    with open(tmp / GENERATOR_JSON, 'w') as f:
+      json.dump(generator_config(generator, max_objects, dataset), f, indent=1)
+    vocabulary_lib.save_vocabulary(vocab, str(tmp / VOCABULARY_JSON))
+    tree = {k: jax.tree_util.tree_map(np.asarray, dict(variables.get(k, {}))) for k in COLLECTIONS}
+    mngr = ocp.CheckpointManager(tmp / CHECKPOINTS, item_names=(ITEM,))
+    mngr.save(int(step), args=ocp.args.Composite(**{ITEM: ocp.args.StandardSave(tree)}))
+    mngr.wait_until_finished()
+    mngr.close()
+    if out_path.exists():
+      out_path.rmdir()
+    os.replace(tmp, out_path)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise

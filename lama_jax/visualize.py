@@ -1,0 +1,120 @@
+"""Pictures of layouts and masks: category colours, coloured masks, drawn boxes, image grids.
+
+Everything here is NumPy/PIL on uint8 arrays, shared by training (TensorBoard and PNG grids) and
+inference (`sample` writes masks and layouts with the same colours).
+"""
+from collections.abc import Mapping, Sequence
+import colorsys
+
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+
+
+def category_colors(num_classes: int) -> np.ndarray:
+  """A fixed colour per category id: [num_classes, 3] uint8; id 0 (`__image__`) is black.
+
+  Hues step by the golden angle so neighbouring ids differ; saturation and value cycle so that large
+  vocabularies (COCO-Stuff's 184) stay distinguishable.
+  """
+  colors = np.zeros((num_classes, 3), np.uint8)
+  for i in range(1, num_classes):
+    hue = (i * 0.618033988749895) % 1.0
+    sat = (0.95, 0.65, 0.8)[i % 3]
+    val = (1.0, 0.75, 0.9)[(i // 3) % 3]
+    colors[i] = np.round(np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255)
+  return colors
+
+
+def colorize_masks(mask: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """Colours object masks by category.
+
+  Each pixel takes the mask-weighted mean colour of the objects covering it; where the objects' masks
+  sum to less than 1 the colour fades to black in proportion, so empty regions stay black. Padding
+  objects (label 0) are ignored.
+
+  Args:
+    mask: [B, O, H, W] non-negative masks (raw masks in [0, 1], adapted masks up to 2).
+    labels: [B, O] int category ids.
+    num_classes: size of the vocabulary (for the colour table).
+
+  Returns:
+    uint8 [B, H, W, 3].
+  """
+  mask = np.asarray(mask, np.float32)
+  labels = np.asarray(labels)
+  mask = np.where((labels > 0)[:, :, None, None], np.maximum(mask, 0.0), 0.0)
+  colors = category_colors(num_classes).astype(np.float32)[labels]  # [B, O, 3]
+  total = mask.sum(1)  # [B, H, W]
+  weights = mask / np.maximum(total, 1.0)[:, None]
+  out = np.einsum('bohw,boc->bhwc', weights, colors)
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _name(names: Mapping[int, str] | Sequence[str] | None, label: int) -> str:
+  if names is None:
+    return str(label)
+  try:
+    return str(names[label])
+  except (KeyError, IndexError):
+    return str(label)
+
+
+def draw_layout(image_uint8: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
+                names: Mapping[int, str] | Sequence[str] | None = None,
+                num_classes: int | None = None) -> np.ndarray:
+  """Draws layout boxes with their category names on top of images.
+
+  Args:
+    image_uint8: [H, W, 3] or [B, H, W, 3] uint8 images (e.g. zeros for a bare layout).
+    boxes: [O, 4] or [B, O, 4] normalised (x, y, w, h), top-left origin.
+    labels: [O] or [B, O] category ids; 0 (padding) is skipped.
+    names: id -> name (a dict, e.g. `Vocabulary.id_to_name`, or a list); None writes the ids.
+    num_classes: size of the colour table; defaults to max(labels) + 1.
+
+  Returns:
+    uint8 images of the input's shape.
+  """
+  image = np.asarray(image_uint8, np.uint8)
+  boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
+  if image.ndim == 4:
+    return np.stack([draw_layout(im, b, l, names, num_classes or int(labels.max()) + 1)
+                     for im, b, l in zip(image, boxes, labels)])
+  h, w, _ = image.shape
+  colors = category_colors(num_classes or int(labels.max(initial=0)) + 1)
+  pil = Image.fromarray(image)
+  draw = ImageDraw.Draw(pil)
+  for (x, y, bw, bh), label in zip(boxes, labels):
+    label = int(label)
+    if label <= 0:
+      continue
+    x0, y0 = int(round(x * (w - 1))), int(round(y * (h - 1)))
+    x1, y1 = int(round((x + bw) * (w - 1))), int(round((y + bh) * (h - 1)))
+    color = tuple(int(c) for c in colors[label % len(colors)])
+    draw.rectangle([x0, y0, max(x1, x0), max(y1, y0)], outline=color, width=1)
+    draw.text((x0 + 2, y0 + 1), _name(names, label), fill=color)
+  return np.asarray(pil)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """Images in [-1, 1] to uint8 [0, 255]."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def make_grid(images: np.ndarray, ncol: int = 8, pad: int = 2) -> np.ndarray:
+  """Tiles [N, H, W, 3] uint8 images into one [rows·(H+pad)+pad, ncol·(W+pad)+pad, 3] picture."""
+  images = np.asarray(images, np.uint8)
+  n, h, w, c = images.shape
+  ncol = max(1, min(ncol, n))
+  nrow = -(-n // ncol)
+  grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
+  for i in range(n):
+    r, q = divmod(i, ncol)
+    grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = (
+        images[i])
+  return grid
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+  """Writes a uint8 [H, W, 3] image as PNG."""
+  Image.fromarray(np.asarray(image, np.uint8)).save(path)

@@ -1,0 +1,386 @@
+"""Inference: LayoutGenerator, the sample and export CLIs, on a tiny random generator."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax import traverse_util
+from PIL import Image
+
+from lama_jax import export
+from lama_jax import generator_io
+from lama_jax import sample
+from lama_jax.api import LayoutGenerator
+from lama_jax.layouts import PAD_BOX, LayoutError
+from lama_jax.models import make_generator
+from lama_jax.vocabulary import load_vocabulary
+
+MAX_OBJECTS = 4
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_variables():
+  """Random variables for a tiny generator, made in NumPy (no compiled init: tests stay fast)."""
+  g = make_generator(64, ch=4, num_classes=14, mask_hidden=8)
+  abstract = generator_io.abstract_variables(g, MAX_OBJECTS)
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name in ('kernel', 'embedding'):
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
+    if name in ('scale', 'var'):
+      return np.ones(leaf.shape, np.float32)
+    if name == 'rho':
+      return np.float32(0.1)
+    if name == 'noise_weight_seed':
+      return np.full(leaf.shape, -1.0, np.float32)
+    return np.zeros(leaf.shape, np.float32)
+  variables = jax.tree_util.tree_map_with_path(fill, abstract)
+  params = variables['params']
+  # Make the residual branches and LAMA's scaling visible (they start at 0). The local blocks stay
+  # off, so LAMA's factors at a pixel depend only on the objects there (exact locality for --fix_z).
+  for i in range(4):
+    params[f'res{i}']['alpha'] = np.float32(0.5)
+    for b in ('b1', 'b2'):
+      params[f'res{i}'][b]['alpha'] = np.float32(0.5)
+  for k in (1, 2, 3):
+    params['mask_regress'][f'conv{k}']['alpha'] = np.float32(0.3)
+  params['lama']['alpha'] = np.float32(0.7)
+  # Converged power iterations (u, v = top singular vectors), as after training; the random initial
+  # u, v would give a tiny sigma and blow the activations up.
+  spectral = jax.tree_util.tree_map(np.asarray, dict(variables['spectral']))
+  flat = traverse_util.flatten_dict(spectral)
+  flat_params = traverse_util.flatten_dict(params)
+  for path in {k[:-1] for k in flat}:
+    kernel = flat_params[path + ('kernel',)]
+    u, s, vt = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]).T.astype(np.float64))
+    flat[path + ('u',)], flat[path + ('v',)] = u[:, 0].astype(np.float32), vt[0].astype(np.float32)
+    flat[path + ('sigma',)] = np.float32(s[0])
+  return g, {'params': params, 'batch_stats': variables['batch_stats'],
+             'spectral': traverse_util.unflatten_dict(flat)}
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  """A training-like workdir: generator.json, vocabulary.json, a Composite with more items."""
+  g, variables = _tiny_variables()
+  root = tmp_path_factory.mktemp('run')
+  with open(root / 'generator.json', 'w') as f:
+    json.dump(generator_io.generator_config(g, MAX_OBJECTS, 'shapes'), f)
+  with open(root / 'vocabulary.json', 'w') as f:
+    json.dump(load_vocabulary('shapes').to_json(), f)
+  mngr = ocp.CheckpointManager(root / 'checkpoints', item_names=('generator', 'discriminator'))
+  for step in (3, 7):
+    scaled = dict(variables, params=jax.tree_util.tree_map(lambda x: x * (step / 7),
+                                                           variables['params']))
+    mngr.save(step, args=ocp.args.Composite(generator=ocp.args.StandardSave(scaled),
+                                            discriminator=ocp.args.StandardSave({'w': np.ones(3)})))
+  mngr.wait_until_finished()
+  mngr.close()
+  return str(root)
+
+
+@pytest.fixture(scope='module')
+def gen(workdir):
+  return LayoutGenerator.load(workdir)
+
+
+BOXES = np.array([[[0.0, 0.0, 1.0, 0.5], [0.2, 0.3, 0.4, 0.4]]], np.float32)
+LABELS = np.array([[9, 1]])
+
+
+def test_load_takes_latest_step_and_vocabulary(gen):
+  assert gen.step == 7 and gen.max_objects == MAX_OBJECTS and gen.image_size == 64
+  assert gen.vocabulary.name_to_id['disk'] == 1 and gen.dataset == 'shapes'
+
+
+def test_generate_shapes_ranges_and_determinism(gen):
+  out = gen.generate(np.repeat(BOXES, 2, 0), np.repeat(LABELS, 2, 0), seed=3)
+  assert out.image.shape == (2, 64, 64, 3)
+  assert out.mask.shape == out.raw_mask.shape == (2, 2, 64, 64)
+  assert out.image.dtype == np.float32 and np.all(np.abs(out.image) <= 1)
+  assert all(np.isfinite(x).all() for x in out)
+  assert np.abs(out.image[0] - out.image[1]).max() > 0  # rows draw different z
+  again = gen.generate(np.repeat(BOXES, 2, 0), np.repeat(LABELS, 2, 0), seed=3)
+  np.testing.assert_array_equal(out.image, again.image)
+  one = gen.generate(BOXES, LABELS, seed=3)  # a row does not depend on the rest of the batch
+  np.testing.assert_allclose(one.image[0], out.image[0], atol=1e-5)
+  # The adapted mask is the raw mask scaled by LAMA's factors in (0, 2).
+  raw, mask = out.raw_mask, out.mask
+  assert np.all(mask <= 2 * raw + 1e-6) and np.all(mask >= -1e-6)
+  assert np.abs(mask - raw).max() > 1e-3
+
+
+def test_compiled_once_per_batch_size(gen):
+  from lama_jax import api
+  gen.generate(BOXES, LABELS, seed=0)
+  size = api._forward._cache_size()  # pylint: disable=protected-access
+  gen.generate(BOXES[:, :1], LABELS[:, :1], seed=5)  # fewer objects: padded to max_objects
+  gen.generate(BOXES[:, ::-1], LABELS[:, ::-1], seed=6)
+  assert api._forward._cache_size() == size  # pylint: disable=protected-access
+
+
+def test_padding_entries_do_not_matter(gen):
+  boxes = np.concatenate([BOXES, [[[0.3, 0.3, 0.5, 0.5]]]], 1)
+  labels = np.concatenate([LABELS, [[0]]], 1)
+  a = gen.generate(boxes, labels, seed=1)
+  boxes[0, 2] = [0.0, 0.0, 1.0, 1.0]
+  b = gen.generate(boxes, labels, seed=1)
+  c = gen.generate(BOXES, LABELS, seed=1)
+  np.testing.assert_array_equal(a.image, b.image)
+  np.testing.assert_allclose(a.image, c.image, atol=1e-6)
+  assert np.abs(a.raw_mask[0, 2]).max() == 0
+
+
+def test_given_z_is_used(gen):
+  z_obj, z_im = gen.sample_z(1, seed=11)
+  a = gen.generate(BOXES, LABELS, z_obj=z_obj[:, :2], z_im=z_im, seed=11)
+  b = gen.generate(BOXES, LABELS, seed=11)
+  np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+  c = gen.generate(BOXES, LABELS, z_obj=z_obj[:, :2] * 0, z_im=z_im, seed=11)
+  assert np.abs(c.mask - a.mask).max() > 0
+
+
+def test_truncation_redraws_once(gen):
+  z_obj, z_im = gen.sample_z(64, seed=0, truncation=2.0, num_objects=8)
+  beyond = np.mean(np.abs(z_obj) > 2.0)
+  # Redrawn once: P(|z| > 2)^2 ≈ 0.0021 remain beyond, not 0 (no true truncation), not 0.0455.
+  assert 0.0005 < beyond < 0.005
+  plain, _ = gen.sample_z(64, seed=0, truncation=None, num_objects=8)
+  assert 0.035 < np.mean(np.abs(plain) > 2.0) < 0.056
+  # Redrawing the tails lowers the spread: std ≈ sqrt(E[z² ; |z| < 2] + P(|z| > 2)) ≈ 0.885.
+  assert abs(z_obj.std() - 0.885) < 0.02 and abs(z_im.mean()) < 0.1
+
+
+def test_generate_takes_json_layouts(gen):
+  layout = {'name': 'a', 'objects': [{'category': 'sky', 'bbox': [0, 0, 1, 0.5]},
+                                     {'category': 1, 'bbox': [0.2, 0.3, 0.4, 0.4]}]}
+  out = gen.generate(layout, seed=3)
+  ref = gen.generate(BOXES, LABELS, seed=3)
+  np.testing.assert_allclose(out.image, ref.image, atol=1e-6)
+  assert out.mask.shape == (1, MAX_OBJECTS, 64, 64)
+  with pytest.raises(LayoutError, match="unknown category 'skyy'"):
+    gen.generate({'objects': [{'category': 'skyy', 'bbox': [0, 0, 1, 1]}]})
+
+
+@pytest.mark.parametrize('kwargs, expected', [
+    (dict(boxes=np.zeros((2, 4)), labels=np.zeros((2,))), 'boxes must have shape [B, O, 4]'),
+    (dict(boxes=BOXES, labels=LABELS[:, :1]), 'labels must have shape'),
+    (dict(boxes=np.full((1, 5, 4), 0.2), labels=np.ones((1, 5))), 'more than the model takes (4)'),
+    (dict(boxes=BOXES, labels=np.array([[9, 14]])), 'label 14 outside [0, 14)'),
+    (dict(boxes=BOXES * np.nan, labels=LABELS), 'layout 0, object 0 (label 9): bbox'),
+    (dict(boxes=BOXES + 0.7, labels=LABELS), 'outside [0, 1]'),
+    (dict(boxes=BOXES, labels=LABELS, z_obj=np.zeros((1, 2, 64))),
+     'z_obj must have shape [1, 2, 128]'),
+    (dict(boxes=BOXES, labels=LABELS, z_im=np.zeros((2, 128))), 'z_im must have shape [1, 128]'),
+    (dict(boxes=BOXES, labels=LABELS, z_im=np.full((1, 128), np.inf)), 'z_im holds NaN'),
+    (dict(boxes=BOXES), 'labels are missing'),
+])
+def test_bad_api_input(gen, kwargs, expected):
+  with pytest.raises(LayoutError) as e:
+    gen.generate(**kwargs)
+  assert expected in str(e.value), str(e.value)
+
+
+def test_export_writes_generator_only(gen, workdir, tmp_path):
+  out = tmp_path / 'exported'
+  assert export.main(['--workdir', workdir, '--out', str(out)]) == 0
+  mngr = ocp.CheckpointManager(out / 'checkpoints')
+  assert mngr.all_steps() == [7]
+  assert sorted(os.listdir(out / 'checkpoints' / '7')) == sorted(
+      ['_CHECKPOINT_METADATA', 'generator'] + [n for n in os.listdir(out / 'checkpoints' / '7')
+                                                if n.startswith('commit')])
+  exported = LayoutGenerator.load(str(out))
+  np.testing.assert_array_equal(exported.generate(BOXES, LABELS, seed=2).image,
+                                gen.generate(BOXES, LABELS, seed=2).image)
+  assert export.main(['--workdir', workdir, '--out', str(out)]) == 2  # not empty: refused
+  assert export.main(['--workdir', str(tmp_path), '--out', str(tmp_path / 'x')]) == 2
+  assert not (tmp_path / 'x').exists()
+
+
+def test_step_three_is_an_older_checkpoint(workdir):
+  older = LayoutGenerator.load(workdir, step=3)
+  assert older.step == 3
+  np.testing.assert_allclose(np.asarray(older.variables['params']['fc']['bias']), 0)
+
+
+# --- python -m lama_jax.sample -------------------------------------------------------------------
+
+def _objects(*specs):
+  return [{'category': c, 'bbox': list(b)} for c, b in specs]
+
+
+SCENE = _objects(('sky', (0, 0, 1, 0.5)), ('grass', (0, 0.5, 1, 0.5)),
+                 ('disk', (0.05, 0.55, 0.25, 0.25)), ('square', (0.6, 0.1, 0.3, 0.3)))
+MOVED = SCENE[:2] + _objects(('disk', (0.6, 0.6, 0.3, 0.3))) + SCENE[3:]
+
+
+def _write(tmp_path, data, name='layouts.json'):
+  path = tmp_path / name
+  path.write_text(data if isinstance(data, str) else json.dumps(data))
+  return str(path)
+
+
+def _pngs(folder):
+  if not os.path.isdir(folder):
+    return []
+  return sorted(p for p in os.listdir(folder) if p.endswith('.png'))
+
+
+def test_sample_cli_writes_every_file(workdir, tmp_path, capsys):
+  layouts = _write(tmp_path, [{'name': 'scene', 'objects': SCENE},
+                              {'name': 'small', 'objects': _objects((3, (0.2, 0.2, 0.5, 0.5)))}])
+  out = tmp_path / 'out'
+  assert sample.main(['--workdir', workdir, '--layouts', layouts, '--out', str(out),
+                      '--num_samples', '2', '--seed', '1']) == 0
+  expected = ['contact_sheet.png']
+  for name in ('scene', 'small'):
+    expected.append(f'{name}_layout.png')
+    for k in range(2):
+      expected += [f'{name}_{k}.png', f'{name}_{k}_mask.png', f'{name}_{k}_raw_mask.png']
+  assert _pngs(out) == sorted(expected)
+  assert sorted(os.listdir(out)) == sorted(expected)  # no temporary files left
+  image = np.asarray(Image.open(out / 'scene_0.png'))
+  assert image.shape == (64, 64, 3) and image.std() > 0
+  assert np.asarray(Image.open(out / 'scene_0_mask.png')).shape == (64, 64, 3)
+  assert np.asarray(Image.open(out / 'scene_layout.png')).max() > 0  # boxes drawn
+  assert 'wrote 15 files for 2 layouts' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('content, expected', [
+    ('{"name": "a", "objects": [', 'broken JSON at line 1'),
+    ('[1, 2]', "layout 0: not a layout"),
+    ('3.5', 'not a layout or a list of layouts'),
+    ({'name': 'a', 'object': []}, "layout 1 'a': missing \"objects\""),
+    ({'name': 'a', 'objects': _objects(('tree', (0, 0, 1, 1)))},
+     "object 0 ('tree'): unknown category 'tree'"),
+    ({'name': 'a', 'objects': _objects((42, (0, 0, 1, 1)))},
+     'object 0 (42): unknown category id 42'),
+    ({'name': 'a', 'objects': _objects(('__image__', (0, 0, 1, 1)))}, 'padding class'),
+    ({'name': 'a', 'objects': _objects((0, (0, 0, 1, 1)))}, 'padding class'),
+    ({'name': 'a', 'objects': _objects(('disk', (0, 0, 1)))}, 'bbox must be four numbers'),
+    ('{"name": "a", "objects": [{"category": "disk", "bbox": [0, NaN, 1, 1]}]}', 'not finite'),
+    ({'name': 'a', 'objects': _objects(('disk', (0.2, 0.2, 0, 0.3)))}, 'zero or negative size'),
+    ({'name': 'a', 'objects': _objects(('disk', (0.2, 0.2, -0.1, 0.3)))}, 'zero or negative size'),
+    ({'name': 'a', 'objects': _objects(('disk', (0.5, 0.5, 0.6, 0.3)))}, 'outside [0, 1]'),
+    ({'name': 'a', 'objects': SCENE + SCENE[:1]}, '5 objects, more than the model takes (4)'),
+])
+def test_sample_cli_refuses_bad_layouts(workdir, tmp_path, capsys, content, expected):
+  good = {'name': 'good', 'objects': SCENE}
+  data = [good, content] if isinstance(content, dict) else content
+  layouts = _write(tmp_path, data)
+  out = tmp_path / 'out'
+  assert sample.main(['--workdir', workdir, '--layouts', layouts, '--out', str(out)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1, err
+  assert expected in err and layouts in err, err
+  assert _pngs(out) == []  # nothing written, not even for the good layout
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--layouts', 'missing.json'], 'missing.json: no such layout file'),
+    ([], 'give either --layouts FILE or --val'),
+    (['--val'], '--val needs --data_dir'),
+    (['--layouts', 'data/layouts/shapes.json', '--num_samples', '0'], '--num_samples must be'),
+])
+def test_sample_cli_refuses_bad_flags(workdir, tmp_path, capsys, args, expected):
+  assert sample.main(['--workdir', workdir, '--out', str(tmp_path / 'o'), *args]) == 2
+  assert expected in capsys.readouterr().err
+
+
+def test_sample_cli_refuses_a_non_generator_dir(tmp_path, capsys):
+  assert sample.main(['--workdir', str(tmp_path), '--layouts', 'data/layouts/shapes.json',
+                      '--out', str(tmp_path / 'o')]) == 2
+  assert 'no generator.json' in capsys.readouterr().err
+
+
+def test_sample_cli_error_has_no_traceback(workdir, tmp_path):
+  layouts = _write(tmp_path, {'name': 'bad', 'objects': _objects(('disk', (0.5, 0.5, 0.9, 0.2)))})
+  proc = subprocess.run([sys.executable, '-m', 'lama_jax.sample', '--workdir', workdir, '--layouts',
+                         layouts, '--out', str(tmp_path / 'out')], cwd=REPO, capture_output=True,
+                        text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert proc.returncode == 2
+  assert 'Traceback' not in proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
+  assert len(lines) == 1 and "layout 0 'bad', object 0 ('disk'): bbox" in lines[0]
+  assert _pngs(tmp_path / 'out') == []
+
+
+def _far_from(boxes, size=64, margin=3):
+  """Pixels at least `margin` pixels away from every box."""
+  keep = np.ones((size, size), bool)
+  for x, y, w, h in boxes:
+    x0, y0 = int(np.floor(x * (size - 1))) - margin, int(np.floor(y * (size - 1))) - margin
+    x1 = int(np.ceil((x + w) * (size - 1))) + margin
+    y1 = int(np.ceil((y + h) * (size - 1))) + margin
+    keep[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = False
+  return keep
+
+
+@pytest.mark.parametrize('fix_z', [True, False])
+def test_fix_z_keeps_masks_away_from_the_moved_box(workdir, tmp_path, fix_z):
+  layouts = _write(tmp_path, [{'name': 'before', 'objects': SCENE},
+                              {'name': 'after', 'objects': MOVED}])
+  out = tmp_path / 'out'
+  assert sample.main(['--workdir', workdir, '--layouts', layouts, '--out', str(out), '--seed', '4']
+                     + (['--fix_z'] if fix_z else [])) == 0
+  far = _far_from([SCENE[2]['bbox'], MOVED[2]['bbox']])
+  assert far.mean() > 0.4
+  for suffix in ('_mask', '_raw_mask'):
+    a = np.asarray(Image.open(out / f'before_0{suffix}.png'))[far]
+    b = np.asarray(Image.open(out / f'after_0{suffix}.png'))[far]
+    if fix_z:
+      np.testing.assert_array_equal(a, b)
+    else:
+      assert np.abs(a.astype(int) - b).max() > 0  # fresh z elsewhere: the test has teeth
+
+
+def test_fixed_z_slots_match_objects_by_category_and_occurrence():
+  from lama_jax.layouts import parse_layouts
+  vocab = load_vocabulary('shapes')
+  first = _objects(('disk', (0, 0, 0.5, 0.5)), ('disk', (0.5, 0.5, 0.5, 0.5)))
+  added = _objects(('sky', (0, 0, 1, 0.5))) + first
+  parsed = parse_layouts([{'name': 'a', 'objects': first}, {'name': 'b', 'objects': added}],
+                         vocab, 4)
+  assert sample.fixed_z_slots(parsed) == [[0, 1], [2, 0, 1]]
+
+
+class _FakeEval:
+  def __init__(self, batches):
+    self.batches = batches
+
+  def as_numpy_iterator(self):
+    return iter(self.batches)
+
+
+def test_sample_val_writes_images_named_by_id(workdir, tmp_path, monkeypatch, capsys):
+  from lama_jax import input_pipeline
+  boxes = np.tile(np.asarray(PAD_BOX, np.float32), (3, MAX_OBJECTS, 1))
+  boxes[:, 0] = [0.1, 0.1, 0.5, 0.5]
+  boxes[:, 1] = [0.0, 0.5, 1.0, 0.5000001]  # a prepared box may overshoot by a hair
+  labels = np.zeros((3, MAX_OBJECTS), np.int32)
+  labels[:, :2] = [1, 11]
+  ids = np.array([139, 285, 632])
+  calls = []
+
+  def fake(data_dir, dataset, image_size, batch_size, max_objects):
+    calls.append((data_dir, dataset, image_size, batch_size, max_objects))
+    return _FakeEval([
+        {'image': np.zeros((2, 64, 64, 3)), 'boxes': boxes[:2], 'labels': labels[:2],
+         'image_id': ids[:2]},
+        {'image': np.zeros((1, 64, 64, 3)), 'boxes': boxes[2:], 'labels': labels[2:],
+         'image_id': ids[2:]}])
+  monkeypatch.setattr(input_pipeline, 'create_eval_dataset', fake)
+  out = tmp_path / 'val'
+  assert sample.main(['--workdir', workdir, '--val', '--data_dir', '/data', '--out', str(out),
+                      '--batch_size', '2', '--num_samples', '2']) == 0
+  assert calls == [('/data', 'shapes', 64, 2, MAX_OBJECTS)]
+  assert _pngs(out) == sorted(f'{i}_{r}.png' for i in ids for r in range(2))
+  assert 'wrote 6 images' in capsys.readouterr().out

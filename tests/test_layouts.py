@@ -1,0 +1,149 @@
+"""The layout format: parsing, validation and the one-line errors (no JAX needed)."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lama_jax import layouts
+from lama_jax.layouts import LayoutError
+from lama_jax.vocabulary import load_vocabulary
+
+VOCAB = load_vocabulary('shapes')
+COCO = load_vocabulary('coco_stuff')
+
+
+def obj(category='disk', bbox=(0.1, 0.1, 0.3, 0.3)):
+  return {'category': category, 'bbox': list(bbox)}
+
+
+def layout(*objects, name='scene'):
+  return {'name': name, 'objects': list(objects) or [obj()]}
+
+
+def parse(data, max_objects=8, vocab=VOCAB):
+  return layouts.parse_layouts(data, vocab, max_objects, source='f.json')
+
+
+def test_parses_names_and_ids_and_pads():
+  (a, b) = parse([layout(obj('sky', (0, 0, 1, 0.5)), obj(1)), layout(name='other')])
+  assert a.name == 'scene' and b.name == 'other'
+  assert a.labels.tolist() == [9, 1] and a.categories == ('sky', 'disk')
+  boxes, labels = a.arrays(4)
+  assert labels.tolist() == [9, 1, 0, 0]
+  np.testing.assert_allclose(boxes[2:], [layouts.PAD_BOX] * 2)
+  np.testing.assert_allclose(boxes[0], [0, 0, 1, 0.5])
+  stacked_boxes, stacked_labels = layouts.stack_layouts([a, b], 4)
+  assert stacked_boxes.shape == (2, 4, 4) and stacked_labels.shape == (2, 4)
+
+
+def test_single_layout_and_default_names():
+  assert parse({'objects': [obj()]})[0].name == 'layout'
+  assert [l.name for l in parse([{'objects': [obj()]}, {'objects': [obj()]}])] == [
+      'layout0', 'layout1']
+
+
+def test_shipped_example_layouts_are_valid():
+  shapes = layouts.load_layouts('data/layouts/shapes.json', VOCAB, 8)
+  coco = layouts.load_layouts('data/layouts/coco.json', COCO, 8)
+  moved = layouts.load_layouts('data/layouts/shapes_move.json', VOCAB, 8)
+  assert len(shapes) >= 3 and len(coco) >= 3 and len(moved) == 3
+
+
+@pytest.mark.parametrize('data, expected', [
+    ([layout(obj('dsk'))], "layout 0 'scene', object 0 ('dsk'): unknown category 'dsk'"),
+    ([layout(obj(), obj(99))], "object 1 (99): unknown category id 99"),
+    ([layout(obj(-3))], 'unknown category id -3'),
+    ([layout(obj('__image__'))], 'padding class'),
+    ([layout(obj(0))], 'padding class'),
+    ([layout(obj(1.5))], 'category must be a name or an integer id'),
+    ([layout(obj(bbox=(0.1, 0.2, 0.3)))], 'bbox must be four numbers'),
+    ([layout(obj(bbox=('0', 0, 1, 1)))], 'bbox must be four numbers'),
+    ([layout(obj(bbox=(True, 0, 0.5, 0.5)))], 'bbox must be four numbers'),
+    ([layout({'category': 'disk', 'bbox': 'all'})], 'bbox must be four numbers'),
+    ([layout(obj(bbox=(math.nan, 0, 0.5, 0.5)))], 'not finite'),
+    ([layout(obj(bbox=(0, 0, 0, 0.5)))], 'zero or negative size'),
+    ([layout(obj(bbox=(0.5, 0.5, -0.1, 0.2)))], 'zero or negative size'),
+    ([layout(obj(bbox=(0.8, 0, 0.5, 0.5)))], 'outside [0, 1]'),
+    ([layout(obj(bbox=(-0.1, 0, 0.5, 0.5)))], 'outside [0, 1]'),
+    ([layout(*[obj()] * 9)], '9 objects, more than the model takes (8)'),
+    ([{'name': 'x', 'objs': []}], "layout 0 'x': missing \"objects\""),
+    ([{'name': 'x', 'objects': {}}], '"objects" must be a list'),
+    ([{'name': 'x', 'objects': []}], '"objects" is empty'),
+    ([layout({'bbox': [0, 0, 1, 1]})], 'object 0: missing "category"'),
+    ([layout({'category': 'disk'})], "object 0 ('disk'): missing \"bbox\""),
+    ([layout(['disk', [0, 0, 1, 1]])], 'object 0: not an object'),
+    ([1, 2], 'layout 0: not a layout'),
+    ([], 'the list of layouts is empty'),
+    ([layout(), layout()], 'already used by layout 0'),
+    ([layout(name='../evil')], 'names the output files'),
+    ([layout(name='')], 'names the output files'),
+])
+def test_bad_layouts_are_refused_with_location(data, expected):
+  with pytest.raises(LayoutError) as e:
+    parse(data)
+  message = str(e.value)
+  assert expected in message, message
+  assert message.startswith('f.json: ') and '\n' not in message
+
+
+def test_unknown_name_suggests_close_matches():
+  with pytest.raises(LayoutError, match="did you mean 'sky-other'"):
+    parse(layout(obj('sky-othr')), vocab=COCO)
+
+
+def test_unused_coco_ids_are_refused():
+  with pytest.raises(LayoutError, match='unknown category id 12'):
+    parse(layout(obj(12)), vocab=COCO)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('{"objects": [', 'broken JSON at line 1'),
+    ('42', 'not a layout or a list of layouts'),
+    ('"beach"', 'not a layout or a list of layouts'),
+])
+def test_bad_files(tmp_path, text, expected):
+  path = tmp_path / 'l.json'
+  path.write_text(text)
+  with pytest.raises(LayoutError, match=expected) as e:
+    layouts.load_layouts(str(path), VOCAB, 8)
+  assert str(e.value).startswith(str(path))
+
+
+def test_nan_in_json_file(tmp_path):
+  path = tmp_path / 'l.json'
+  path.write_text('{"name": "n", "objects": [{"category": "disk", "bbox": [NaN, 0, 0.5, 0.5]}]}')
+  with pytest.raises(LayoutError, match=r"layout 0 'n', object 0 \('disk'\): bbox .* not finite"):
+    layouts.load_layouts(str(path), VOCAB, 8)
+
+
+def test_missing_file(tmp_path):
+  with pytest.raises(LayoutError, match='cannot read'):
+    layouts.load_layouts(str(tmp_path / 'none.json'), VOCAB, 8)
+
+
+def test_check_arrays_replaces_padding_boxes():
+  boxes = np.array([[[0.1, 0.1, 0.5, 0.5], [7.0, np.nan, -1.0, 0.0]]], np.float32)
+  labels = np.array([[3, 0]])
+  out_boxes, out_labels = layouts.check_arrays(boxes, labels, 14, 8)
+  np.testing.assert_allclose(out_boxes[0, 1], layouts.PAD_BOX)
+  np.testing.assert_allclose(out_boxes[0, 0], boxes[0, 0])
+  assert out_labels.dtype == np.int32
+
+
+@pytest.mark.parametrize('boxes, labels, expected', [
+    (np.zeros((2, 4)), np.zeros((2,)), 'boxes must have shape [B, O, 4]'),
+    (np.zeros((1, 2, 3)), np.zeros((1, 2)), 'boxes must have shape [B, O, 4]'),
+    (np.full((1, 2, 4), 0.2), np.ones((1, 3)), 'labels must have shape [B, O] = [1, 2]'),
+    (np.full((1, 9, 4), 0.2), np.ones((1, 9)), '9 objects per layout, more than'),
+    (np.full((1, 2, 4), 0.2), np.array([[1, 14]]), 'layout 0, object 1: label 14 outside'),
+    (np.full((1, 2, 4), 0.2), np.array([[1, -1]]), 'label -1 outside'),
+    (np.full((1, 2, 4), 0.2), np.array([[1.5, 1]]), 'labels must be integers'),
+    (np.array([[[0.2, 0.2, np.nan, 0.1]]]), np.array([[2]]), 'layout 0, object 0 (label 2): bbox'),
+    (np.array([[[0.2, 0.2, 0.0, 0.1]]]), np.array([[2]]), 'zero or negative size'),
+    (np.array([[[0.9, 0.2, 0.5, 0.1]]]), np.array([[2]]), 'outside [0, 1]'),
+])
+def test_check_arrays_refuses(boxes, labels, expected):
+  with pytest.raises(LayoutError) as e:
+    layouts.check_arrays(boxes, labels, 14, 8)
+  assert expected in str(e.value), str(e.value)
