@@ -1,0 +1,212 @@
+"""The evaluate CLI on a tiny shapes set and a tiny random generator."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lama_jax import evaluate
+from lama_jax import generator_io
+from lama_jax import prepare as prepare_lib
+from lama_jax.datasets import shapes
+from lama_jax.vocabulary import load_vocabulary
+from tests.test_inference import MAX_OBJECTS, _tiny_variables
+from tests.test_metrics_inception import fake_pytorch_fid_state_dict
+from tests.test_metrics_lpips import fake_alexnet_state_dict, fake_lpips_linear_state_dict
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_VAL = 12
+BATCH = ['--batch_size', '4']  # one batch size everywhere: the generator compiles once
+
+
+FRECHET_CALLS = []
+
+
+def _recording_frechet(mu1, sigma1, mu2, sigma2):
+  """Stands in for `frechet_distance` (tested in test_metrics_frechet): records its inputs.
+
+  The real one takes scipy's sqrtm of a 2048² matrix, ~20 s on two busy CPU cores per call. This
+  returns |mu1 - mu2|² + Tr(S1) + Tr(S2), the distance without its cross term.
+  """
+  FRECHET_CALLS.append((mu1, sigma1, mu2, sigma2))
+  return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2))
+
+
+@pytest.fixture(scope='module')
+def raw_dir(tmp_path_factory):
+  raw = str(tmp_path_factory.mktemp('shapes') / 'set')
+  shapes.generate(raw, num_train=4, num_val=NUM_VAL, num_workers=1)
+  return raw
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory, raw_dir):
+  out = str(tmp_path_factory.mktemp('tfds'))
+  prepare_lib.prepare('shapes', raw_dir, out)
+  return out
+
+
+@pytest.fixture(scope='module')
+def gen_dir(tmp_path_factory):
+  g, variables = _tiny_variables()
+  out = str(tmp_path_factory.mktemp('gen') / 'g')
+  generator_io.save_generator_dir(out, g, variables, MAX_OBJECTS, 'shapes',
+                                  load_vocabulary('shapes'), step=5)
+  return out
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+  torch = pytest.importorskip('torch')
+  root = tmp_path_factory.mktemp('weights')
+  paths = {}
+  for name, state in (('inception', fake_pytorch_fid_state_dict()),
+                      ('alexnet', fake_alexnet_state_dict()),
+                      ('lpips', fake_lpips_linear_state_dict())):
+    paths[name] = str(root / f'{name}.pth')
+    torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()},
+               paths[name])
+  return paths
+
+
+def _read(out):
+  with open(os.path.join(out, 'metrics.json')) as f:
+    report = json.load(f)
+  with open(os.path.join(out, 'metrics.md')) as f:
+    table = f.read()
+  return report, table
+
+
+def test_default_shapes_metrics(data_dir, gen_dir, capsys):
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--num_samples', '2',
+                        *BATCH]) == 0
+  report, table = _read(os.path.join(gen_dir, 'eval'))  # default --out
+  assert report['step'] == 5 and report['dataset'] == 'shapes'
+  assert report['num_layouts'] == NUM_VAL and report['num_samples'] == 2
+  m = report['metrics']
+  assert set(m) == {'alignment', 'mask_entropy'}
+  assert 0 <= m['alignment']['overall'] <= 1 and m['alignment']['num_boxes'] > 0
+  e = m['mask_entropy']
+  assert e['num_images'] == 2 * NUM_VAL
+  assert 0 < e['raw'] <= math.log(MAX_OBJECTS) and 0 <= e['adapted'] <= math.log(MAX_OBJECTS)
+  assert e['abs_alpha'] == pytest.approx(0.7)
+  assert 'Mask entropy' in table and 'Shapes alignment' in table
+  assert 'H(raw mask)' in capsys.readouterr().out
+
+
+def test_fid_scene_fid_ds(data_dir, gen_dir, weights, tmp_path, monkeypatch):
+  from lama_jax.metrics import frechet
+  monkeypatch.setattr(frechet, 'frechet_distance', _recording_frechet)
+  FRECHET_CALLS.clear()
+  out = str(tmp_path / 'eval')
+  args = ['--workdir', gen_dir, '--data_dir', data_dir, '--out', out, '--max_layouts', '3',
+          '--num_samples', '1', *BATCH, '--inception_batch_size', '8',
+          '--metrics', 'fid,scene_fid,ds',
+          '--inception_weights', weights['inception'], '--lpips_weights', weights['lpips'],
+          '--alexnet_weights', weights['alexnet']]
+  assert evaluate.main(args) == 0
+  report, table = _read(out)
+  m = report['metrics']
+  assert set(m) == {'fid', 'scene_fid', 'ds'}
+  assert np.isfinite(m['fid']) and m['fid'] >= 0
+  assert np.isfinite(m['scene_fid']) and m['scene_fid'] >= 0
+  assert m['ds']['num_pairs'] == 3 and m['ds']['mean'] > 0  # a second sample drawn for DS
+  assert 'FID ↓' in table and 'SceneFID ↓' in table and 'DS ↑' in table
+  cached = sorted(os.listdir(os.path.join(data_dir, 'fid_stats')))
+  assert cached == ['shapes_64_full_first3.npz', 'shapes_64_scene_first3.npz']
+  assert len(FRECHET_CALLS) == 2  # FID, then SceneFID: real statistics first, as cached
+  for (mu1, sigma1, mu2, sigma2), kind in zip(FRECHET_CALLS, ('full', 'scene')):
+    assert mu1.shape == mu2.shape == (2048,) and sigma1.shape == sigma2.shape == (2048, 2048)
+    np.testing.assert_allclose(sigma1, sigma1.T, atol=1e-9)
+    assert np.abs(mu1 - mu2).max() > 0 and np.all(np.isfinite(sigma2))
+    with np.load(os.path.join(data_dir, 'fid_stats', f'shapes_64_{kind}_first3.npz')) as real:
+      np.testing.assert_array_equal(real['mu'], mu1)
+      np.testing.assert_array_equal(real['sigma'], sigma1)
+  # A second run reads the cached real statistics and gives the same FID.
+  assert evaluate.main(args[:args.index('--metrics')] + [
+      '--metrics', 'fid', '--inception_weights', weights['inception']]) == 0
+  assert _read(out)[0]['metrics']['fid'] == pytest.approx(m['fid'], rel=1e-6)
+
+
+def test_yolo_writes_images_then_scores(data_dir, raw_dir, gen_dir, tmp_path):
+  yolo_dir = str(tmp_path / 'yolo')
+  base = ['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+          '--max_layouts', '3', '--metrics', 'yolo', '--yolo_dir', yolo_dir, *BATCH]
+  assert evaluate.main(base) == 0
+  with open(os.path.join(yolo_dir, 'manifest.json')) as f:
+    manifest = json.load(f)
+  ids = manifest['image_ids']
+  assert len(ids) == 3 and sorted(os.listdir(yolo_dir)) == sorted(
+      [f'{i}.png' for i in ids] + ['manifest.json'])
+  from PIL import Image
+  assert Image.open(os.path.join(yolo_dir, f'{ids[0]}.png')).size == (512, 512)
+  # A perfect "detector": the ground truth boxes, in the 512×512 frame of the written images.
+  instances_path = os.path.join(raw_dir, 'annotations', 'instances_val2017.json')
+  with open(instances_path) as f:
+    instances = json.load(f)
+  sizes = {im['id']: (im['height'], im['width']) for im in instances['images']}
+  dets = []
+  for a in instances['annotations']:
+    if a['image_id'] in ids:
+      h, w = sizes[a['image_id']]
+      x, y, bw, bh = a['bbox']
+      dets.append({'image_id': a['image_id'], 'category_id': a['category_id'], 'score': 1.0,
+                   'bbox': [x * 512 / w, y * 512 / h, bw * 512 / w, bh * 512 / h]})
+  det_path = str(tmp_path / 'dets.json')
+  with open(det_path, 'w') as f:
+    json.dump(dets, f)
+  assert evaluate.main(base + ['--detections', det_path, '--instances', instances_path]) == 0
+  ap = _read(str(tmp_path / 'e'))[0]['metrics']['yolo']
+  assert ap['AP'] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize('extra, expected', [
+    (['--metrics', 'fid'], 'fid: needs --inception_weights'),
+    (['--metrics', 'ds', '--lpips_weights', 'x.pth'], 'ds: needs --alexnet_weights'),
+    (['--metrics', 'yolo'], 'yolo: needs --yolo_dir'),
+    (['--metrics', 'fid,bogus'], 'unknown metric(s) bogus'),
+    (['--metrics', 'fid', '--inception_weights', 'missing.pth'],
+     '--inception_weights missing.pth: no such file'),
+    (['--metrics', 'mask_entropy', '--num_samples', '0'], '--num_samples must be at least 1'),
+])
+def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected):
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), *extra]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1 and expected in err, err
+
+
+def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
+  out = str(tmp_path / 'eval')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', out,
+                        '--metrics', 'all', '--max_layouts', '4', '--num_samples', '1',
+                        '--cas_epochs', '1', *BATCH]) == 0
+  report, table = _read(out)
+  assert set(report['metrics']) == {'cas', 'mask_entropy', 'alignment'}
+  cas = report['metrics']['cas']  # one epoch (--cas_epochs 1) on the generated crops
+  assert 0 <= cas['accuracy'] <= 1 and cas['train_crops'] == cas['test_crops'] > 0
+  assert 'CAS ↑' in table
+  skipped = ' '.join(report['notes'])
+  for flag in ('--inception_weights', '--lpips_weights', '--yolo_dir'):
+    assert flag in skipped and flag in table
+
+
+def test_cli_error_has_no_traceback(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'lama_jax.evaluate', '--workdir', str(tmp_path),
+                         '--data_dir', str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
+  assert len(lines) == 1 and 'no generator.json' in lines[0], proc.stderr
+
+
+def test_streamed_moments_match_activation_statistics():
+  from lama_jax.metrics.frechet import activation_statistics
+  feats = np.random.default_rng(0).normal(size=(37, 5))
+  moments = evaluate.Moments()
+  for chunk in np.array_split(feats, 4):
+    moments.add(chunk)
+  for got, want in zip(moments.stats(), activation_statistics(feats)):
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
