@@ -1,0 +1,9 @@
+"""COCO-Stuff 64×64, batch 32 (the paper)."""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.image_size = 64
+  config.batch_size = 32
+  return config

@@ -1,0 +1,11 @@
+"""Visual Genome 128×128: the COCO recipe with VG's 179 classes and 10 objects."""
+from configs import coco128
+
+
+def get_config():
+  config = coco128.get_config()
+  config.dataset = 'visual_genome'
+  config.vocabulary = ''  # '' = DATA_DIR/visual_genome/vocab.json, written by prepare
+  config.max_objects = 10
+  config.num_classes = 179
+  return config

@@ -1,0 +1,102 @@
+"""Train step semantics, per-group learning rates, D-only iterations, end-to-end run and resume."""
+import glob
+import os
+
+import flax.traverse_util
+import jax
+import numpy as np
+import pytest
+
+from lama_jax import checkpointing
+from lama_jax import optimizers
+from lama_jax import train
+from lama_jax import visualize
+from tests.train_helpers import tiny_config
+
+
+def _flat(tree):
+  return flax.traverse_util.flatten_dict(train.to_host(tree), sep='/')
+
+
+def _changed(a, b):
+  fa, fb = _flat(a), _flat(b)
+  return {k for k in fa if not np.array_equal(fa[k], fb[k])}
+
+
+@pytest.fixture(scope='module')
+def trainer():
+  # steps_per_epoch 2, d_only_iters 1: step 0 is D-only, step 1 updates G too.
+  return train.Trainer(tiny_config(), steps_per_epoch=2)
+
+
+def test_parameter_groups(trainer):
+  state = trainer.init_state()
+  g = flax.traverse_util.flatten_dict(optimizers.generator_labels(train.to_host(state.g_params)), sep='/')
+  d = flax.traverse_util.flatten_dict(optimizers.discriminator_labels(train.to_host(state.d_params)), sep='/')
+  assert {k for k, v in g.items() if v == 'g_slow'} == {
+      k for k in g if 'style_mapping' in k or k.endswith('rho')}
+  assert any(k.startswith('style_mapping') for k, v in g.items() if v == 'g_slow')
+  assert {k for k, v in d.items() if v == 'd_alpha'} == {k for k in d if k.endswith('alpha')}
+  assert float(optimizers.lr_factor(5, (4, 8))) == pytest.approx(0.1)
+  assert float(optimizers.lr_factor(9, (4, 8))) == pytest.approx(0.01)
+
+
+def test_d_only_then_g_update(trainer):
+  batches = train.synthetic_batches(trainer.config, 2, seed=0)
+  s0 = trainer.init_state()
+  g0, gs0, d0 = train.to_host((s0.g_params, s0.g_state, s0.d_params))
+  s1, m1 = trainer.step_fn(s0, trainer.global_batch(next(batches)), trainer.key)
+  assert float(train.to_host(m1)['G/g_updated']) == 0.0
+  assert not _changed(g0, s1.g_params)  # D-only: G parameters untouched
+  assert _changed(gs0['batch_stats'], s1.g_state['batch_stats'])  # G forward still ran in train mode
+  assert _changed(d0, s1.d_params)
+  g1, d1 = train.to_host((s1.g_params, s1.d_params))  # s1 is donated to the next step
+  s2, m2 = trainer.step_fn(s1, trainer.global_batch(next(batches)), trainer.key)
+  m2 = train.to_host(m2)
+  assert float(m2['G/g_updated']) == 1.0
+  changed = _changed(g1, s2.g_params)
+  # ReZero: with every α at 0 only the α's and the paths outside the residual branches get gradient.
+  assert 'fc/kernel' in changed and 'final_conv/kernel' in changed
+  assert any(k.endswith('/alpha') for k in changed)
+  assert int(train.to_host(s2.step)) == 2
+  # Per-group rates: the first Adam step (b1=0) moves each parameter by at most lr.
+  assert m2['LR/g_slow'] == pytest.approx(0.1 * m2['LR/g'])
+  assert m2['LR/d_alpha'] == pytest.approx(0.2 * m2['LR/d'])
+  g_delta = _flat(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b), train.to_host(s2.g_params), g1))
+  assert max(v.max() for v in g_delta.values()) <= 1.01e-4
+  d_delta = _flat(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b), d1, d0))
+  alpha = max(v.max() for k, v in d_delta.items() if k.endswith('alpha'))
+  other = max(v.max() for k, v in d_delta.items() if not k.endswith('alpha'))
+  assert 5e-5 < alpha <= 6.1e-5 and 2.9e-4 < other <= 3.01e-4
+
+
+def test_visualize_shapes():
+  mask = np.zeros((2, 3, 8, 8), np.float32)
+  mask[:, 0, :4] = 1.0
+  out = visualize.colorize_masks(mask, np.array([[1, 2, 0], [3, 0, 0]]), 5)
+  assert out.shape == (2, 8, 8, 3) and out.dtype == np.uint8
+  assert out[:, 4:].max() == 0 and out[0, 0, 0].max() > 0
+  drawn = visualize.draw_layout(np.zeros((8, 8, 3), np.uint8), np.array([[0.1, 0.1, 0.5, 0.5]]),
+                                np.array([1]), {1: 'disk'}, 5)
+  assert drawn.shape == (8, 8, 3) and drawn.max() > 0
+
+
+def test_end_to_end_and_resume(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(num_train_steps=2)
+  state = train.train_and_evaluate(config, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
+  assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  assert os.path.exists(os.path.join(workdir, 'samples', '000002.png'))
+  for name in ('generator.json', 'vocabulary.json', 'config.json'):
+    assert os.path.exists(os.path.join(workdir, name))
+  # The saved state restores identically, and a longer run continues from step 2.
+  trainer = train.Trainer(config, steps_per_epoch=1000)
+  manager = checkpointing.make_manager(workdir, 2)
+  restored = checkpointing.restore_latest(manager, trainer.abstract_state)
+  manager.close()
+  for a, b in zip(jax.tree.leaves(train.to_host(state)), jax.tree.leaves(train.to_host(restored))):
+    np.testing.assert_array_equal(a, b)
+  state3 = train.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
+  assert int(train.to_host(state3.step)) == 3
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3']

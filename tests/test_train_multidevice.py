@@ -1,0 +1,32 @@
+"""The step on 8 simulated CPU devices equals the step on one device for the same global batch."""
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent('''
+    import jax, numpy as np
+    from lama_jax import train
+    from tests.train_helpers import tiny_config
+    assert jax.device_count() == 8
+    config = tiny_config(batch_size=8, d_only_iters=0)
+    batch = next(train.synthetic_batches(config, 8, seed=0))
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+      trainer = train.Trainer(config, steps_per_epoch=100, devices=devices)
+      state, metrics = trainer.step_fn(trainer.init_state(), trainer.global_batch(batch), trainer.key)
+      results.append(train.to_host((state.g_params, state.g_state, state.d_params, state.d_state, metrics)))
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    print('EQUAL')
+''')
+
+
+def test_eight_devices_equal_one():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu',
+             PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0 and 'EQUAL' in proc.stdout, proc.stderr[-4000:]
