@@ -49,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 5000
   config.sample_every_steps = 2000
   config.keep_checkpoints = 3
+  config.time_budget_minutes = 0.0  # stop (saving) after this wall time from start; 0 = none
   config.num_sample_images = 16  # val layouts shown in the sample grids
 
   # Shapes only: prepared on first use, and the box/colour alignment of samples on val layouts.

@@ -14,13 +14,14 @@ def get_config():
   config.d_ch = 8
   config.mask_hidden = 32
   config.batch_size = 4
-  config.num_train_steps = 150
+  config.num_train_steps = 3000
+  config.time_budget_minutes = 9.0  # the demo stops (saving, sampling, scoring) by then
   config.d_only_iters = 0
   config.log_every_steps = 10
   config.g_lr = 4e-4  # demo: faster ReZero α growth
   config.d_lr = 4e-4
-  config.checkpoint_every_steps = 50
-  config.sample_every_steps = 50
+  config.checkpoint_every_steps = 200
+  config.sample_every_steps = 200
   config.num_sample_images = 16
   config.alignment_layouts = 200
   return config

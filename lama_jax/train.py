@@ -298,8 +298,20 @@ def _check_finite(pending: list[tuple[int, dict]]) -> dict[int, dict]:
   return fetched
 
 
+def _out_of_time(config, started: float) -> bool:
+  """The run's wall-clock budget (config.time_budget_minutes, from process start; 0 = none).
+
+  Single-process runs only: processes deciding apart could leave one waiting in a collective.
+  """
+  budget = config.get('time_budget_minutes', 0)
+  if not budget or jax.process_count() > 1:
+    return False
+  return time.monotonic() - started > 60 * budget
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state_lib.TrainState:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the final state."""
+  started = time.monotonic()
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   if config.dataset == 'shapes':
@@ -369,7 +381,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       step += 1
       pending.append((step, metrics))
       report(step)
-      is_last = step == num_steps
+      is_last = step == num_steps or _out_of_time(config, started)
       if step % config.log_every_steps == 0 or is_last or preempted.flag:
         fetched.update(_check_finite(pending))
         pending = []
@@ -388,6 +400,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         checkpointing.save(manager, state)
       if preempted.flag:
         logging.warning('Stopped by SIGTERM at step %d after saving.', step)
+        break
+      if is_last:
+        if step < num_steps:
+          logging.warning('Time budget of %.1f min reached at step %d; saved and stopping.',
+                          config.time_budget_minutes, step)
         break
   manager.wait_until_finished()
   manager.close()
