@@ -100,3 +100,21 @@ def test_end_to_end_and_resume(tmp_path):
   state3 = train.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
   assert int(train.to_host(state3.step)) == 3
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3']
+
+
+def test_ground_truth_mask_training_uses_the_given_masks():
+  """configs/*_gt_masks.py: the step draws from ground-truth masks; the mask network is unused."""
+  config = tiny_config(gt_masks=True, d_only_iters=0)
+  trainer = train.Trainer(config, steps_per_epoch=10)
+  state = trainer.init_state()
+  before = train.to_host(state.g_params)  # the step donates the state
+  batch = next(train.synthetic_batches(config, config.batch_size, seed=0))
+  assert batch['masks'].shape == (2, 3, 32, 32)
+  new_state, metrics = trainer.step_fn(state, trainer.global_batch(batch), trainer.key)
+  changed = _changed(before, new_state.g_params)
+  assert changed and not any(k.startswith(('mask_regress', 'lama')) for k in changed)
+  assert np.isfinite(float(metrics['G/g_loss']))
+  image, mask, _ = trainer.sample(new_state, batch['boxes'], batch['labels'], masks=batch['masks'])
+  from lama_jax.models.mask import masks_to_layout  # pylint: disable=g-import-not-at-top
+  np.testing.assert_allclose(mask, masks_to_layout(batch['boxes'], batch['masks'], 64), atol=1e-6)
+  assert image.shape == (2, 64, 64, 3)
