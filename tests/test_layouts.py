@@ -1,5 +1,4 @@
 """The layout format: parsing, validation and the one-line errors (no JAX needed)."""
-import json
 import math
 
 import numpy as np

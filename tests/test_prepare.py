@@ -1,7 +1,6 @@
 """prepare: the official COCO-Stuff filters on a fixture, Visual Genome's h5, and clear errors."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

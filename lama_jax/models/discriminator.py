@@ -1,7 +1,6 @@
 """The combined image + object discriminator (the official CombineDiscriminator{64,128,256})."""
 
 import dataclasses
-from typing import Sequence
 
 import flax.linen as nn
 import jax
