@@ -363,6 +363,7 @@ def evaluate(args: argparse.Namespace, metrics: Sequence[str], notes: list[str])
   from lama_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from lama_jax.api import LayoutGenerator  # pylint: disable=g-import-not-at-top
   from lama_jax.generator_io import GeneratorDirError  # pylint: disable=g-import-not-at-top
+  from lama_jax import visualize  # pylint: disable=g-import-not-at-top
   from lama_jax.sample import _layout_seed, to_uint8  # pylint: disable=g-import-not-at-top
 
   timings: dict[str, float] = {}
@@ -437,7 +438,7 @@ def evaluate(args: argparse.Namespace, metrics: Sequence[str], notes: list[str])
     batch_ids = [int(i) for i in batch['image_id'][:n]]
     ids += batch_ids
     if samples:
-      real = np.clip(np.round((batch['image'][:n] + 1.0) * 127.5), 0, 255).astype(np.uint8)
+      real = visualize.to_uint8(batch['image'][:n])  # rounded, as the pipeline's decoded images
       if real_full:
         real_full.add(list(real))
       if real_scene:
