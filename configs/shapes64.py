@@ -15,7 +15,7 @@ def get_config():
   config.mask_hidden = 32
   config.batch_size = 4
   config.num_train_steps = 3000
-  config.time_budget_minutes = 9.0  # the demo stops (saving, sampling, scoring) by then
+  config.time_budget_minutes = 8.5  # the demo stops (saving, sampling, scoring) by then
   config.d_only_iters = 0
   config.log_every_steps = 10
   config.g_lr = 4e-4  # demo: faster ReZero α growth

@@ -15,10 +15,13 @@ from lama_jax.train_state import TrainState
 ITEMS = ('generator', 'discriminator', 'optimizer')
 
 
-def make_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+def make_manager(workdir: str, max_to_keep: int, owner: bool = False) -> ocp.CheckpointManager:
+  """The run's checkpoint manager. The training process is the `owner`: it alone removes what a
+  killed save left half-written (a reader must not, as the trainer may be mid-save)."""
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           cleanup_tmp_directories=owner),
       item_names=ITEMS)
 
 
@@ -41,15 +44,19 @@ def save(manager: ocp.CheckpointManager, state: TrainState, force: bool = False)
       **{k: ocp.args.StandardSave(v) for k, v in items.items()}), force=force)
 
 
+def restore_args(abstract_state: TrainState) -> ocp.args.Composite:
+  """Restore arguments for every item, into `abstract_state`'s structure and shardings."""
+  return ocp.args.Composite(
+      **{k: ocp.args.StandardRestore(v) for k, v in _items(abstract_state).items()})
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: TrainState
                    ) -> TrainState | None:
   """The latest checkpoint restored into `abstract_state`'s structure and shardings, or None."""
   step = manager.latest_step()
   if step is None:
     return None
-  target = _items(abstract_state)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      **{k: ocp.args.StandardRestore(v) for k, v in target.items()}))
+  restored = manager.restore(step, args=restore_args(abstract_state))
   g, d, opt = restored['generator'], restored['discriminator'], restored['optimizer']
   return TrainState(
       step=opt['step'], g_params=g['params'], g_state={k: v for k, v in g.items() if k != 'params'},

@@ -364,7 +364,7 @@ def evaluate(args: argparse.Namespace, metrics: Sequence[str], notes: list[str])
   from lama_jax.api import LayoutGenerator  # pylint: disable=g-import-not-at-top
   from lama_jax.generator_io import GeneratorDirError  # pylint: disable=g-import-not-at-top
   from lama_jax import visualize  # pylint: disable=g-import-not-at-top
-  from lama_jax.sample import _layout_seed, to_uint8  # pylint: disable=g-import-not-at-top
+  from lama_jax.sample import _layout_seed  # pylint: disable=g-import-not-at-top
 
   timings: dict[str, float] = {}
   start = time.time()
@@ -455,7 +455,7 @@ def evaluate(args: argparse.Namespace, metrics: Sequence[str], notes: list[str])
     for r in range(samples):
       out = gen.generate(pboxes, plabels, seed=_layout_seed(args.seed, b * 1000 + r),
                          truncation=truncation, strict=False)
-      images = to_uint8(out.image[:n])  # exactly what a saved PNG holds
+      images = visualize.to_uint8_truncated(out.image[:n])  # exactly what a saved PNG holds
       if r < k:
         if fake_full:
           fake_full.add(list(images))

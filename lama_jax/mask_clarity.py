@@ -177,7 +177,8 @@ def run(args: argparse.Namespace, metrics: Sequence[str]) -> dict[str, Any]:
   from lama_jax import evaluate as ev  # pylint: disable=g-import-not-at-top
   from lama_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from lama_jax.metrics import mask_entropy, normalize_mask  # pylint: disable=g-import-not-at-top
-  from lama_jax.sample import _layout_seed, to_uint8  # pylint: disable=g-import-not-at-top
+  from lama_jax import visualize  # pylint: disable=g-import-not-at-top
+  from lama_jax.sample import _layout_seed  # pylint: disable=g-import-not-at-top
 
   taus = parse_taus(args.taus)
   gen = load_generator(args.workdir, args.step)
@@ -228,7 +229,7 @@ def run(args: argparse.Namespace, metrics: Sequence[str]) -> dict[str, Any]:
         break
       boxes, labels = batch['boxes'][:n], batch['labels'][:n]
       if t == 0 and (real['full'] or real['scene']):
-        real_images = to_uint8(batch['image'][:n])
+        real_images = visualize.to_uint8_truncated(batch['image'][:n])
         if real['full']:
           real['full'].add(list(real_images))
         if real['scene']:
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace, metrics: Sequence[str]) -> dict[str, Any]:
       for r in range(args.num_samples):
         out = generate_with_masks(gen, pboxes, plabels, semantic,
                                   _layout_seed(args.seed, b * 1000 + r), truncation)
-        images = to_uint8(out[:n])
+        images = visualize.to_uint8_truncated(out[:n])
         if alignment:
           alignment.add(images, boxes, labels)
         if fake_full:

@@ -24,17 +24,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from lama_jax import visualize
 from lama_jax.layouts import Layout, LayoutError
 
 _EXPECTED_ERRORS = (LayoutError, FileNotFoundError, NotADirectoryError, PermissionError)
 DEFAULT_VAL_SAMPLES = {'coco_stuff': 5, 'shapes': 5, 'visual_genome': 1}
 LAYOUT_CANVAS = 256  # the side of NAME_layout.png at least, so names are readable
 SHEET_TILE = 128  # the side of a contact-sheet tile at least
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] → uint8 as the official test.py does (x·0.5 + 0.5)·255, truncated."""
-  return (np.clip(np.asarray(images, np.float32) * 0.5 + 0.5, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def write_png(path: str, image: np.ndarray) -> None:
@@ -79,7 +75,6 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 def sample_layouts(gen, layouts: Sequence[Layout], out_dir: str, num_samples: int, seed: int,
                    truncation: float | None, fix_z: bool) -> list[str]:
   """Generates and writes every file for `layouts`; returns the paths written."""
-  from lama_jax import visualize  # pylint: disable=g-import-not-at-top
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   k, size, o_max = num_samples, gen.image_size, gen.max_objects
@@ -100,7 +95,7 @@ def sample_layouts(gen, layouts: Sequence[Layout], out_dir: str, num_samples: in
       out = gen.generate(boxes, labels, z_obj=z_obj, z_im=table_im, seed=seed)
     else:
       out = gen.generate(boxes, labels, seed=_layout_seed(seed, i), truncation=truncation)
-    images = to_uint8(out.image)
+    images = visualize.to_uint8_truncated(out.image)
     masks = visualize.colorize_masks(out.mask, labels, gen.num_classes)
     raw = visualize.colorize_masks(out.raw_mask, labels, gen.num_classes)
     for s in range(k):
@@ -140,7 +135,7 @@ def sample_val(gen, data_dir: str, dataset: str, out_dir: str, num_samples: int,
     for r in range(num_samples):
       out = gen.generate(boxes, labels, seed=_layout_seed(seed, b * 1000 + r),
                          truncation=truncation, strict=False)
-      images = to_uint8(out.image)
+      images = visualize.to_uint8_truncated(out.image)
       for j in range(n):
         write_png(os.path.join(out_dir, f'{int(ids[j])}_{r}.png'), images[j])
         count += 1

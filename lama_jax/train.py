@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
+from jax.experimental import multihost_utils
 import numpy as np
 
 from lama_jax import checkpointing
@@ -88,7 +89,6 @@ def ensure_shapes_prepared(config) -> None:
                       seed=0)
     prepare.prepare('shapes', config.shapes_manual_dir, config.data_dir)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices('shapes_prepared')
   logging.info('Shapes set ready in %.1f s.', time.time() - start)
 
@@ -299,14 +299,17 @@ def _check_finite(pending: list[tuple[int, dict]]) -> dict[int, dict]:
 
 
 def _out_of_time(config, started: float) -> bool:
-  """The run's wall-clock budget (config.time_budget_minutes, from process start; 0 = none).
-
-  Single-process runs only: processes deciding apart could leave one waiting in a collective.
-  """
+  """The run's wall-clock budget (config.time_budget_minutes, from process start; 0 = none)."""
   budget = config.get('time_budget_minutes', 0)
-  if not budget or jax.process_count() > 1:
-    return False
-  return time.monotonic() - started > 60 * budget
+  return bool(budget) and time.monotonic() - started > 60 * budget
+
+
+def _any_process(local: bool) -> bool:
+  """True on every process if it is True on any: a stop must be decided together, or one process
+  would wait forever in the next step's collectives (or in the checkpoint save) for the others."""
+  if jax.process_count() == 1:
+    return local
+  return bool(np.any(multihost_utils.process_allgather(np.array([local]))))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state_lib.TrainState:
@@ -322,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   if is_main:
     write_run_files(config, workdir, trainer.generator)
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
-  manager = checkpointing.make_manager(workdir, config.keep_checkpoints)
+  manager = checkpointing.make_manager(workdir, config.keep_checkpoints, owner=True)
 
   state = checkpointing.restore_latest(manager, trainer.abstract_state)
   if state is None:
@@ -381,8 +384,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       step += 1
       pending.append((step, metrics))
       report(step)
-      is_last = step == num_steps or _out_of_time(config, started)
-      if step % config.log_every_steps == 0 or is_last or preempted.flag:
+      # One process checks every step; several agree at the logging steps, which all reach together.
+      stop = False
+      if jax.process_count() == 1 or step % config.log_every_steps == 0:
+        stop = _any_process(preempted.flag or _out_of_time(config, started))
+      is_last = step == num_steps or stop
+      if step % config.log_every_steps == 0 or is_last:
         fetched.update(_check_finite(pending))
         pending = []
         summary = {k: float(np.mean([m[k] for m in fetched.values()]))
@@ -394,17 +401,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         scalars = write_samples(state, step)
         if is_last and scalars and is_main:
           print(json.dumps({'step': step, **scalars}), flush=True)
-      if step % config.checkpoint_every_steps == 0 or is_last or preempted.flag:
+      if step % config.checkpoint_every_steps == 0 or is_last:
         fetched.update(_check_finite(pending))
         pending = []
         checkpointing.save(manager, state)
-      if preempted.flag:
-        logging.warning('Stopped by SIGTERM at step %d after saving.', step)
-        break
       if is_last:
         if step < num_steps:
-          logging.warning('Time budget of %.1f min reached at step %d; saved and stopping.',
-                          config.time_budget_minutes, step)
+          reason = ('SIGTERM' if preempted.flag else
+                    f'time budget of {config.time_budget_minutes} min' if _out_of_time(config, started)
+                    else 'another process stopping')
+          logging.warning('Stopped at step %d (%s); saved a checkpoint.', step, reason)
         break
   manager.wait_until_finished()
   manager.close()

@@ -97,8 +97,14 @@ def draw_layout(image_uint8: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Images in [-1, 1] to uint8 [0, 255]."""
+  """Images in [-1, 1] to uint8 [0, 255], rounded (for pictures and decoded real images)."""
   return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def to_uint8_truncated(images: np.ndarray) -> np.ndarray:
+  """Generated images in [-1, 1] to uint8 as the official test.py saves them: (x·0.5 + 0.5)·255,
+  truncated. Sample PNGs and the evaluation use this, so scores match what the official code saw."""
+  return (np.clip(np.asarray(images, np.float32) * 0.5 + 0.5, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def make_grid(images: np.ndarray, ncol: int = 8, pad: int = 2) -> np.ndarray:
