@@ -364,7 +364,7 @@ def evaluate(args: argparse.Namespace, metrics: Sequence[str], notes: list[str])
   from lama_jax.api import LayoutGenerator  # pylint: disable=g-import-not-at-top
   from lama_jax.generator_io import GeneratorDirError  # pylint: disable=g-import-not-at-top
   from lama_jax import visualize  # pylint: disable=g-import-not-at-top
-  from lama_jax.sample import _layout_seed  # pylint: disable=g-import-not-at-top
+  from lama_jax.sample import _layout_seed, pad_to_batch  # pylint: disable=g-import-not-at-top
 
   timings: dict[str, float] = {}
   start = time.time()
@@ -447,10 +447,7 @@ def evaluate(args: argparse.Namespace, metrics: Sequence[str], notes: list[str])
         crops, crop_labels = _crops(real, boxes, labels, CAS_CROP, 'ceil')
         cas_real += crops
         cas_real_labels += crop_labels
-      # Pad to one compiled batch shape, as `sample --val` does (same samples for the same flags).
-      pad = args.batch_size - n
-      pboxes = np.concatenate([boxes, np.repeat(boxes[-1:], pad, 0)]) if pad else boxes
-      plabels = np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]) if pad else labels
+      pboxes, plabels = pad_to_batch(boxes, labels, args.batch_size)
     first = None
     for r in range(samples):
       out = gen.generate(pboxes, plabels, seed=_layout_seed(args.seed, b * 1000 + r),

@@ -117,6 +117,18 @@ def sample_layouts(gen, layouts: Sequence[Layout], out_dir: str, num_samples: in
   return written
 
 
+def pad_to_batch(boxes: np.ndarray, labels: np.ndarray, batch_size: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Repeats the last layout up to `batch_size` rows, so that one compiled program serves every batch
+  (the extra rows are generated and dropped). `sample --val` and `evaluate` both pad this way, so
+  they draw the same samples for the same flags."""
+  pad = batch_size - len(labels)
+  if pad <= 0:
+    return boxes, labels
+  return (np.concatenate([boxes, np.repeat(boxes[-1:], pad, 0)]),
+          np.concatenate([labels, np.repeat(labels[-1:], pad, 0)]))
+
+
 def sample_val(gen, data_dir: str, dataset: str, out_dir: str, num_samples: int, seed: int,
                truncation: float | None, batch_size: int) -> int:
   """Writes IMAGEID_k.png for every validation layout; returns the number of images written."""
@@ -129,9 +141,7 @@ def sample_val(gen, data_dir: str, dataset: str, out_dir: str, num_samples: int,
   for b, batch in enumerate(tqdm(ds.as_numpy_iterator(), desc='val batches', unit='batch')):
     boxes, labels, ids = batch['boxes'], batch['labels'], batch['image_id']
     n = len(ids)
-    if n < batch_size:  # pad the last batch so that one compiled program serves every batch
-      boxes = np.concatenate([boxes, np.repeat(boxes[-1:], batch_size - n, 0)])
-      labels = np.concatenate([labels, np.repeat(labels[-1:], batch_size - n, 0)])
+    boxes, labels = pad_to_batch(boxes, labels, batch_size)
     for r in range(num_samples):
       out = gen.generate(boxes, labels, seed=_layout_seed(seed, b * 1000 + r),
                          truncation=truncation, strict=False)
