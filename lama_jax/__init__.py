@@ -17,6 +17,6 @@ if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
 def __getattr__(name: str):
   # Lazy, so that `import lama_jax` stays light (no JAX until the API is used).
   if name == 'LayoutGenerator':
-    from lama_jax.api import LayoutGenerator  # pylint: disable=g-import-not-at-top
+    from lama_jax.inference.generator import LayoutGenerator  # pylint: disable=g-import-not-at-top
     return LayoutGenerator
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

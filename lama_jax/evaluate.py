@@ -360,9 +360,9 @@ def _yolo_ids(yolo_dir: str | None) -> list[int] | None:
 def evaluate(args: argparse.Namespace, metrics: Sequence[str], notes: list[str]) -> dict[str, Any]:
   """Samples the val split and computes `metrics`; returns the results dict (see main)."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  from lama_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from lama_jax.api import LayoutGenerator  # pylint: disable=g-import-not-at-top
-  from lama_jax.generator_io import GeneratorDirError  # pylint: disable=g-import-not-at-top
+  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
+  from lama_jax.inference.generator import LayoutGenerator  # pylint: disable=g-import-not-at-top
+  from lama_jax.inference.generator_dir import GeneratorDirError  # pylint: disable=g-import-not-at-top
   from lama_jax import visualize  # pylint: disable=g-import-not-at-top
   from lama_jax.sample import _layout_seed, pad_to_batch  # pylint: disable=g-import-not-at-top
 

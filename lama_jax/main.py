@@ -13,7 +13,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
-from lama_jax import train
+from lama_jax.training import loop as train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training configuration.', lock_config=True)

@@ -121,6 +121,43 @@ def make_grid(images: np.ndarray, ncol: int = 8, pad: int = 2) -> np.ndarray:
   return grid
 
 
-def save_png(path: str, image: np.ndarray) -> None:
-  """Writes a uint8 [H, W, 3] image as PNG."""
-  Image.fromarray(np.asarray(image, np.uint8)).save(path)
+def _text_strip(texts: Sequence[str], sizes: Sequence[int], thickness: int, vertical: bool
+                ) -> np.ndarray:
+  """A white strip with each text centred in its cell (cells of `sizes` pixels along the strip)."""
+  length = sum(sizes)
+  pil = Image.new('RGB', (thickness, length) if vertical else (length, thickness), 'white')
+  draw = ImageDraw.Draw(pil)
+  start = 0
+  for text, size in zip(texts, sizes):
+    left, top, right, bottom = draw.textbbox((0, 0), text)
+    tw, th = right - left, bottom - top
+    if vertical:
+      draw.text((max(2, (thickness - tw) // 2), start + (size - th) // 2), text, fill='black')
+    else:
+      draw.text((start + max(2, (size - tw) // 2), (thickness - th) // 2), text, fill='black')
+    start += size
+  return np.asarray(pil)
+
+
+def labelled_grid(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequence[str] | None = None,
+                  row_titles: Sequence[str] | None = None, pad: int = 2) -> np.ndarray:
+  """Tiles equally sized uint8 pictures row by row, with a title above each column and/or beside
+  each row, so a reader can tell which is real, generated, raw mask or adapted mask."""
+  ncol = max(len(r) for r in rows)
+  h, w, _ = np.asarray(rows[0][0]).shape
+  blank = np.full((h, w, 3), 255, np.uint8)
+  tiles = [np.asarray(t, np.uint8) for r in rows for t in (*r, *[blank] * (ncol - len(r)))]
+  grid = make_grid(np.stack(tiles), ncol, pad)
+  if column_titles:
+    sizes = [pad + w] * ncol
+    sizes[-1] += pad
+    grid = np.concatenate([_text_strip(column_titles, sizes, 14, vertical=False), grid], 0)
+  if row_titles:
+    sizes = [pad + h] * len(rows)
+    sizes[-1] += pad
+    top = grid.shape[0] - sum(sizes)
+    width = 8 + 6 * max(len(t) for t in row_titles)
+    strip = _text_strip(row_titles, sizes, width, vertical=True)
+    strip = np.concatenate([np.full((top, width, 3), 255, np.uint8), strip], 0)
+    grid = np.concatenate([strip, grid], 1)
+  return grid

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from lama_jax import torch_mapping
+from lama_jax.conversion import torch_mapping
 from lama_jax.models import generator_from_spec
 from lama_jax.models.layers import SNConv, SNDense
-from lama_jax.torch_mapping import ConversionError, convert_state_dict, random_state_dict
+from lama_jax.conversion.torch_mapping import ConversionError, convert_state_dict, random_state_dict
 
 REFERENCE = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference')
 SMALL = dict(ch=4, mask_hidden=8)  # small enough to run the generator in a test
@@ -210,7 +210,7 @@ def test_spectral_norm_matches_torch():
 def test_convert_cli_writes_a_loadable_generator(tmp_path, capsys):
   torch = pytest.importorskip('torch')
   from lama_jax import convert
-  from lama_jax.api import LayoutGenerator
+  from lama_jax.inference.generator import LayoutGenerator
   sd = random_state_dict(64, seed=4, num_classes=184, **SMALL)
   path = tmp_path / 'G.pth'
   torch.save({'module.' + k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()}, path)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from lama_jax import evaluate
-from lama_jax import generator_io
-from lama_jax import prepare as prepare_lib
+from lama_jax.inference import generator_dir
+from lama_jax.datasets import preparation as prepare_lib
 from lama_jax.datasets import shapes
-from lama_jax.vocabulary import load_vocabulary
+from lama_jax.datasets.vocabulary import load_vocabulary
 from tests.test_inference import MAX_OBJECTS, _tiny_variables
 from tests.test_metrics_inception import fake_pytorch_fid_state_dict
 from tests.test_metrics_lpips import fake_alexnet_state_dict, fake_lpips_linear_state_dict
@@ -53,7 +53,7 @@ def data_dir(tmp_path_factory, raw_dir):
 def gen_dir(tmp_path_factory):
   g, variables = _tiny_variables()
   out = str(tmp_path_factory.mktemp('gen') / 'g')
-  generator_io.save_generator_dir(out, g, variables, MAX_OBJECTS, 'shapes',
+  generator_dir.save_generator_dir(out, g, variables, MAX_OBJECTS, 'shapes',
                                   load_vocabulary('shapes'), step=5)
   return out
 

@@ -12,12 +12,13 @@ from flax import traverse_util
 from PIL import Image
 
 from lama_jax import export
-from lama_jax import generator_io
+from lama_jax.inference import generator_dir
 from lama_jax import sample
-from lama_jax.api import LayoutGenerator
-from lama_jax.layouts import PAD_BOX, LayoutError
+from lama_jax.inference import sampling
+from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.inference.layouts import PAD_BOX, LayoutError
 from lama_jax.models import make_generator
-from lama_jax.vocabulary import load_vocabulary
+from lama_jax.datasets.vocabulary import load_vocabulary
 
 MAX_OBJECTS = 4
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _tiny_variables():
   """Random variables for a tiny generator, made in NumPy (no compiled init: tests stay fast)."""
   g = make_generator(64, ch=4, num_classes=14, mask_hidden=8)
-  abstract = generator_io.abstract_variables(g, MAX_OBJECTS)
+  abstract = generator_dir.abstract_variables(g, MAX_OBJECTS)
   rng = np.random.default_rng(0)
 
   def fill(path, leaf):
@@ -72,7 +73,7 @@ def workdir(tmp_path_factory):
   g, variables = _tiny_variables()
   root = tmp_path_factory.mktemp('run')
   with open(root / 'generator.json', 'w') as f:
-    json.dump(generator_io.generator_config(g, MAX_OBJECTS, 'shapes'), f)
+    json.dump(generator_dir.generator_config(g, MAX_OBJECTS, 'shapes'), f)
   with open(root / 'vocabulary.json', 'w') as f:
     json.dump(load_vocabulary('shapes').to_json(), f)
   mngr = ocp.CheckpointManager(root / 'checkpoints', item_names=('generator', 'discriminator'))
@@ -118,7 +119,7 @@ def test_generate_shapes_ranges_and_determinism(gen):
 
 
 def test_compiled_once_per_batch_size(gen):
-  from lama_jax import api
+  from lama_jax.inference import generator as api
   gen.generate(BOXES, LABELS, seed=0)
   size = api._forward._cache_size()  # pylint: disable=protected-access
   gen.generate(BOXES[:, :1], LABELS[:, :1], seed=5)  # fewer objects: padded to max_objects
@@ -342,13 +343,13 @@ def test_fix_z_keeps_masks_away_from_the_moved_box(workdir, tmp_path, fix_z):
 
 
 def test_fixed_z_slots_match_objects_by_category_and_occurrence():
-  from lama_jax.layouts import parse_layouts
+  from lama_jax.inference.layouts import parse_layouts
   vocab = load_vocabulary('shapes')
   first = _objects(('disk', (0, 0, 0.5, 0.5)), ('disk', (0.5, 0.5, 0.5, 0.5)))
   added = _objects(('sky', (0, 0, 1, 0.5))) + first
   parsed = parse_layouts([{'name': 'a', 'objects': first}, {'name': 'b', 'objects': added}],
                          vocab, 4)
-  assert sample.fixed_z_slots(parsed) == [[0, 1], [2, 0, 1]]
+  assert sampling.fixed_z_slots(parsed) == [[0, 1], [2, 0, 1]]
 
 
 class _FakeEval:
@@ -360,7 +361,7 @@ class _FakeEval:
 
 
 def test_sample_val_writes_images_named_by_id(workdir, tmp_path, monkeypatch, capsys):
-  from lama_jax import input_pipeline
+  from lama_jax.datasets import input_pipeline
   boxes = np.tile(np.asarray(PAD_BOX, np.float32), (3, MAX_OBJECTS, 1))
   boxes[:, 0] = [0.1, 0.1, 0.5, 0.5]
   boxes[:, 1] = [0.0, 0.5, 1.0, 0.5000001]  # a prepared box may overshoot by a hair
@@ -369,7 +370,8 @@ def test_sample_val_writes_images_named_by_id(workdir, tmp_path, monkeypatch, ca
   ids = np.array([139, 285, 632])
   calls = []
 
-  def fake(data_dir, dataset, image_size, batch_size, max_objects):
+  def fake(data_dir, dataset, image_size, batch_size, max_objects, with_masks=False):
+    assert not with_masks
     calls.append((data_dir, dataset, image_size, batch_size, max_objects))
     return _FakeEval([
         {'image': np.zeros((2, 64, 64, 3)), 'boxes': boxes[:2], 'labels': labels[:2],
@@ -377,6 +379,7 @@ def test_sample_val_writes_images_named_by_id(workdir, tmp_path, monkeypatch, ca
         {'image': np.zeros((1, 64, 64, 3)), 'boxes': boxes[2:], 'labels': labels[2:],
          'image_id': ids[2:]}])
   monkeypatch.setattr(input_pipeline, 'create_eval_dataset', fake)
+  monkeypatch.setattr(input_pipeline, 'num_examples', lambda *args: len(ids))
   out = tmp_path / 'val'
   assert sample.main(['--workdir', workdir, '--val', '--data_dir', '/data', '--out', str(out),
                       '--batch_size', '2', '--num_samples', '2']) == 0

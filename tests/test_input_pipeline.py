@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from lama_jax import input_pipeline
-from lama_jax import prepare as prepare_lib
+from lama_jax.datasets import input_pipeline
+from lama_jax.datasets import preparation as prepare_lib
 from tests import coco_fixture
 
 N_TRAIN = len(coco_fixture.EXPECTED['train'])  # 8

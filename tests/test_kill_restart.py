@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from lama_jax import checkpointing
-from lama_jax import train
+from lama_jax.training import checkpointing
+from lama_jax.training import loop as train
 from tests.train_helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +21,7 @@ OVERRIDES = dict(num_train_steps=NUM_STEPS, keep_checkpoints=KEEP, sample_every_
 SCRIPT = f'''
 import sys
 from absl import logging
-from lama_jax import train
+from lama_jax.training import loop as train
 from tests.train_helpers import tiny_config
 logging.set_verbosity(logging.INFO)
 train.train_and_evaluate(tiny_config(**{OVERRIDES!r}), sys.argv[1])

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from lama_jax import layouts
-from lama_jax.layouts import LayoutError
-from lama_jax.vocabulary import load_vocabulary
+from lama_jax.inference import layouts
+from lama_jax.inference.layouts import LayoutError
+from lama_jax.datasets.vocabulary import load_vocabulary
 
 VOCAB = load_vocabulary('shapes')
 COCO = load_vocabulary('coco_stuff')

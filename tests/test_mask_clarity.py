@@ -13,11 +13,11 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from lama_jax import generator_io
-from lama_jax import input_pipeline
-from lama_jax import mask_clarity
-from lama_jax import prepare as prepare_lib
-from lama_jax import vocabulary
+from lama_jax.inference import generator_dir
+from lama_jax.datasets import input_pipeline
+from lama_jax.evaluation import mask_clarity
+from lama_jax.datasets import preparation as prepare_lib
+from lama_jax.datasets import vocabulary
 from lama_jax.datasets import builders
 from lama_jax.datasets import shapes
 from lama_jax.models import make_generator
@@ -135,7 +135,7 @@ def _gt_generator_dir(path):
   variables = g.init({'params': jax.random.key(0), 'noise': jax.random.key(1)}, *args,
                      masks=jnp.ones((1, 8, 64, 64)))
   assert 'mask_regress' not in variables['params']
-  generator_io.save_generator_dir(path, g, variables, 8, 'shapes',
+  generator_dir.save_generator_dir(path, g, variables, 8, 'shapes',
                                   vocabulary.load_vocabulary('shapes'))
   return path
 

@@ -4,7 +4,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from lama_jax.metrics import lpips, torch_io
+from lama_jax.metrics import lpips
+from lama_jax.conversion import torch_io
 
 HAVE_TORCH = importlib.util.find_spec('torch') is not None
 

@@ -13,7 +13,7 @@ import sys, numpy as np, jax
 from absl import flags
 jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]),
                            coordinator_bind_address=sys.argv[1])
-from lama_jax import train
+from lama_jax.training import loop as train
 from tests.train_helpers import tiny_config
 config = tiny_config(num_train_steps=2, d_only_iters=0, checkpoint_every_steps=100, sample_every_steps=100)
 state = train.train_and_evaluate(config, sys.argv[3])

@@ -9,8 +9,8 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from lama_jax import prepare as prepare_lib
-from lama_jax import vocabulary
+from lama_jax.datasets import preparation as prepare_lib
+from lama_jax.datasets import vocabulary
 from lama_jax.datasets import builders
 from lama_jax.datasets import coco_stuff
 from lama_jax.datasets import common

@@ -10,7 +10,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 import pytest
 
-from lama_jax import vocabulary
+from lama_jax.datasets import vocabulary
 from lama_jax.datasets import shapes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from lama_jax import checkpointing
-from lama_jax import optimizers
-from lama_jax import train
+from lama_jax.training import checkpointing
+from lama_jax.training import optimizers
+from lama_jax.training import loop as train
 from lama_jax import visualize
 from tests.train_helpers import tiny_config
 

@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent('''
     import jax, numpy as np
-    from lama_jax import train
+    from lama_jax.training import loop as train
     from tests.train_helpers import tiny_config
     assert jax.device_count() == 8
     config = tiny_config(batch_size=8, d_only_iters=0)

@@ -28,7 +28,7 @@ import numpy as np
 from pycocotools import coco as coco_api
 import tensorflow_datasets as tfds
 
-from lama_jax import vocabulary as vocabulary_lib
+from lama_jax.datasets import vocabulary as vocabulary_lib
 from lama_jax.datasets import common
 
 MIN_OBJECT_SIZE = 0.02  # a kept box covers strictly more than this fraction of the image

@@ -20,14 +20,19 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 import tensorflow_datasets as tfds
 
-from lama_jax import vocabulary as vocabulary_lib
+from lama_jax.datasets import vocabulary as vocabulary_lib
+from lama_jax.errors import LamaError
 
 
 MASK_SIZE = 32  # side of the stored box-local object masks (the generator's mask resolution)
 
 
-class DatasetError(Exception):
+class DatasetError(LamaError):
   """Bad input files: the message names the file or annotation and the problem."""
+
+
+class DatasetNotPreparedError(DatasetError, FileNotFoundError):
+  """The prepared TFRecords of a dataset are not in the data dir (run `prepare`)."""
 
 
 @dataclasses.dataclass

@@ -18,17 +18,19 @@ whatever the number of worker processes.
 import json
 import multiprocessing
 import os
-import shutil
+import sys
 import time
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 from pycocotools import mask as mask_utils
+
+from lama_jax import cli
+from lama_jax import files
 
 SIZE = 128  # image side in pixels
 MAX_THINGS = 6
@@ -193,12 +195,40 @@ def _coco_json(images: list[dict], annotations: list[dict], categories: Sequence
   }
 
 
+def _write_split(root: str, split_index: int, split: str, count: int, seed: int,
+                 num_workers: int, min_pool_size: int) -> None:
+  """Draws one split's images into ROOT/SPLIT2017/ and writes its two annotation files."""
+  image_dir = os.path.join(root, f'{split}2017')
+  os.makedirs(image_dir)
+  jobs = [(image_dir, seed, split_index, i) for i in range(count)]
+  if num_workers > 1 and count >= min_pool_size:
+    # spawn, not fork: the caller may hold TensorFlow or JAX threads.
+    with multiprocessing.get_context('spawn').Pool(num_workers) as pool:
+      results = pool.map(_render_and_write, jobs, chunksize=64)
+  else:
+    results = [_render_and_write(job) for job in jobs]
+  images, things, stuff = [], [], []
+  for i, (thing_anns, stuff_anns) in enumerate(results):
+    image_id = _image_id(split_index, i)
+    images.append({'id': image_id, 'file_name': f'{image_id:012d}.png',
+                   'width': SIZE, 'height': SIZE})
+    for dest, anns in ((things, thing_anns), (stuff, stuff_anns)):
+      dest.extend({'id': 0, 'image_id': image_id, **a} for a in anns)
+  for ann_id, ann in enumerate(things + stuff, start=1 + split_index * 10 * VAL_ID_OFFSET):
+    ann['id'] = ann_id
+  for kind, anns, cats in (('instances', things, range(1, 9)), ('stuff', stuff, range(9, 14))):
+    with open(os.path.join(root, 'annotations', f'{kind}_{split}2017.json'), 'w') as f:
+      json.dump(_coco_json(images, anns, list(cats)), f)
+  logging.info('shapes %s: %d images, %d things, %d stuff regions', split, count, len(things),
+               len(stuff))
+
+
 def generate(out_dir: str, num_train: int = 10000, num_val: int = 500, seed: int = 0,
              num_workers: int | None = None) -> None:
   """Writes the shapes set to `out_dir` in the COCO-Stuff 2017 layout.
 
-  The set is written to `out_dir + '.tmp'` and renamed at the end, so a crash never leaves a
-  half-written `out_dir`.
+  The set is written to a temporary sibling folder and renamed at the end, so a crash never leaves
+  a half-written `out_dir`.
 
   Args:
     out_dir: destination folder; must not exist or be empty.
@@ -212,68 +242,37 @@ def generate(out_dir: str, num_train: int = 10000, num_val: int = 500, seed: int
   """
   if os.path.isdir(out_dir) and os.listdir(out_dir):
     raise FileExistsError(f'{out_dir} exists and is not empty; remove it or choose another --out.')
-  tmp_dir = out_dir.rstrip('/') + '.tmp'
-  shutil.rmtree(tmp_dir, ignore_errors=True)
-  os.makedirs(os.path.join(tmp_dir, 'annotations'))
   # By default small sets are drawn in this process: starting workers costs more than it saves.
   min_pool_size = 200 if num_workers is None else 0
   num_workers = num_workers or os.cpu_count() or 1
   start = time.time()
-  for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
-    image_dir = os.path.join(tmp_dir, f'{split}2017')
-    os.makedirs(image_dir)
-    jobs = [(image_dir, seed, split_index, i) for i in range(count)]
-    if num_workers > 1 and count >= min_pool_size:
-      # spawn, not fork: the caller may hold TensorFlow or JAX threads.
-      with multiprocessing.get_context('spawn').Pool(num_workers) as pool:
-        results = pool.map(_render_and_write, jobs, chunksize=64)
-    else:
-      results = [_render_and_write(job) for job in jobs]
-    images, things, stuff = [], [], []
-    for i, (thing_anns, stuff_anns) in enumerate(results):
-      image_id = _image_id(split_index, i)
-      images.append({'id': image_id, 'file_name': f'{image_id:012d}.png',
-                     'width': SIZE, 'height': SIZE})
-      for dest, anns in ((things, thing_anns), (stuff, stuff_anns)):
-        dest.extend({'id': 0, 'image_id': image_id, **a} for a in anns)
-    for ann_id, ann in enumerate(things + stuff, start=1 + split_index * 10 * VAL_ID_OFFSET):
-      ann['id'] = ann_id
-    for kind, anns, cats in (('instances', things, range(1, 9)), ('stuff', stuff, range(9, 14))):
-      with open(os.path.join(tmp_dir, 'annotations', f'{kind}_{split}2017.json'), 'w') as f:
-        json.dump(_coco_json(images, anns, list(cats)), f)
-    logging.info('shapes %s: %d images, %d things, %d stuff regions', split, count, len(things),
-                 len(stuff))
-  if os.path.isdir(out_dir):
-    os.rmdir(out_dir)  # empty, checked above
-  os.replace(tmp_dir, out_dir)
+  with files.atomic_dir(out_dir) as tmp_dir:
+    os.makedirs(os.path.join(tmp_dir, 'annotations'))
+    for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+      _write_split(str(tmp_dir), split_index, split, count, seed, num_workers, min_pool_size)
   logging.info('Wrote the shapes set to %s in %.1f s.', out_dir, time.time() - start)
 
 
-FLAGS = flags.FLAGS
+FLAGS = cli.flag_values()
+flags.DEFINE_string('out', None, 'Destination folder (must not exist or be empty).',
+                    flag_values=FLAGS, required=True)
+flags.DEFINE_integer('num_train', 10000, 'Number of training images.', lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer('num_val', 500, 'Number of validation images.', lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Dataset seed; the same seed gives byte-identical files.',
+                     lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_integer('num_workers', None, 'Worker processes (default: the CPU count).',
+                     lower_bound=1, flag_values=FLAGS)
 
 
-def _define_flags() -> None:
-  flags.DEFINE_string('out', None, 'Destination folder (must not exist or be empty).')
-  flags.DEFINE_integer('num_train', 10000, 'Number of training images.')
-  flags.DEFINE_integer('num_val', 500, 'Number of validation images.')
-  flags.DEFINE_integer('seed', 0, 'Dataset seed; the same seed gives byte-identical files.')
-  flags.DEFINE_integer('num_workers', None, 'Worker processes (default: the CPU count).')
-  flags.mark_flag_as_required('out')
+def _main(fv: flags.FlagValues) -> None:
+  generate(fv.out, fv.num_train, fv.num_val, fv.seed, fv.num_workers)
 
 
-def _run(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  try:
-    generate(FLAGS.out, FLAGS.num_train, FLAGS.num_val, FLAGS.seed, FLAGS.num_workers)
-  except (FileExistsError, OSError) as e:
-    raise SystemExit(f'error: {e}') from None
-
-
-def main() -> None:
-  _define_flags()
-  app.run(_run)
+def main(argv: Sequence[str] | None = None) -> int:
+  return cli.run(_main, FLAGS, argv, __doc__)
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

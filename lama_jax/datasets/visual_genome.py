@@ -24,7 +24,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lama_jax import vocabulary as vocabulary_lib
+from lama_jax.datasets import vocabulary as vocabulary_lib
 from lama_jax.datasets import common
 
 MAX_OBJECTS = 10  # the official loader's max_objects for VG

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from lama_jax.metrics.torch_io import StateDict, as_numpy_state_dict
+from lama_jax.conversion.torch_io import StateDict, as_numpy_state_dict
 from lama_jax.models.resize import resize_bilinear
 
 FEATURE_DIM = 2048

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lama_jax.metrics.torch_io import StateDict, as_numpy_state_dict
+from lama_jax.conversion.torch_io import StateDict, as_numpy_state_dict
 
 # ScalingLayer constants of LPIPS v0.1: inputs in [-1, 1] are shifted and scaled
 # to roughly ImageNet normalisation.

@@ -23,11 +23,11 @@ import ml_collections
 from jax.experimental import multihost_utils
 import numpy as np
 
-from lama_jax import checkpointing
+from lama_jax.training import checkpointing
 from lama_jax import models
-from lama_jax import optimizers
-from lama_jax import train_state as train_state_lib
-from lama_jax import train_step as train_step_lib
+from lama_jax.training import optimizers
+from lama_jax.training import state as train_state_lib
+from lama_jax.training import step as train_step_lib
 from lama_jax import visualize
 from lama_jax.models.mask import masks_to_layout
 
@@ -73,7 +73,7 @@ def vocabulary_name(config) -> str:
 
 def ensure_shapes_prepared(config) -> None:
   """Generates and prepares the shapes set when it is not in `config.data_dir` yet (first use)."""
-  from lama_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   try:
     input_pipeline.num_examples(config.data_dir, 'shapes', 'train')
     return
@@ -114,7 +114,7 @@ def train_batches(config, start_step: int) -> Iterator[dict[str, np.ndarray]]:
   seed = config.seed + 1000003 * start_step + 7919 * jax.process_index()
   if config.dataset == 'synthetic':
     return synthetic_batches(config, local, seed)
-  from lama_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   ds = input_pipeline.create_train_dataset(
       config.data_dir, config.dataset, config.image_size, config.batch_size, config.max_objects,
       flip=config.flip, seed=seed % (2**31), shuffle_buffer=config.shuffle_buffer,
@@ -126,7 +126,7 @@ def val_layouts(config, count: int) -> dict[str, np.ndarray]:
   """The first `count` val examples (fixed order), for sample grids and the alignment score."""
   if config.dataset == 'synthetic':
     return next(synthetic_batches(config, count, seed=12345))
-  from lama_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   ds = input_pipeline.create_eval_dataset(config.data_dir, config.dataset, config.image_size,
                                           min(count, 64), config.max_objects,
                                           with_masks=config.gt_masks)
@@ -146,7 +146,7 @@ def batch_keys(config) -> tuple[str, ...]:
 def steps_per_epoch(config) -> int:
   if config.dataset == 'synthetic':
     return 1000
-  from lama_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   return input_pipeline.steps_per_epoch(config.data_dir, config.dataset, config.batch_size,
                                         config.flip)
 
@@ -216,7 +216,7 @@ class Trainer:
 
 def write_run_files(config, workdir: str, generator: models.Generator) -> None:
   """generator.json, vocabulary.json and config.json: what inference needs (process 0 only)."""
-  from lama_jax import vocabulary as vocabulary_lib  # pylint: disable=g-import-not-at-top
+  from lama_jax.datasets import vocabulary as vocabulary_lib  # pylint: disable=g-import-not-at-top
   spec = models.generator_spec(generator)
   spec.update(max_objects=config.max_objects, image_size=config.image_size,
               dataset=config.dataset)
@@ -344,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   grid_layouts = {k: v[:config.num_sample_images] for k, v in layouts.items()}
   names = None
   try:
-    from lama_jax import vocabulary as vocabulary_lib  # pylint: disable=g-import-not-at-top
+    from lama_jax.datasets import vocabulary as vocabulary_lib  # pylint: disable=g-import-not-at-top
     names = vocabulary_lib.load_vocabulary(vocabulary_name(config)).id_to_name
   except (FileNotFoundError, ValueError):
     pass

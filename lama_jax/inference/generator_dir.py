@@ -12,8 +12,6 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-import shutil
-import tempfile
 from typing import Any
 
 import flax.linen as nn
@@ -21,8 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
-from lama_jax import vocabulary as vocabulary_lib
+from lama_jax import files
+from lama_jax.datasets import vocabulary as vocabulary_lib
+from lama_jax.errors import LamaError
 from lama_jax.models import generator_from_spec, generator_spec
 
 GENERATOR_JSON = 'generator.json'
@@ -32,7 +33,7 @@ ITEM = 'generator'
 COLLECTIONS = ('params', 'batch_stats', 'spectral')
 
 
-class GeneratorDirError(ValueError):
+class GeneratorDirError(LamaError, ValueError):
   """A path that is not a usable generator directory or training workdir."""
 
 
@@ -54,13 +55,19 @@ class LoadedGenerator:
   step: int
 
 
-def abstract_variables(generator: nn.Module, num_objects: int = 8) -> dict[str, Any]:
-  """The {'params', 'batch_stats', 'spectral'} tree of `generator` as ShapeDtypeStructs."""
-  z = generator.z_dim
+def abstract_variables(generator: nn.Module, num_objects: int = 8, with_mask_net: bool = True
+                       ) -> dict[str, Any]:
+  """The {'params', 'batch_stats', 'spectral'} tree of `generator` as ShapeDtypeStructs.
+
+  `with_mask_net=False` gives the tree of a generator trained on given masks (Sec. 3), which has no
+  layout-to-mask network (MaskRegressNet, LAMA).
+  """
+  z, size = generator.z_dim, generator.image_size
   args = (jnp.zeros((1, num_objects, z)), jnp.full((1, num_objects, 4), 0.5),
           jnp.ones((1, num_objects), jnp.int32), jnp.zeros((1, z)))
+  masks = None if with_mask_net else jnp.zeros((1, num_objects, size, size))
   rngs = {'params': jax.random.key(0), 'noise': jax.random.key(1)}
-  tree = jax.eval_shape(lambda: generator.init(rngs, *args))
+  tree = jax.eval_shape(lambda: generator.init(rngs, *args, masks=masks))
   return {k: tree.get(k, {}) for k in COLLECTIONS}
 
 
@@ -115,9 +122,13 @@ def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
       raise GeneratorDirError(f'{ckpt_dir} has no step {step} (steps: {mngr.all_steps()}).')
     # Restore onto this process's first device, whatever mesh the run was saved from.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    # A generator trained on given masks (Sec. 3) may have been saved without the mask network.
+    item_dir = epath.Path(ckpt_dir.absolute()) / str(step) / ITEM
+    saved = ocp.StandardCheckpointHandler().metadata(item_dir)
+    with_mask_net = 'mask_regress' in saved.get('params', {})
     target = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-        abstract_variables(generator, int(config['max_objects'])))
+        abstract_variables(generator, int(config['max_objects']), with_mask_net))
     restored = mngr.restore(step, args=ocp.args.Composite(
         **{ITEM: ocp.args.StandardRestore(target)}))[ITEM]
   finally:
@@ -134,6 +145,14 @@ def generator_config(generator: nn.Module, max_objects: int, dataset: str) -> di
   return config
 
 
+def write_metadata(folder: str | os.PathLike, generator: nn.Module, max_objects: int,
+                   dataset: str, vocab: vocabulary_lib.Vocabulary | None) -> None:
+  """Writes generator.json and (when known) vocabulary.json: what inference needs besides weights."""
+  files.write_json(Path(folder) / GENERATOR_JSON, generator_config(generator, max_objects, dataset))
+  if vocab is not None:
+    vocabulary_lib.save_vocabulary(vocab, str(Path(folder) / VOCABULARY_JSON))
+
+
 def save_generator_dir(out: str, generator: nn.Module, variables: dict[str, Any], max_objects: int,
                        dataset: str, vocab: vocabulary_lib.Vocabulary, step: int = 0) -> None:
   """Writes a generator directory at `out`, which must not exist or be empty.
@@ -147,21 +166,10 @@ def save_generator_dir(out: str, generator: nn.Module, variables: dict[str, Any]
   if vocab.num_classes != generator.num_classes:
     raise GeneratorDirError(f'the vocabulary has {vocab.num_classes} classes but the generator '
                             f'{generator.num_classes}.')
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f'.{out_path.name}.', dir=out_path.parent))
-  os.chmod(tmp, 0o755)  # mkdtemp makes it private
-  try:
-    with open(tmp / GENERATOR_JSON, 'w') as f:
-      json.dump(generator_config(generator, max_objects, dataset), f, indent=1)
-    vocabulary_lib.save_vocabulary(vocab, str(tmp / VOCABULARY_JSON))
+  with files.atomic_dir(out_path) as tmp:
+    write_metadata(tmp, generator, max_objects, dataset, vocab)
     tree = {k: jax.tree_util.tree_map(np.asarray, dict(variables.get(k, {}))) for k in COLLECTIONS}
     mngr = ocp.CheckpointManager(tmp / CHECKPOINTS, item_names=(ITEM,))
     mngr.save(int(step), args=ocp.args.Composite(**{ITEM: ocp.args.StandardSave(tree)}))
     mngr.wait_until_finished()
     mngr.close()
-    if out_path.exists():
-      out_path.rmdir()
-    os.replace(tmp, out_path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise

@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lama_jax import losses
-from lama_jax import optimizers
+from lama_jax.training import losses
+from lama_jax.training import optimizers
 from lama_jax import models
 from lama_jax.models.mask import masks_to_layout
-from lama_jax.train_state import TrainState
+from lama_jax.training.state import TrainState
 
 
 def _tree_select(pred: jax.Array, new, old):

@@ -20,14 +20,11 @@ from typing import Any, Mapping
 import numpy as np
 from flax import traverse_util
 
+from lama_jax.conversion.torch_io import ConversionError
 from lama_jax.models import GENERATOR_CHANNELS, generator_spec, make_generator
 
 DDP_PREFIX = 'module.'
 IGNORED_SUFFIXES = ('num_batches_tracked',)
-
-
-class ConversionError(ValueError):
-  """The state dict does not fit the official generator (names the offending keys)."""
 
 
 def official_block_prefix(image_size: int, i: int) -> str:
@@ -232,8 +229,8 @@ def convert_state_dict(state_dict: Mapping[str, Any], image_size: int
   """
   sd = strip_ddp_prefix(state_dict)
   generator = infer_generator(sd, image_size)
-  # Imported here: generator_io pulls in orbax, which a pure conversion does not need.
-  from lama_jax.generator_io import abstract_variables  # pylint: disable=g-import-not-at-top
+  # Imported here: generator_dir pulls in orbax, which a pure conversion does not need.
+  from lama_jax.inference.generator_dir import abstract_variables  # pylint: disable=g-import-not-at-top
   abstract = abstract_variables(generator)
   template = {}
   for col, tree in abstract.items():

@@ -10,7 +10,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from lama_jax.train_state import TrainState
+from lama_jax.training.state import TrainState
 
 ITEMS = ('generator', 'discriminator', 'optimizer')
 

@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lama_jax import generator_io
-from lama_jax import layouts as layouts_lib
-from lama_jax.layouts import Layout, LayoutError
-from lama_jax.vocabulary import Vocabulary
+from lama_jax.inference import generator_dir
+from lama_jax.inference import layouts as layouts_lib
+from lama_jax.inference.layouts import Layout, LayoutError
+from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.models.mask import masks_to_layout
 
 
 class Generated(NamedTuple):
@@ -43,23 +44,30 @@ def truncated_normal(key: jax.Array, shape: Sequence[int], truncation: float | N
   return jnp.where(jnp.abs(z) > truncation, jax.random.normal(k2, shape, jnp.float32), z)
 
 
-def _row_keys(seed: int, batch: int) -> jax.Array:
+def row_keys(seed: int, batch: int) -> jax.Array:
   """Per-row keys: row b's randomness depends on (seed, b) only."""
   base = jax.random.key(seed)
   return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(batch))
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _forward(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys):
+def _forward(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys, masks=None):
   """Eval-mode generator, one batch row at a time (vmapped) with its own noise key.
 
   Jitted with the module as a static argument: generators of equal config share compiled programs.
+  `masks` [B, O, H, W], when given, replace the layout-to-mask stage (the Sec. 3 experiment).
   """
-  def one(z_o, bx, lb, z_i, key):
+  def one(z_o, bx, lb, z_i, key, mk):
     image, mask, raw = generator.apply(variables, z_o[None], bx[None], lb[None], z_i[None],
-                                       train=False, rngs={'noise': key})
+                                       train=False, rngs={'noise': key},
+                                       masks=None if mk is None else mk[None])
     return image[0], mask[0], raw[0]
-  return jax.vmap(one)(z_obj, boxes, labels, z_im, keys)
+  return jax.vmap(one)(z_obj, boxes, labels, z_im, keys, masks)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _place(boxes, local_masks, image_size: int):
+  return masks_to_layout(boxes, local_masks, image_size)
 
 
 class LayoutGenerator:
@@ -86,7 +94,7 @@ class LayoutGenerator:
   @classmethod
   def load(cls, path: str, step: int | None = None) -> 'LayoutGenerator':
     """Loads a training workdir (latest checkpoint), or an exported or converted generator dir."""
-    loaded = generator_io.load_generator_dir(path, step)
+    loaded = generator_dir.load_generator_dir(path, step)
     return cls(loaded.generator, loaded.variables, loaded.vocabulary,
                loaded.config['max_objects'], loaded.config.get('dataset', ''), loaded.step)
 
@@ -110,7 +118,7 @@ class LayoutGenerator:
     columns without changing the first ones.
     """
     num_objects = self.max_objects if num_objects is None else num_objects
-    keys = _row_keys(seed, batch)
+    keys = row_keys(seed, batch)
 
     def row(key):
       k_obj, k_im = jax.random.split(jax.random.fold_in(key, 1))
@@ -137,7 +145,8 @@ class LayoutGenerator:
                       f'(got {type(layouts).__name__})')
 
   def generate(self, boxes: Any, labels: Any = None, z_obj: Any = None, z_im: Any = None,
-               seed: int = 0, truncation: float | None = 2.0, strict: bool = True) -> Generated:
+               seed: int = 0, truncation: float | None = 2.0, strict: bool = True,
+               masks: Any = None) -> Generated:
     """Generates images from layouts.
 
     Args:
@@ -151,6 +160,9 @@ class LayoutGenerator:
         None draws plain N(0, 1).
       strict: check every real box (finite, positive size, inside [0, 1]); False skips the box
         checks, for prepared datasets whose boxes may overshoot the image by a hair.
+      masks: [B, O, H, W] semantic masks that replace the layout-to-mask stage (the mask-to-image
+        experiment of Sec. 3; `place_masks` builds them from box-local masks). The returned mask
+        and raw mask are then these masks.
 
     Returns:
       Generated(image [B, H, W, 3], mask [B, O, H, W], raw_mask [B, O, H, W]) as NumPy.
@@ -182,9 +194,13 @@ class LayoutGenerator:
     boxes = np.concatenate([boxes, np.tile(np.asarray(layouts_lib.PAD_BOX, np.float32),
                                            (b, pad, 1))], 1)
     labels = np.concatenate([labels, np.full((b, pad), layouts_lib.PAD_LABEL, np.int32)], 1)
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(_row_keys(seed, b))
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(row_keys(seed, b))
+    if masks is not None:
+      masks = self._check_masks(masks, (b, o, self.image_size, self.image_size))
+      masks = np.concatenate([masks, np.zeros((b, pad, *masks.shape[2:]), np.float32)], 1)
     image, mask, raw = _forward(self.generator, self.variables, jnp.asarray(z_obj),
-                                jnp.asarray(boxes), jnp.asarray(labels), jnp.asarray(z_im), keys)
+                                jnp.asarray(boxes), jnp.asarray(labels), jnp.asarray(z_im), keys,
+                                None if masks is None else jnp.asarray(masks))
     return Generated(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
 
   def generate_layouts(self, layouts: Sequence[Layout], **kwargs) -> Generated:
@@ -194,6 +210,11 @@ class LayoutGenerator:
     """
     boxes, labels = layouts_lib.stack_layouts(layouts, self.max_objects)
     return self.generate(boxes, labels, **kwargs)
+
+  def place_masks(self, boxes: Any, local_masks: Any) -> np.ndarray:
+    """Box-local object masks [B, O, 32, 32] → semantic masks [B, O, H, W] (masks_to_layout)."""
+    return np.asarray(_place(jnp.asarray(boxes, jnp.float32), jnp.asarray(local_masks, jnp.float32),
+                             self.image_size))
 
   def _check_shapes(self, boxes, labels):
     boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
@@ -209,6 +230,15 @@ class LayoutGenerator:
     boxes = np.where((labels == layouts_lib.PAD_LABEL)[..., None],
                      np.asarray(layouts_lib.PAD_BOX, np.float32), boxes)
     return boxes, labels
+
+  @staticmethod
+  def _check_masks(masks, shape):
+    masks = np.asarray(masks, np.float32)
+    if masks.shape != shape:
+      raise LayoutError(f'masks must have shape {list(shape)}, got {list(masks.shape)}')
+    if not np.all(np.isfinite(masks)):
+      raise LayoutError('masks hold NaN or infinite values')
+    return masks
 
   @staticmethod
   def _check_z(z, shape, name):

@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-VOCAB_DIR = Path(__file__).resolve().parents[1] / 'data' / 'vocab'
+from lama_jax import files
+
+VOCAB_DIR = Path(__file__).resolve().parents[2] / 'data' / 'vocab'
 KNOWN_DATASETS = ('coco_stuff', 'visual_genome', 'shapes')
 
 
@@ -55,10 +57,7 @@ class Vocabulary:
 
 def save_vocabulary(vocab: Vocabulary, path: str) -> None:
   """Writes `vocab` as JSON to `path` (atomically: temp file, then rename)."""
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(vocab.to_json(), f, indent=1)
-  os.replace(tmp, path)
+  files.write_json(path, vocab.to_json())
 
 
 def load_vocabulary(name_or_path: str) -> Vocabulary:

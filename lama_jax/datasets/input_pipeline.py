@@ -25,6 +25,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from lama_jax.datasets import builders
+from lama_jax.datasets import common
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow must never take the accelerators from JAX
 
@@ -38,16 +39,17 @@ _SPLIT_ALIASES = {'validation': 'val', 'test': 'val'}
 
 def _builder(data_dir: str, dataset: str) -> tfds.core.DatasetBuilder:
   if dataset not in builders.BUILDERS:
-    raise ValueError(f'Unknown dataset {dataset!r}; choose from {sorted(builders.BUILDERS)}.')
+    raise common.DatasetError(f'Unknown dataset {dataset!r}; choose from '
+                              f'{sorted(builders.BUILDERS)}.')
   builder = builders.BUILDERS[dataset](data_dir=data_dir)
   if not builder.info.splits:
     older = _older_versions(data_dir, dataset)
     if older:
-      raise FileNotFoundError(
+      raise common.DatasetNotPreparedError(
           f'{data_dir} holds {dataset} version(s) {older}, not the current {builder.version} (which '
           f'adds ground-truth object masks). Re-run: python -m lama_jax.prepare --dataset {dataset} '
           f'--manual_dir DIR --data_dir {data_dir}')
-    raise FileNotFoundError(
+    raise common.DatasetNotPreparedError(
         f'No prepared {dataset} in {data_dir} (looked for {builder.data_dir}). Run: python -m '
         f'lama_jax.prepare --dataset {dataset} --manual_dir DIR --data_dir {data_dir}')
   return builder
@@ -64,7 +66,8 @@ def _older_versions(data_dir: str, dataset: str) -> list[str]:
 def _split_name(builder: tfds.core.DatasetBuilder, split: str) -> str:
   split = _SPLIT_ALIASES.get(split, split)
   if split not in builder.info.splits:
-    raise ValueError(f'{builder.name} has splits {list(builder.info.splits)}, not {split!r}.')
+    raise common.DatasetError(f'{builder.name} has splits {list(builder.info.splits)}, '
+                              f'not {split!r}.')
   return split
 
 

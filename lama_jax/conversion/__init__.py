@@ -1,0 +1,1 @@
+"""Conversion: official PyTorch state dicts to our variables (generator and discriminator)."""

@@ -1,0 +1,1 @@
+"""Inference: LayoutGenerator (the one sampling path), layout files, generator directories, export."""

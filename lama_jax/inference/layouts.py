@@ -1,0 +1,243 @@
+"""The layout format users write: parsing and validation into generator inputs.
+
+A layout file is JSON, one layout or a list of layouts:
+
+  {"name": "beach", "objects": [
+    {"category": "sky-other", "bbox": [0.0, 0.0, 1.0, 0.45]},
+    {"category": "person",    "bbox": [0.40, 0.35, 0.15, 0.55]}]}
+
+`category` is a name from the generator's vocabulary or an integer id; `bbox` is normalised
+(x, y, w, h) with the origin at the top left, inside [0, 1]. Every problem is a `LayoutError` whose
+one-line message names the file, the layout, the object and what is wrong.
+"""
+import dataclasses
+import difflib
+import json
+import math
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.errors import LamaError
+
+PAD_LABEL = 0  # `__image__`
+PAD_BOX = (-0.6, -0.6, 0.5, 0.5)  # the official loader's padding box
+_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
+_TOLERANCE = 1e-6  # boxes may overshoot [0, 1] by rounding error
+
+
+class LayoutError(LamaError, ValueError):
+  """A layout that cannot be generated; the message names file, layout, object and problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """One validated layout.
+
+  Attributes:
+    name: used in output file names.
+    labels: [O] int32 category ids (> 0).
+    boxes: [O, 4] float32 normalised (x, y, w, h).
+    categories: the category names, for drawing.
+  """
+  name: str
+  labels: np.ndarray
+  boxes: np.ndarray
+  categories: tuple[str, ...]
+
+  def arrays(self, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes [num_objects, 4], labels [num_objects]) padded the official way."""
+    n = len(self.labels)
+    boxes = np.tile(np.asarray(PAD_BOX, np.float32), (num_objects, 1))
+    labels = np.full((num_objects,), PAD_LABEL, np.int32)
+    boxes[:n], labels[:n] = self.boxes, self.labels
+    return boxes, labels
+
+
+def _is_number(x: Any) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _unused(name: str) -> bool:
+  return name.startswith('__') and name.endswith('__')
+
+
+def resolve_category(category: Any, vocab: Vocabulary) -> tuple[int, str]:
+  """A category name or id → (id, name). Raises LayoutError with the problem (no location)."""
+  if isinstance(category, str):
+    ids = vocab.name_to_id
+    if category in ids and not _unused(category):
+      return ids[category], category
+    if category == vocab.id_to_name.get(PAD_LABEL):
+      raise LayoutError(f'category {category!r} is the padding class, not a category')
+    close = difflib.get_close_matches(category, [n for n in ids if not _unused(n)], n=3)
+    hint = f' (did you mean {", ".join(map(repr, close))}?)' if close else ''
+    raise LayoutError(f'unknown category {category!r} for {vocab.dataset}{hint}')
+  if isinstance(category, int) and not isinstance(category, bool):
+    if category == PAD_LABEL:
+      raise LayoutError('category id 0 is the padding class (__image__), not a category')
+    name = vocab.id_to_name.get(category)
+    if not 0 < category < vocab.num_classes or name is None or _unused(name):
+      raise LayoutError(f'unknown category id {category} for {vocab.dataset} '
+                        f'(ids 1..{vocab.num_classes - 1})')
+    return category, name
+  raise LayoutError(f'category must be a name or an integer id, not {json.dumps(category)}')
+
+
+def check_box(box: Any) -> np.ndarray:
+  """A bbox → float32 [4]. Raises LayoutError with the problem (no location)."""
+  if not isinstance(box, (list, tuple, np.ndarray)) or len(box) != 4 or not all(
+      _is_number(v) or isinstance(v, np.number) for v in box):
+    shown = json.dumps(box) if not isinstance(box, np.ndarray) else str(box.tolist())
+    raise LayoutError(f'bbox must be four numbers [x, y, w, h], got {shown}')
+  x, y, w, h = (float(v) for v in box)
+  if not all(math.isfinite(v) for v in (x, y, w, h)):
+    raise LayoutError(f'bbox {[x, y, w, h]} is not finite')
+  if w <= 0 or h <= 0:
+    raise LayoutError(f'bbox {[x, y, w, h]} has zero or negative size (w={w:g}, h={h:g})')
+  if x < -_TOLERANCE or y < -_TOLERANCE or x + w > 1 + _TOLERANCE or y + h > 1 + _TOLERANCE:
+    raise LayoutError(f'bbox {[x, y, w, h]} is outside [0, 1] (x + w = {x + w:g}, '
+                      f'y + h = {y + h:g})')
+  return np.asarray([x, y, w, h], np.float32)
+
+
+def parse_layouts(data: Any, vocab: Vocabulary, max_objects: int, source: str = '<layouts>'
+                  ) -> list[Layout]:
+  """Validates decoded JSON (one layout or a list) against the vocabulary and the model's size.
+
+  Args:
+    data: a dict with `objects` (and optionally `name`), or a list of them.
+    vocab: the generator's vocabulary.
+    max_objects: the most objects the generator takes.
+    source: where the data came from (the file name), for messages.
+
+  Returns:
+    The layouts, in order.
+
+  Raises:
+    LayoutError: the first problem found, located as `source: layout I 'NAME', object J: problem`.
+  """
+  items = data if isinstance(data, list) else [data]
+  if not items:
+    raise LayoutError(f'{source}: the list of layouts is empty')
+  layouts, seen = [], {}
+  for i, item in enumerate(items):
+    where = f'{source}: layout {i}'
+    if not isinstance(item, dict):
+      raise LayoutError(f'{where}: not a layout (expected an object with "objects", got '
+                        f'{type(item).__name__})')
+    name = item.get('name', f'layout{i}' if len(items) > 1 else 'layout')
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+      raise LayoutError(f'{where}: name {json.dumps(name)} must be a non-empty string of letters, '
+                        'digits, "_", "-" or "." (it names the output files)')
+    where = f'{source}: layout {i} {name!r}'
+    if name in seen:
+      raise LayoutError(f'{where}: the name is already used by layout {seen[name]}')
+    seen[name] = i
+    if 'objects' not in item:
+      raise LayoutError(f'{where}: missing "objects" (a list of {{"category", "bbox"}})')
+    objects = item['objects']
+    if not isinstance(objects, list):
+      raise LayoutError(f'{where}: "objects" must be a list, not {type(objects).__name__}')
+    if not objects:
+      raise LayoutError(f'{where}: "objects" is empty')
+    if len(objects) > max_objects:
+      raise LayoutError(f'{where}: {len(objects)} objects, more than the model takes '
+                        f'({max_objects})')
+    labels, boxes, names = [], [], []
+    for j, obj in enumerate(objects):
+      owhere = f'{where}, object {j}'
+      if not isinstance(obj, dict):
+        raise LayoutError(f'{owhere}: not an object with "category" and "bbox"')
+      if 'category' in obj:
+        owhere += f' ({obj["category"]!r})' if isinstance(obj['category'], (str, int)) else ''
+      for key in ('category', 'bbox'):
+        if key not in obj:
+          raise LayoutError(f'{owhere}: missing "{key}"')
+      try:
+        label, cname = resolve_category(obj['category'], vocab)
+        box = check_box(obj['bbox'])
+      except LayoutError as e:
+        raise LayoutError(f'{owhere}: {e}') from None
+      labels.append(label)
+      boxes.append(box)
+      names.append(cname)
+    layouts.append(Layout(name, np.asarray(labels, np.int32), np.stack(boxes), tuple(names)))
+  return layouts
+
+
+def load_layouts(path: str, vocab: Vocabulary, max_objects: int) -> list[Layout]:
+  """Reads and validates a layout JSON file (see `parse_layouts`)."""
+  try:
+    with open(path) as f:
+      text = f.read()
+  except OSError as e:
+    raise LayoutError(f'{path}: cannot read the layout file: {e.strerror}') from None
+  except UnicodeDecodeError:
+    raise LayoutError(f'{path}: not a text (UTF-8) file') from None
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise LayoutError(f'{path}: broken JSON at line {e.lineno}, column {e.colno}: '
+                      f'{e.msg}') from None
+  if not isinstance(data, (dict, list)):
+    raise LayoutError(f'{path}: not a layout or a list of layouts (got a JSON '
+                      f'{type(data).__name__})')
+  return parse_layouts(data, vocab, max_objects, source=path)
+
+
+def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Validates generator inputs given as arrays; padding (label 0) boxes are replaced.
+
+  Args:
+    boxes: [B, O, 4] normalised (x, y, w, h).
+    labels: [B, O] int, 0 = padding.
+    num_classes: labels must lie in [0, num_classes).
+    max_objects: O must not exceed it.
+
+  Returns:
+    (boxes float32 [B, O, 4], padding rows set to the official padding box; labels int32 [B, O]).
+
+  Raises:
+    LayoutError: naming the layout (batch row), the object and the problem.
+  """
+  boxes = np.asarray(boxes)
+  labels = np.asarray(labels)
+  if boxes.ndim != 3 or boxes.shape[-1] != 4:
+    raise LayoutError(f'boxes must have shape [B, O, 4], got {list(boxes.shape)}')
+  if labels.shape != boxes.shape[:2]:
+    raise LayoutError(f'labels must have shape [B, O] = {list(boxes.shape[:2])} to match boxes, '
+                      f'got {list(labels.shape)}')
+  if not np.issubdtype(boxes.dtype, np.number) or np.issubdtype(boxes.dtype, np.complexfloating):
+    raise LayoutError(f'boxes must be real numbers, got dtype {boxes.dtype}')
+  if not (np.issubdtype(labels.dtype, np.integer) or (
+      np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels)) and
+      np.all(labels == np.round(labels)))):
+    raise LayoutError(f'labels must be integers, got dtype {labels.dtype}')
+  b, o = labels.shape
+  if b == 0:
+    raise LayoutError('boxes and labels hold no layouts (B = 0)')
+  if o > max_objects:
+    raise LayoutError(f'{o} objects per layout, more than the model takes ({max_objects})')
+  labels = labels.astype(np.int64)
+  boxes = boxes.astype(np.float32)
+  for i, j in zip(*np.nonzero((labels < 0) | (labels >= num_classes))):
+    raise LayoutError(f'layout {i}, object {j}: label {labels[i, j]} outside [0, {num_classes})')
+  for i in range(b):
+    for j in range(o):
+      if labels[i, j] != PAD_LABEL:
+        try:
+          check_box(boxes[i, j].astype(np.float64).tolist())
+        except LayoutError as e:
+          raise LayoutError(f'layout {i}, object {j} (label {labels[i, j]}): {e}') from None
+  boxes = np.where((labels == PAD_LABEL)[..., None], np.asarray(PAD_BOX, np.float32), boxes)
+  return boxes.astype(np.float32), labels.astype(np.int32)
+
+
+def stack_layouts(layouts: Sequence[Layout], num_objects: int) -> tuple[np.ndarray, np.ndarray]:
+  """Layouts → (boxes [N, num_objects, 4], labels [N, num_objects]), padded."""
+  pairs = [layout.arrays(num_objects) for layout in layouts]
+  return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -1,0 +1,161 @@
+"""Sampling many layouts: seeds, the validation split in fixed batches, and the `sample` outputs.
+
+One seed rule serves every consumer: batch `b` of the validation split, sample `r`, is generated with
+`sample_seed(seed, b, r)`, and the last (partial) batch is padded by repeating its last layout, so
+`sample --val`, `evaluate` and the mask-clarity experiment draw the same images for the same flags.
+"""
+from collections.abc import Iterator, Sequence
+import dataclasses
+import os
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from lama_jax import files
+from lama_jax import visualize
+from lama_jax.datasets import input_pipeline
+from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.inference.layouts import Layout
+
+# The official test.py: 5 samples per validation layout on COCO-Stuff (and our shapes set), 1 on VG.
+VAL_SAMPLES_PER_LAYOUT = {'coco_stuff': 5, 'shapes': 5, 'visual_genome': 1}
+LAYOUT_CANVAS = 256  # the side of NAME_layout.png at least, so names are readable
+SHEET_TILE = 128  # the side of a contact-sheet tile at least
+
+
+def val_samples_per_layout(dataset: str) -> int:
+  """The official number of samples per validation layout of `dataset`."""
+  return VAL_SAMPLES_PER_LAYOUT.get(dataset, 1)
+
+
+def layout_seed(seed: int, index: int) -> int:
+  """A 31-bit seed for item `index` of a run seeded with `seed` (independent streams per item)."""
+  return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def sample_seed(seed: int, batch_index: int, repeat: int) -> int:
+  """The seed of sample `repeat` of validation batch `batch_index`."""
+  return layout_seed(seed, batch_index * 1000 + repeat)
+
+
+@dataclasses.dataclass
+class ValBatch:
+  """A validation batch padded to the batch size; the first `count` rows are real.
+
+  Attributes:
+    index: the batch's position in the split (its seeds derive from it).
+    count: how many rows are real layouts (the rest repeat the last one).
+    boxes: [batch_size, O, 4]; labels: [batch_size, O]; images: [count, H, W, 3] in [-1, 1];
+    image_ids: [count] the dataset's ids; masks: [batch_size, O, 32, 32] box-local masks or None.
+  """
+  index: int
+  count: int
+  boxes: np.ndarray
+  labels: np.ndarray
+  images: np.ndarray
+  image_ids: np.ndarray
+  masks: np.ndarray | None = None
+
+
+def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+  """Repeats the last row of `array` up to `rows` rows (one compiled batch shape for every batch)."""
+  pad = rows - len(array)
+  return array if pad <= 0 else np.concatenate([array, np.repeat(array[-1:], pad, 0)])
+
+
+def val_batches(data_dir: str, dataset: str, image_size: int, batch_size: int, max_objects: int,
+                limit: int | None = None, with_masks: bool = False) -> Iterator[ValBatch]:
+  """The first `limit` (default all) validation layouts in fixed order, in padded batches."""
+  ds = input_pipeline.create_eval_dataset(data_dir, dataset, image_size, batch_size, max_objects,
+                                          with_masks=with_masks)
+  seen = 0
+  for index, batch in enumerate(ds.as_numpy_iterator()):
+    count = len(batch['labels']) if limit is None else min(len(batch['labels']), limit - seen)
+    if count <= 0:
+      return
+    seen += count
+    yield ValBatch(index, count, pad_rows(batch['boxes'][:count], batch_size),
+                   pad_rows(batch['labels'][:count], batch_size), batch['image'][:count],
+                   batch['image_id'][:count],
+                   pad_rows(batch['masks'][:count], batch_size) if with_masks else None)
+
+
+def fixed_z_slots(layouts: Sequence[Layout]) -> list[list[int]]:
+  """For --fix_z: per layout, the z slot of each object, keyed by (category, occurrence)."""
+  slots: dict[tuple[int, int], int] = {}
+  out = []
+  for layout in layouts:
+    seen: dict[int, int] = {}
+    row = []
+    for label in layout.labels.tolist():
+      key = (label, seen.get(label, 0))
+      seen[label] = key[1] + 1
+      row.append(slots.setdefault(key, len(slots)))
+    out.append(row)
+  return out
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+  if image.shape[0] == size:
+    return image
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def sample_layouts(gen: LayoutGenerator, layouts: Sequence[Layout], out_dir: str,
+                   num_samples: int, seed: int, truncation: float | None, fix_z: bool
+                   ) -> list[str]:
+  """Writes NAME_k.png, NAME_k_mask.png, NAME_k_raw_mask.png, NAME_layout.png per layout and a
+  labelled contact sheet into the existing folder `out_dir`; returns the paths written."""
+  k, size, o_max = num_samples, gen.image_size, gen.max_objects
+  if fix_z:
+    slots = fixed_z_slots(layouts)
+    table_obj, table_im = gen.sample_z(k, seed, truncation,
+                                       num_objects=max(1 + max(max(r) for r in slots), 1))
+  written, rows = [], []
+  canvas, tile = max(LAYOUT_CANVAS, size), max(size, SHEET_TILE)
+  for i, layout in enumerate(tqdm(layouts, desc='layouts', unit='layout',
+                                  disable=len(layouts) < 2)):
+    boxes, labels = layout.arrays(o_max)
+    boxes, labels = np.repeat(boxes[None], k, 0), np.repeat(labels[None], k, 0)
+    if fix_z:
+      z_obj = np.zeros((k, o_max, gen.z_dim), np.float32)
+      z_obj[:, :len(slots[i])] = table_obj[:, slots[i]]
+      out = gen.generate(boxes, labels, z_obj=z_obj, z_im=table_im, seed=seed)
+    else:
+      out = gen.generate(boxes, labels, seed=layout_seed(seed, i), truncation=truncation)
+    images = visualize.to_uint8_truncated(out.image)
+    masks = visualize.colorize_masks(out.mask, labels, gen.num_classes)
+    raw = visualize.colorize_masks(out.raw_mask, labels, gen.num_classes)
+    for s in range(k):
+      for suffix, picture in (('', images[s]), ('_mask', masks[s]), ('_raw_mask', raw[s])):
+        written.append(os.path.join(out_dir, f'{layout.name}_{s}{suffix}.png'))
+        files.write_png(written[-1], picture)
+    drawing = visualize.draw_layout(np.zeros((canvas, canvas, 3), np.uint8), layout.boxes,
+                                    layout.labels, gen.vocabulary.id_to_name, gen.num_classes)
+    written.append(os.path.join(out_dir, f'{layout.name}_layout.png'))
+    files.write_png(written[-1], drawing)
+    rows.append([_resize(p, tile) for p in (drawing, *images, raw[0], masks[0])])
+  titles = ['layout', *(f'sample {s}' for s in range(k)), 'raw mask 0', 'adapted mask 0']
+  sheet = visualize.labelled_grid(rows, titles, [layout.name for layout in layouts])
+  written.append(os.path.join(out_dir, 'contact_sheet.png'))
+  files.write_png(written[-1], sheet)
+  return written
+
+
+def sample_val(gen: LayoutGenerator, data_dir: str, dataset: str, out_dir: str, num_samples: int,
+               seed: int, truncation: float | None, batch_size: int) -> int:
+  """Writes IMAGEID_k.png for every validation layout into `out_dir`; returns the images written."""
+  total = input_pipeline.num_examples(data_dir, dataset, 'val')
+  count = 0
+  with tqdm(total=total * num_samples, desc='val samples', unit='image') as bar:
+    for batch in val_batches(data_dir, dataset, gen.image_size, batch_size, gen.max_objects):
+      for r in range(num_samples):
+        out = gen.generate(batch.boxes, batch.labels, seed=sample_seed(seed, batch.index, r),
+                           truncation=truncation, strict=False)
+        images = visualize.to_uint8_truncated(out.image[:batch.count])
+        for image_id, image in zip(batch.image_ids, images):
+          files.write_png(os.path.join(out_dir, f'{int(image_id)}_{r}.png'), image)
+        count += batch.count
+        bar.update(batch.count)
+  return count
