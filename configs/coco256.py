@@ -4,7 +4,7 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.image_size = 256
+  config.model.image_size = 256
   config.batch_size = 24
-  config.dtype = 'bfloat16'
+  config.model.dtype = 'bfloat16'
   return config

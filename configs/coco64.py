@@ -4,6 +4,6 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.image_size = 64
+  config.model.image_size = 64
   config.batch_size = 32
   return config

@@ -4,24 +4,25 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.dataset = 'shapes'
-  config.image_size = 64
-  config.max_objects = 8
-  config.num_classes = 14
-  config.shapes_num_train = 3000
-  config.shapes_num_val = 200
-  config.ch = 16
-  config.d_ch = 8
-  config.mask_hidden = 32
+  config.data.dataset = 'shapes'
+  config.data.max_objects = 8
+  config.data.shapes.num_train = 3000
+  config.data.shapes.num_val = 200
+  config.model.image_size = 64
+  config.model.num_classes = 14
+  config.model.ch = 16
+  config.model.d_ch = 8
+  config.model.mask_hidden = 32
   config.batch_size = 4
   config.num_train_steps = 3000
   config.time_budget_minutes = 8.5  # the demo stops (saving, sampling, scoring) by then
-  config.d_only_iters = 0
-  config.log_every_steps = 10
-  config.g_lr = 4e-4  # demo: faster ReZero α growth
-  config.d_lr = 4e-4
-  config.checkpoint_every_steps = 200
-  config.sample_every_steps = 200
-  config.num_sample_images = 16
-  config.alignment_layouts = 200
+  config.schedule.d_only_iters = 0
+  config.optim.g_lr = 4e-4  # demo: faster ReZero α growth
+  config.optim.d_lr = 4e-4
+  config.log.every_steps = 10
+  config.log.checkpoint_every_steps = 200
+  config.log.sample_every_steps = 200
+  config.log.num_sample_images = 16
+  config.evals.metrics = ('alignment',)
+  config.evals.num_layouts = 200
   return config

@@ -4,8 +4,8 @@ from configs import coco128
 
 def get_config():
   config = coco128.get_config()
-  config.dataset = 'visual_genome'
-  config.vocabulary = ''  # '' = DATA_DIR/visual_genome/vocab.json, written by prepare
-  config.max_objects = 10
-  config.num_classes = 179
+  config.data.dataset = 'visual_genome'
+  config.data.vocabulary = ''  # '' = DATA_DIR/visual_genome/vocab.json, written by prepare
+  config.data.max_objects = 10
+  config.model.num_classes = 179
   return config

@@ -105,7 +105,7 @@ def test_cli_error_is_one_clear_line(tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'lama_jax.prepare', '--dataset', 'coco_stuff', '--manual_dir', manual,
        '--data_dir', str(tmp_path / 'tfds')], cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 1
+  assert proc.returncode == 2  # the one CLI convention: bad input exits 2
   assert 'error: Missing annotation file' in proc.stderr
   assert 'instances_train2017.json' in proc.stderr
   assert 'Traceback' not in proc.stderr

@@ -9,13 +9,23 @@ import pytest
 
 from lama_jax.training import checkpointing
 from lama_jax.training import optimizers
+from lama_jax.datasets import synthetic
+from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.training import loop as train
+from lama_jax.training import sample_grids
+from lama_jax.training import trainer as trainer_lib
 from lama_jax import visualize
 from tests.train_helpers import tiny_config
 
 
 def _flat(tree):
-  return flax.traverse_util.flatten_dict(train.to_host(tree), sep='/')
+  return flax.traverse_util.flatten_dict(trainer_lib.to_host(tree), sep='/')
+
+
+def _batches(config, batch_size):
+  return synthetic.synthetic_batches(config.model.image_size, config.data.max_objects,
+                                     config.model.num_classes, batch_size, seed=0,
+                                     with_masks=config.gt_masks)
 
 
 def _changed(a, b):
@@ -26,13 +36,13 @@ def _changed(a, b):
 @pytest.fixture(scope='module')
 def trainer():
   # steps_per_epoch 2, d_only_iters 1: step 0 is D-only, step 1 updates G too.
-  return train.Trainer(tiny_config(), steps_per_epoch=2)
+  return trainer_lib.Trainer(tiny_config(), steps_per_epoch=2)
 
 
 def test_parameter_groups(trainer):
   state = trainer.init_state()
-  g = flax.traverse_util.flatten_dict(optimizers.generator_labels(train.to_host(state.g_params)), sep='/')
-  d = flax.traverse_util.flatten_dict(optimizers.discriminator_labels(train.to_host(state.d_params)), sep='/')
+  g = flax.traverse_util.flatten_dict(optimizers.generator_labels(trainer_lib.to_host(state.g_params)), sep='/')
+  d = flax.traverse_util.flatten_dict(optimizers.discriminator_labels(trainer_lib.to_host(state.d_params)), sep='/')
   assert {k for k, v in g.items() if v == 'g_slow'} == {
       k for k in g if 'style_mapping' in k or k.endswith('rho')}
   assert any(k.startswith('style_mapping') for k, v in g.items() if v == 'g_slow')
@@ -42,27 +52,27 @@ def test_parameter_groups(trainer):
 
 
 def test_d_only_then_g_update(trainer):
-  batches = train.synthetic_batches(trainer.config, 2, seed=0)
+  batches = _batches(trainer.config, 2)
   s0 = trainer.init_state()
-  g0, gs0, d0 = train.to_host((s0.g_params, s0.g_state, s0.d_params))
+  g0, gs0, d0 = trainer_lib.to_host((s0.g_params, s0.g_state, s0.d_params))
   s1, m1 = trainer.step_fn(s0, trainer.global_batch(next(batches)), trainer.key)
-  assert float(train.to_host(m1)['G/g_updated']) == 0.0
+  assert float(trainer_lib.to_host(m1)['G/g_updated']) == 0.0
   assert not _changed(g0, s1.g_params)  # D-only: G parameters untouched
   assert _changed(gs0['batch_stats'], s1.g_state['batch_stats'])  # G forward still ran in train mode
   assert _changed(d0, s1.d_params)
-  g1, d1 = train.to_host((s1.g_params, s1.d_params))  # s1 is donated to the next step
+  g1, d1 = trainer_lib.to_host((s1.g_params, s1.d_params))  # s1 is donated to the next step
   s2, m2 = trainer.step_fn(s1, trainer.global_batch(next(batches)), trainer.key)
-  m2 = train.to_host(m2)
+  m2 = trainer_lib.to_host(m2)
   assert float(m2['G/g_updated']) == 1.0
   changed = _changed(g1, s2.g_params)
   # ReZero: with every α at 0 only the α's and the paths outside the residual branches get gradient.
   assert 'fc/kernel' in changed and 'final_conv/kernel' in changed
   assert any(k.endswith('/alpha') for k in changed)
-  assert int(train.to_host(s2.step)) == 2
+  assert int(trainer_lib.to_host(s2.step)) == 2
   # Per-group rates: the first Adam step (b1=0) moves each parameter by at most lr.
   assert m2['LR/g_slow'] == pytest.approx(0.1 * m2['LR/g'])
   assert m2['LR/d_alpha'] == pytest.approx(0.2 * m2['LR/d'])
-  g_delta = _flat(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b), train.to_host(s2.g_params), g1))
+  g_delta = _flat(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b), trainer_lib.to_host(s2.g_params), g1))
   assert max(v.max() for v in g_delta.values()) <= 1.01e-4
   d_delta = _flat(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b), d1, d0))
   alpha = max(v.max() for k, v in d_delta.items() if k.endswith('alpha'))
@@ -91,30 +101,31 @@ def test_end_to_end_and_resume(tmp_path):
   for name in ('generator.json', 'vocabulary.json', 'config.json'):
     assert os.path.exists(os.path.join(workdir, name))
   # The saved state restores identically, and a longer run continues from step 2.
-  trainer = train.Trainer(config, steps_per_epoch=1000)
+  trainer = trainer_lib.Trainer(config, steps_per_epoch=1000)
   manager = checkpointing.make_manager(workdir, 2)
   restored = checkpointing.restore_latest(manager, trainer.abstract_state)
   manager.close()
-  for a, b in zip(jax.tree.leaves(train.to_host(state)), jax.tree.leaves(train.to_host(restored))):
+  for a, b in zip(jax.tree.leaves(trainer_lib.to_host(state)), jax.tree.leaves(trainer_lib.to_host(restored))):
     np.testing.assert_array_equal(a, b)
   state3 = train.train_and_evaluate(tiny_config(num_train_steps=3), workdir)
-  assert int(train.to_host(state3.step)) == 3
+  assert int(trainer_lib.to_host(state3.step)) == 3
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '3']
 
 
 def test_ground_truth_mask_training_uses_the_given_masks():
   """configs/*_gt_masks.py: the step draws from ground-truth masks; the mask network is unused."""
   config = tiny_config(gt_masks=True, d_only_iters=0)
-  trainer = train.Trainer(config, steps_per_epoch=10)
+  trainer = trainer_lib.Trainer(config, steps_per_epoch=10)
   state = trainer.init_state()
-  before = train.to_host(state.g_params)  # the step donates the state
-  batch = next(train.synthetic_batches(config, config.batch_size, seed=0))
+  before = trainer_lib.to_host(state.g_params)  # the step donates the state
+  batch = next(_batches(config, config.batch_size))
   assert batch['masks'].shape == (2, 3, 32, 32)
   new_state, metrics = trainer.step_fn(state, trainer.global_batch(batch), trainer.key)
   changed = _changed(before, new_state.g_params)
   assert changed and not any(k.startswith(('mask_regress', 'lama')) for k in changed)
   assert np.isfinite(float(metrics['G/g_loss']))
-  image, mask, _ = trainer.sample(new_state, batch['boxes'], batch['labels'], masks=batch['masks'])
+  gen = trainer.layout_generator(new_state, Vocabulary.numbered('synthetic', 5))
+  image, mask, _ = sample_grids.sample(gen, batch)
   from lama_jax.models.mask import masks_to_layout  # pylint: disable=g-import-not-at-top
   np.testing.assert_allclose(mask, masks_to_layout(batch['boxes'], batch['masks'], 64), atol=1e-6)
   assert image.shape == (2, 64, 64, 3)

@@ -7,7 +7,6 @@ is written next to the prepared TFRecords by `prepare` (it comes from the user's
 """
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,11 @@ class Vocabulary:
   def to_json(self) -> dict[str, Any]:
     return {'dataset': self.dataset, 'num_classes': self.num_classes,
             'id_to_name': {str(i): n for i, n in sorted(self.id_to_name.items())}}
+
+  @classmethod
+  def numbered(cls, dataset: str, num_classes: int) -> 'Vocabulary':
+    """A vocabulary whose category names are their ids ('1', '2', ...), for unnamed data."""
+    return cls(dataset, num_classes, {0: '__image__', **{i: str(i) for i in range(1, num_classes)}})
 
   @classmethod
   def from_json(cls, data: dict[str, Any]) -> 'Vocabulary':

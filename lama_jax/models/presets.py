@@ -29,6 +29,23 @@ def make_discriminator(image_size: int, ch: int = 64, num_classes: int = 184,
   return Discriminator(image_size=image_size, ch=ch, num_classes=num_classes, **overrides)
 
 
+def make_models(image_size: int, num_classes: int = 184, ch: int = 64, d_ch: int = 64,
+                dtype: str = 'float32', **generator_options) -> tuple[Generator, Discriminator]:
+  """The generator and discriminator of a `config.model` (`make_models(**config.model)`).
+
+  Args:
+    image_size: 64, 128 or 256.
+    num_classes: categories including 0 = padding.
+    ch: the generator's base width; d_ch: the discriminator's.
+    dtype: the computation dtype of both (parameters stay float32).
+    **generator_options: further Generator fields (mask_hidden, mask_adaption, lama_local_blocks,
+      norm, noise).
+  """
+  dtype = jnp.dtype(dtype)
+  return (make_generator(image_size, ch, num_classes, dtype=dtype, **generator_options),
+          make_discriminator(image_size, d_ch, num_classes, dtype=dtype))
+
+
 def dummy_inputs(image_size: int, batch: int = 1, num_objects: int = 8, z_dim: int = Z_DIM):
   """Zero-filled inputs of the right shapes, for `init` and `eval_shape`."""
   return dict(

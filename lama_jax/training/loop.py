@@ -1,10 +1,12 @@
-"""Training loop: data, the jitted step over a Mesh, checkpoints, metrics, sample grids.
+"""The training loop: `train_and_evaluate(config, workdir)` runs (or resumes) a run in `workdir`.
 
-`train_and_evaluate(config, workdir)` runs (or resumes) a run in `workdir`:
   generator.json, vocabulary.json, config.json   what inference needs to rebuild the generator
   checkpoints/<step>/                            Orbax checkpoints (see checkpointing.py)
-  samples/<step>.png                             rows: real | fake | raw mask | adapted mask, boxes on top
-  events.out.tfevents.*                          TensorBoard scalars and image grids
+  samples/<step>.png                             labelled rows: real | generated | raw mask | adapted mask
+  events.out.tfevents.*                          TensorBoard: every scalar and the sample grids
+
+The console gets one short line per log step (step, steps/s, ETA, D and G loss, the evaluators'
+headline scores when they ran); the full set of scalars goes to TensorBoard only.
 """
 import json
 import os
@@ -12,299 +14,66 @@ import signal
 import time
 from typing import Any, Iterator
 
-from absl import logging
 from clu import metric_writers
 from clu import parameter_overview
 from clu import periodic_actions
+import flax
 import jax
-import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-import ml_collections
 from jax.experimental import multihost_utils
+import ml_collections
 import numpy as np
 
-from lama_jax.training import checkpointing
-from lama_jax import models
-from lama_jax.training import optimizers
-from lama_jax.training import state as train_state_lib
-from lama_jax.training import step as train_step_lib
+from lama_jax import files
 from lama_jax import visualize
-from lama_jax.models.mask import masks_to_layout
+from lama_jax.datasets import loaders
+from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.inference import generator_dir
+from lama_jax.metrics import shapes_alignment
+from lama_jax.training import checkpointing
+from lama_jax.training import sample_grids
+from lama_jax.training.state import TrainState
+from lama_jax.training.trainer import Trainer, to_host
+
+EVAL_CHUNK = 64  # val layouts per generator call when scoring
 
 
-def create_models(config: ml_collections.ConfigDict
-                  ) -> tuple[models.Generator, models.Discriminator]:
-  dtype = jnp.dtype(config.dtype)
-  g = models.make_generator(config.image_size, config.ch, config.num_classes,
-                            mask_hidden=config.mask_hidden, mask_adaption=config.mask_adaption,
-                            lama_local_blocks=config.lama_local_blocks, norm=config.norm,
-                            noise=config.noise, dtype=dtype)
-  d = models.make_discriminator(config.image_size, config.d_ch, config.num_classes, dtype=dtype)
-  return g, d
-
-
-def create_optimizers(config: ml_collections.ConfigDict):
-  return optimizers.make_optimizers(config.g_lr, config.d_lr, config.g_slow_mult,
-                                    config.d_alpha_mult, config.adam_b1, config.adam_b2,
-                                    config.adam_eps)
-
-
-def create_mesh(devices=None) -> Mesh:
-  """A 1-D mesh named 'data' over every device of every process (or the given devices)."""
-  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
-
-
-def to_host(tree):
-  """Replicated (possibly multi-process) arrays to NumPy, from this process's first shard."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
-                      else np.asarray(x), tree)
-
-
-# ---------------------------------------------------------------------------------------------- data
-
-
-def vocabulary_name(config) -> str:
-  if config.vocabulary:
-    return config.vocabulary
-  if config.dataset == 'visual_genome':
-    return os.path.join(config.data_dir, 'visual_genome', 'vocab.json')
-  return 'shapes' if config.dataset == 'synthetic' else config.dataset
-
-
-def ensure_shapes_prepared(config) -> None:
-  """Generates and prepares the shapes set when it is not in `config.data_dir` yet (first use)."""
-  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
-  try:
-    input_pipeline.num_examples(config.data_dir, 'shapes', 'train')
-    return
-  except FileNotFoundError:
-    pass
-  from lama_jax import prepare  # pylint: disable=g-import-not-at-top
-  from lama_jax.datasets import shapes  # pylint: disable=g-import-not-at-top
-  start = time.time()
+def _say(message: str) -> None:
+  """A console line from process 0 (the progress of the run, not a debug log)."""
   if jax.process_index() == 0:
-    if not (os.path.isdir(config.shapes_manual_dir) and os.listdir(config.shapes_manual_dir)):
-      logging.info('Generating the shapes set in %s.', config.shapes_manual_dir)
-      shapes.generate(config.shapes_manual_dir, config.shapes_num_train, config.shapes_num_val,
-                      seed=0)
-    prepare.prepare('shapes', config.shapes_manual_dir, config.data_dir)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('shapes_prepared')
-  logging.info('Shapes set ready in %.1f s.', time.time() - start)
+    print(message, flush=True)
 
 
-def synthetic_batches(config, batch_size: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
-  """Random layouts and images (benchmarks and tests): boxes inside the image, labels > 0."""
-  rng = np.random.default_rng(seed)
-  s, o = config.image_size, config.max_objects
-  while True:
-    xy = rng.uniform(0.0, 0.6, (batch_size, o, 2))
-    wh = rng.uniform(0.1, 0.4, (batch_size, o, 2))
-    yield {'image': rng.uniform(-1, 1, (batch_size, s, s, 3)).astype(np.float32),
-           'boxes': np.concatenate([xy, wh], -1).astype(np.float32),
-           'labels': rng.integers(1, config.num_classes, (batch_size, o)).astype(np.int32),
-           **({'masks': (rng.uniform(size=(batch_size, o, 32, 32)) > 0.5).astype(np.float32)}
-              if config.gt_masks else {})}
+class StopRequests:
+  """SIGTERM and the first Ctrl-C (SIGINT) ask the loop to save and stop; a second Ctrl-C aborts."""
 
-
-def train_batches(config, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-  """This process's batches; the shuffle seed depends on the start step, so a resumed run draws a
-  fresh (deterministic) order instead of replaying the first batches."""
-  local = config.batch_size // jax.process_count()
-  seed = config.seed + 1000003 * start_step + 7919 * jax.process_index()
-  if config.dataset == 'synthetic':
-    return synthetic_batches(config, local, seed)
-  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
-  ds = input_pipeline.create_train_dataset(
-      config.data_dir, config.dataset, config.image_size, config.batch_size, config.max_objects,
-      flip=config.flip, seed=seed % (2**31), shuffle_buffer=config.shuffle_buffer,
-      with_masks=config.gt_masks)
-  return map(input_pipeline.as_numpy, ds.as_numpy_iterator())
-
-
-def val_layouts(config, count: int) -> dict[str, np.ndarray]:
-  """The first `count` val examples (fixed order), for sample grids and the alignment score."""
-  if config.dataset == 'synthetic':
-    return next(synthetic_batches(config, count, seed=12345))
-  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
-  ds = input_pipeline.create_eval_dataset(config.data_dir, config.dataset, config.image_size,
-                                          min(count, 64), config.max_objects,
-                                          with_masks=config.gt_masks)
-  parts = []
-  for batch in ds.as_numpy_iterator():
-    parts.append(batch)
-    if sum(len(p['labels']) for p in parts) >= count:
-      break
-  return {k: np.concatenate([p[k] for p in parts])[:count] for k in batch_keys(config)}
-
-
-def batch_keys(config) -> tuple[str, ...]:
-  """The batch entries the step takes: ground-truth masks too for the Sec. 3 experiment."""
-  return ('image', 'boxes', 'labels') + (('masks',) if config.gt_masks else ())
-
-
-def steps_per_epoch(config) -> int:
-  if config.dataset == 'synthetic':
-    return 1000
-  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
-  return input_pipeline.steps_per_epoch(config.data_dir, config.dataset, config.batch_size,
-                                        config.flip)
-
-
-# ------------------------------------------------------------------------------------- the trainer
-
-
-class Trainer:
-  """Builds the models, the mesh-sharded state and the jitted functions of one config."""
-
-  def __init__(self, config: ml_collections.ConfigDict, steps_per_epoch: int, devices=None):
-    self.config = config
-    self.generator, self.discriminator = create_models(config)
-    self.g_tx, self.d_tx = create_optimizers(config)
-    self.mesh = create_mesh(devices)
-    if config.batch_size % self.mesh.size:
-      raise ValueError(f'batch_size {config.batch_size} is not divisible by the '
-                       f'{self.mesh.size} devices.')
-    self.replicated = NamedSharding(self.mesh, P())
-    self.batch_sharding = NamedSharding(self.mesh, P('data'))
-    self.key = jax.random.key(config.seed)
-
-    def init_fn(rng):
-      return train_state_lib.init_state(self.generator, self.discriminator, self.g_tx, self.d_tx,
-                                        rng, config.image_size, config.max_objects)
-
-    self.abstract_state = jax.eval_shape(init_fn, self.key)
-    self.abstract_state = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
-        self.abstract_state)
-    self._init = jax.jit(init_fn, out_shardings=self.replicated)
-    step_fn = train_step_lib.make_train_step(config, self.generator, self.discriminator,
-                                             self.g_tx, self.d_tx, steps_per_epoch,
-                                             self.batch_sharding)
-    self.step_fn = jax.jit(
-        step_fn, in_shardings=(self.replicated, self.batch_sharding, self.replicated),
-        out_shardings=(self.replicated, self.replicated), donate_argnums=0)
-    self._sample = jax.jit(self._sample_impl, out_shardings=self.replicated)
-
-  def init_state(self) -> train_state_lib.TrainState:
-    return self._init(jax.random.fold_in(self.key, 1))
-
-  def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    """Assembles the processes' local batches into one global array sharded over 'data'."""
-    return {k: jax.make_array_from_process_local_data(self.batch_sharding, local_batch[k])
-            for k in batch_keys(self.config)}
-
-  def _sample_impl(self, g_vars, boxes, labels, key, masks=None):
-    b, o = labels.shape
-    k1, k2, k3 = jax.random.split(key, 3)
-    z_obj = jax.random.normal(k1, (b, o, self.generator.z_dim))
-    z_im = jax.random.normal(k2, (b, self.generator.z_dim))
-    if masks is not None:  # a ground-truth-mask model (Sec. 3) draws from the given masks
-      masks = masks_to_layout(boxes, masks, self.generator.image_size)
-    return self.generator.apply(g_vars, z_obj, boxes, labels, z_im, train=False,
-                                rngs={'noise': k3}, masks=masks)
-
-  def sample(self, state, boxes, labels, seed: int = 0, masks=None):
-    """Eval-mode samples (running BN statistics) of the given layouts: image, mask, raw mask."""
-    return to_host(self._sample(state.generator_variables(), jnp.asarray(boxes),
-                                jnp.asarray(labels), jax.random.key(seed),
-                                None if masks is None else jnp.asarray(masks)))
-
-
-# ---------------------------------------------------------------------------------------- outputs
-
-
-def write_run_files(config, workdir: str, generator: models.Generator) -> None:
-  """generator.json, vocabulary.json and config.json: what inference needs (process 0 only)."""
-  from lama_jax.datasets import vocabulary as vocabulary_lib  # pylint: disable=g-import-not-at-top
-  spec = models.generator_spec(generator)
-  spec.update(max_objects=config.max_objects, image_size=config.image_size,
-              dataset=config.dataset)
-  files = {'generator.json': spec, 'config.json': json.loads(config.to_json_best_effort())}
-  try:
-    files['vocabulary.json'] = vocabulary_lib.load_vocabulary(vocabulary_name(config)).to_json()
-  except FileNotFoundError as e:
-    logging.warning('No vocabulary written: %s', e)
-  for name, content in files.items():
-    tmp = os.path.join(workdir, name + '.tmp')
-    with open(tmp, 'w') as f:
-      json.dump(content, f, indent=1)
-    os.replace(tmp, os.path.join(workdir, name))
-
-
-def sample_grids(layouts: dict[str, np.ndarray], image, mask, raw_mask, num_classes: int,
-                 names=None) -> dict[str, np.ndarray]:
-  """uint8 grids of real images, fakes, raw and adapted masks, each with the layout's boxes."""
-  boxes, labels = layouts['boxes'], layouts['labels']
-  ncol = min(8, len(labels))
-  pictures = {
-      'real': visualize.to_uint8(layouts['image']),
-      'fake': visualize.to_uint8(image),
-      'raw_mask': visualize.colorize_masks(raw_mask, labels, num_classes),
-      'mask': visualize.colorize_masks(mask, labels, num_classes),
-  }
-  grids = {'fake_plain': visualize.make_grid(pictures['fake'], ncol)}
-  for k, v in pictures.items():
-    grids[k] = visualize.make_grid(visualize.draw_layout(v, boxes, labels, names, num_classes), ncol)
-  return grids
-
-
-def alignment_score(trainer: Trainer, state, layouts: dict[str, np.ndarray]) -> dict[str, Any]:
-  """shapes_alignment of eval-mode samples on val layouts (shapes set only)."""
-  from lama_jax.metrics import shapes_alignment  # pylint: disable=g-import-not-at-top
-  images = []
-  for i in range(0, len(layouts['labels']), 64):
-    masks = layouts['masks'][i:i + 64] if 'masks' in layouts else None
-    image, _, _ = trainer.sample(state, layouts['boxes'][i:i + 64], layouts['labels'][i:i + 64],
-                                 seed=1, masks=masks)
-    images.append(visualize.to_uint8(image))
-  return shapes_alignment(np.concatenate(images), layouts['boxes'], layouts['labels'])
-
-
-class _Preempted:
-  """Remembers a SIGTERM so the loop can save and stop cleanly."""
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.flag = False
-    self._previous = None
+    self.reason = ''
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread
-      self._previous = None
+    for sig in self.SIGNALS:
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: no signal handling
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning('SIGTERM: saving a checkpoint and stopping.')
-    self.flag = True
+    del frame
+    if signum == signal.SIGINT and self.reason:
+      raise KeyboardInterrupt  # the second Ctrl-C: stop at once
+    self.reason = signal.Signals(signum).name
+    _say(f'{self.reason}: saving a checkpoint at the end of this step and stopping '
+         '(Ctrl-C again to abort without saving).')
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
 
 
-def _check_finite(pending: list[tuple[int, dict]]) -> dict[int, dict]:
-  """Fetches queued step metrics; raises naming the first step whose loss is not finite."""
-  fetched = {}
-  for step, metrics in pending:
-    values = to_host(metrics)
-    for k in ('D/d_loss', 'G/g_loss'):
-      if not np.isfinite(values[k]):
-        raise FloatingPointError(
-            f'{k} is {values[k]} at step {step}; stopping. The last good checkpoint is kept.')
-    fetched[step] = values
-  return fetched
-
-
-def _out_of_time(config, started: float) -> bool:
-  """The run's wall-clock budget (config.time_budget_minutes, from process start; 0 = none)."""
-  budget = config.get('time_budget_minutes', 0)
-  return bool(budget) and time.monotonic() - started > 60 * budget
-
-
-def _any_process(local: bool) -> bool:
+def _agreed(local: bool) -> bool:
   """True on every process if it is True on any: a stop must be decided together, or one process
   would wait forever in the next step's collectives (or in the checkpoint save) for the others."""
   if jax.process_count() == 1:
@@ -312,107 +81,188 @@ def _any_process(local: bool) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.array([local]))))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state_lib.TrainState:
-  """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the final state."""
-  started = time.monotonic()
-  os.makedirs(workdir, exist_ok=True)
-  is_main = jax.process_index() == 0
-  if config.dataset == 'shapes':
-    ensure_shapes_prepared(config)
-  spe = steps_per_epoch(config)
-  num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
-  trainer = Trainer(config, spe)
-  if is_main:
-    write_run_files(config, workdir, trainer.generator)
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
-  manager = checkpointing.make_manager(workdir, config.keep_checkpoints, owner=True)
+def _check_finite(pending: list[tuple[int, dict]]) -> list[dict]:
+  """Fetches queued step metrics; raises naming the first step whose loss is not finite."""
+  fetched = []
+  for step, metrics in pending:
+    values = to_host(metrics)
+    for k in ('D/d_loss', 'G/g_loss'):
+      if not np.isfinite(values[k]):
+        raise FloatingPointError(
+            f'{k} is {values[k]} at step {step}; stopping. The last good checkpoint is kept.')
+    fetched.append(values)
+  return fetched
 
-  state = checkpointing.restore_latest(manager, trainer.abstract_state)
-  if state is None:
-    state = trainer.init_state()
-    logging.info('Initialised a new run in %s.', workdir)
-  else:
-    logging.info('Resumed from step %d.', int(to_host(state.step)))
-  start_step = int(to_host(state.step))
-  if start_step == 0:
-    parameter_overview.log_parameter_overview(to_host(state.g_params), msg='Generator')
-    parameter_overview.log_parameter_overview(to_host(state.d_params), msg='Discriminator')
-    writer.write_hparams({k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))})
-  logging.info('%d steps per epoch; training to step %d.', spe, num_steps)
 
-  layouts = val_layouts(config, max(config.num_sample_images, config.alignment_layouts))
-  grid_layouts = {k: v[:config.num_sample_images] for k, v in layouts.items()}
-  names = None
-  try:
-    from lama_jax.datasets import vocabulary as vocabulary_lib  # pylint: disable=g-import-not-at-top
-    names = vocabulary_lib.load_vocabulary(vocabulary_name(config)).id_to_name
-  except (FileNotFoundError, ValueError):
-    pass
+def write_run_files(workdir: str, config: ml_collections.ConfigDict, trainer: Trainer,
+                    vocab: Vocabulary) -> None:
+  """generator.json, vocabulary.json and config.json: what inference needs (process 0 only)."""
+  generator_dir.write_metadata(workdir, trainer.generator, config.data.max_objects,
+                               config.data.dataset, vocab)
+  files.write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
 
-  def write_samples(state, step):
-    image, mask, raw = trainer.sample(state, grid_layouts['boxes'], grid_layouts['labels'],
-                                      masks=grid_layouts.get('masks'))
-    grids = sample_grids(grid_layouts, image, mask, raw, config.num_classes, names)
-    scalars = {}
-    if config.alignment_layouts:
-      score = alignment_score(trainer, state, {k: v[:config.alignment_layouts]
-                                               for k, v in layouts.items()})
-      scalars['eval/shapes_alignment'] = score['overall']
-      scalars.update({f'eval/alignment_{k}': v for k, v in score['per_category'].items()
-                      if np.isfinite(v)})
-      logging.info('step %d: shapes alignment %.3f on %d boxes %s', step, score['overall'],
-                   score['num_boxes'], {k: round(v, 2) for k, v in score['per_category'].items()})
-    if is_main:
-      writer.write_images(step, {f'samples/{k}': v[None] for k, v in grids.items()})
+
+class Evaluation:
+  """Sample grids and the configured evaluators, on fixed validation layouts, at sample steps."""
+
+  def __init__(self, config: ml_collections.ConfigDict, trainer: Trainer, vocab: Vocabulary,
+               workdir: str, writer: metric_writers.MetricWriter):
+    self.config, self.trainer, self.vocab, self.writer = config, trainer, vocab, writer
+    self.folder = os.path.join(workdir, 'samples')
+    count = max(config.log.num_sample_images, config.evals.num_layouts)
+    layouts = loaders.val_layouts(config.data, config.model.image_size, config.model.num_classes,
+                                  count, with_masks=config.gt_masks)
+    self.grid_layouts = {k: v[:config.log.num_sample_images] for k, v in layouts.items()}
+    self.eval_layouts = {k: v[:config.evals.num_layouts] for k, v in layouts.items()}
+
+  def __call__(self, state: TrainState, step: int) -> dict[str, float]:
+    """Writes the grids (TensorBoard and samples/STEP.png) and returns the evaluators' scalars."""
+    gen = self.trainer.layout_generator(state, self.vocab)
+    pictures = sample_grids.grids(gen, self.grid_layouts, self.vocab.id_to_name)
+    scalars = self._scores(gen) if self.config.evals.num_layouts else {}
+    if jax.process_index() == 0:
+      self.writer.write_images(step, {f'samples/{k}': v[None] for k, v in pictures.items()})
       if scalars:
-        writer.write_scalars(step, scalars)
-      os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-      rows = [grids[k] for k in ('real', 'fake', 'raw_mask', 'mask')]
-      visualize.save_png(os.path.join(workdir, 'samples', f'{step:06d}.png'),
-                         np.concatenate(rows, axis=0))
+        self.writer.write_scalars(step, scalars)
+      os.makedirs(self.folder, exist_ok=True)
+      files.write_png(os.path.join(self.folder, f'{step:06d}.png'), pictures['samples'])
     return scalars
 
+  def _scores(self, gen) -> dict[str, float]:
+    scalars = {}
+    if 'alignment' in self.config.evals.metrics:
+      layouts = self.eval_layouts
+      images = []
+      for i in range(0, len(layouts['labels']), EVAL_CHUNK):
+        chunk = {k: v[i:i + EVAL_CHUNK] for k, v in layouts.items()}
+        images.append(visualize.to_uint8(sample_grids.sample(gen, chunk).image))
+      score = shapes_alignment(np.concatenate(images), layouts['boxes'], layouts['labels'])
+      scalars['eval/alignment'] = score['overall']
+      scalars.update({f'eval/alignment_{k}': v for k, v in score['per_category'].items()
+                      if np.isfinite(v)})
+    return scalars
+
+
+class Progress:
+  """One short console line per log step: step, steps/s, ETA, the losses, the latest scores."""
+
+  def __init__(self, num_steps: int, start_step: int):
+    self.num_steps = num_steps
+    self.last = (start_step, time.monotonic())
+    self.scores: dict[str, float] = {}
+
+  def __call__(self, step: int, summary: dict[str, float]) -> None:
+    (step0, t0), now = self.last, time.monotonic()
+    rate = (step - step0) / max(now - t0, 1e-9)
+    self.last = (step, now)
+    eta = (self.num_steps - step) / max(rate, 1e-9)
+    scores = ''.join(f'  {k.removeprefix("eval/")} {v:.3f}' for k, v in self.scores.items()
+                     if '_' not in k.removeprefix('eval/'))
+    _say(f'step {step}/{self.num_steps}  {rate:.2f} steps/s  ETA {_duration(eta)}  '
+         f'D {summary["D/d_loss"]:.3f}  G {summary["G/g_loss"]:.3f}{scores}')
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+
+
+def _scalar_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config's scalar fields as {'model.ch': 64, ...}, for TensorBoard's hyperparameters."""
+  flat = flax.traverse_util.flatten_dict(config.to_dict(), sep='.')
+  return {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}
+
+
+def _restore_or_init(trainer: Trainer, manager) -> TrainState:
+  state = checkpointing.restore_latest(manager, trainer.abstract_state)
+  if state is not None:
+    _say(f'Resumed from step {int(to_host(state.step))}.')
+    return state
+  state = trainer.init_state()
+  parameter_overview.log_parameter_overview(to_host(state.g_params), msg='Generator')
+  parameter_overview.log_parameter_overview(to_host(state.d_params), msg='Discriminator')
+  return state
+
+
+def _batches(config, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+  """This process's batches; the seed depends on the start step, so a resumed run draws a fresh
+  (deterministic) order instead of replaying the first batches."""
+  seed = config.seed + 1000003 * start_step + 7919 * jax.process_index()
+  return loaders.train_batches(config.data, config.model.image_size, config.model.num_classes,
+                               config.batch_size, seed, with_masks=config.gt_masks)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the final state."""
+  started = time.monotonic()
+  with StopRequests() as stop:
+    os.makedirs(workdir, exist_ok=True)
+    loaders.ensure_prepared(config.data)
+    spe = loaders.steps_per_epoch(config.data, config.batch_size)
+    num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
+    trainer = Trainer(config, spe)
+    vocab = loaders.load_vocabulary(config.data, config.model.num_classes)
+    is_main = jax.process_index() == 0
+    if is_main:
+      write_run_files(workdir, config, trainer, vocab)
+    writer = (metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir)) if is_main
+              else metric_writers.MultiWriter([]))
+    manager = checkpointing.make_manager(workdir, config.log.keep_checkpoints, owner=True)
+    state = _restore_or_init(trainer, manager)
+    if int(to_host(state.step)) == 0 and is_main:
+      writer.write_hparams(_scalar_fields(config))
+    _say(f'{spe} steps per epoch; training to step {num_steps} on {jax.device_count()} '
+         f'device(s); logs and checkpoints in {workdir}.')
+    evaluation = Evaluation(config, trainer, vocab, workdir, writer)
+
+    def should_stop() -> str:
+      budget = config.time_budget_minutes
+      over = bool(budget) and time.monotonic() - started > 60 * budget
+      local = stop.reason or (f'time budget of {budget:g} min' if over else '')
+      return local or ('another process stopping' if _agreed(bool(local)) else '')
+
+    state = _loop(config, trainer, state, num_steps, manager, writer, evaluation, should_stop)
+  manager.wait_until_finished()
+  manager.close()
+  writer.flush()
+  return state
+
+
+def _loop(config, trainer: Trainer, state: TrainState, num_steps: int, manager, writer,
+          evaluation: Evaluation, should_stop) -> TrainState:
+  """Steps until `num_steps` or a stop; logs, samples and checkpoints on the way and at the end."""
+  step = start_step = int(to_host(state.step))
+  log = config.log
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
-  batches = train_batches(config, start_step)
+  progress = Progress(num_steps, start_step)
+  batches = _batches(config, start_step)
   pending: list[tuple[int, dict]] = []
-  fetched: dict[int, dict] = {}
-  step = start_step
-  with _Preempted() as preempted, trainer.mesh:
+  with jax.set_mesh(trainer.mesh):
     while step < num_steps:
-      batch = trainer.global_batch(next(batches))
-      state, metrics = trainer.step_fn(state, batch, trainer.key)
+      state, metrics = trainer.step_fn(state, trainer.global_batch(next(batches)), trainer.key)
       step += 1
       pending.append((step, metrics))
       report(step)
       # One process checks every step; several agree at the logging steps, which all reach together.
-      stop = False
-      if jax.process_count() == 1 or step % config.log_every_steps == 0:
-        stop = _any_process(preempted.flag or _out_of_time(config, started))
-      is_last = step == num_steps or stop
-      if step % config.log_every_steps == 0 or is_last:
-        fetched.update(_check_finite(pending))
+      reason = should_stop() if jax.process_count() == 1 or step % log.every_steps == 0 else ''
+      is_last = step == num_steps or bool(reason)
+      if step % log.every_steps == 0 or is_last:
+        fetched = _check_finite(pending)
         pending = []
-        summary = {k: float(np.mean([m[k] for m in fetched.values()]))
-                   for k in next(iter(fetched.values()))}
-        fetched = {}
-        if is_main:
+        summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+        if jax.process_index() == 0:
           writer.write_scalars(step, summary)
-      if step % config.sample_every_steps == 0 or is_last:
-        scalars = write_samples(state, step)
-        if is_last and scalars and is_main:
-          print(json.dumps({'step': step, **scalars}), flush=True)
-      if step % config.checkpoint_every_steps == 0 or is_last:
-        fetched.update(_check_finite(pending))
+        progress(step, summary)
+      if step % log.sample_every_steps == 0 or is_last:
+        progress.scores = evaluation(state, step)
+        if is_last and progress.scores:
+          _say(json.dumps({'step': step, **progress.scores}))
+      if step % log.checkpoint_every_steps == 0 or is_last:
+        _check_finite(pending)
         pending = []
         checkpointing.save(manager, state)
-      if is_last:
-        if step < num_steps:
-          reason = ('SIGTERM' if preempted.flag else
-                    f'time budget of {config.time_budget_minutes} min' if _out_of_time(config, started)
-                    else 'another process stopping')
-          logging.warning('Stopped at step %d (%s); saved a checkpoint.', step, reason)
+      if reason:
+        _say(f'Stopped at step {step} ({reason}); saved a checkpoint.')
         break
-  manager.wait_until_finished()
-  manager.close()
-  writer.flush()
   return state

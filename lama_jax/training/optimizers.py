@@ -40,15 +40,21 @@ def _adam(lr: float, b1: float, b2: float, eps: float) -> optax.GradientTransfor
   return optax.chain(optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale(-lr))
 
 
+def group_learning_rates(g_lr: float, d_lr: float, g_slow_mult: float = 0.1,
+                         d_alpha_mult: float = 0.2, **unused) -> dict[str, float]:
+  """The base learning rate of each parameter group (takes `**config.optim`)."""
+  del unused  # Adam's betas and eps
+  return {'g': g_lr, 'g_slow': g_lr * g_slow_mult, 'd': d_lr, 'd_alpha': d_lr * d_alpha_mult}
+
+
 def make_optimizers(g_lr: float, d_lr: float, g_slow_mult: float = 0.1, d_alpha_mult: float = 0.2,
                     b1: float = 0.0, b2: float = 0.999, eps: float = 1e-8
                     ) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-  """The generator's and the discriminator's optimizers (base learning rates, no decay)."""
-  g_tx = optax.multi_transform({'g': _adam(g_lr, b1, b2, eps),
-                                'g_slow': _adam(g_lr * g_slow_mult, b1, b2, eps)},
+  """The generator's and the discriminator's optimizers (`**config.optim`; base rates, no decay)."""
+  lrs = group_learning_rates(g_lr, d_lr, g_slow_mult, d_alpha_mult)
+  g_tx = optax.multi_transform({k: _adam(lrs[k], b1, b2, eps) for k in ('g', 'g_slow')},
                                generator_labels)
-  d_tx = optax.multi_transform({'d': _adam(d_lr, b1, b2, eps),
-                                'd_alpha': _adam(d_lr * d_alpha_mult, b1, b2, eps)},
+  d_tx = optax.multi_transform({k: _adam(lrs[k], b1, b2, eps) for k in ('d', 'd_alpha')},
                                discriminator_labels)
   return g_tx, d_tx
 

@@ -9,7 +9,7 @@ Per step, as the official loop does it:
      the third apply's spectral state are kept only when the iteration index within the epoch is
      ≥ d_only_iters (official: idx > 30), chosen with `jnp.where` on a traced flag.
 """
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import functools
 from typing import Any
 
@@ -141,14 +141,22 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *
   return new_state, metrics
 
 
-def make_train_step(config, generator, discriminator, g_tx, d_tx, steps_per_epoch: int,
-                    batch_sharding=None):
-  """Binds the static parts of `train_step` from a config; the result takes (state, batch, key)."""
+def make_train_step(generator: models.Generator, discriminator: models.Discriminator,
+                    g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
+                    steps_per_epoch: int, schedule: Mapping[str, Any], loss: Mapping[str, float],
+                    base_lrs: dict[str, float], batch_sharding: Any = None):
+  """Binds the static parts of `train_step`; the result takes (state, batch, key).
+
+  Args:
+    generator, discriminator, g_tx, d_tx: the models and their optimizers.
+    steps_per_epoch: iterations per epoch (the schedule is in epochs, as the official one).
+    schedule: `config.schedule` (milestone_epochs, gamma, d_only_iters).
+    loss: `config.loss` (lambda_obj, lambda_img).
+    base_lrs: the groups' base learning rates (`optimizers.group_learning_rates`), for logging.
+    batch_sharding: the batch's sharding, to place the drawn z alike.
+  """
   return functools.partial(
       train_step, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
-      steps_per_epoch=steps_per_epoch, d_only_iters=config.d_only_iters,
-      milestones=tuple(int(e * steps_per_epoch) for e in config.lr_milestone_epochs),
-      lr_gamma=config.lr_gamma,
-      base_lrs={'g': config.g_lr, 'g_slow': config.g_lr * config.g_slow_mult,
-                'd': config.d_lr, 'd_alpha': config.d_lr * config.d_alpha_mult},
-      lambda_obj=config.lambda_obj, lambda_img=config.lambda_img, batch_sharding=batch_sharding)
+      steps_per_epoch=steps_per_epoch, d_only_iters=schedule['d_only_iters'],
+      milestones=tuple(int(e * steps_per_epoch) for e in schedule['milestone_epochs']),
+      lr_gamma=schedule['gamma'], base_lrs=base_lrs, batch_sharding=batch_sharding, **loss)

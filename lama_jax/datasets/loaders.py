@@ -1,0 +1,110 @@
+"""What training reads, by dataset: train batches, validation layouts, epochs, the vocabulary.
+
+The train loop asks these functions and never tests the dataset's name itself: 'synthetic' draws
+random batches (`synthetic.py`), 'shapes' is generated and prepared on first use, and every prepared
+dataset goes through the tf.data pipeline (`input_pipeline.py`).
+"""
+from collections.abc import Iterator, Mapping
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+from lama_jax.datasets import common
+from lama_jax.datasets import input_pipeline
+from lama_jax.datasets import preparation
+from lama_jax.datasets import shapes
+from lama_jax.datasets import synthetic
+from lama_jax.datasets import vocabulary as vocabulary_lib
+
+SYNTHETIC = 'synthetic'
+_VAL_SEED = 12345  # the synthetic "validation" layouts
+
+
+def vocabulary_name(data: Mapping[str, Any]) -> str:
+  """The vocabulary of `config.data`: its `vocabulary` field, else the dataset's own."""
+  if data['vocabulary']:
+    return data['vocabulary']
+  if data['dataset'] == 'visual_genome':
+    return os.path.join(data['data_dir'], 'visual_genome', 'vocab.json')
+  return 'shapes' if data['dataset'] == SYNTHETIC else data['dataset']
+
+
+def load_vocabulary(data: Mapping[str, Any], num_classes: int) -> vocabulary_lib.Vocabulary:
+  """The vocabulary of `config.data`; numbered names (with a warning) when its file is missing or
+  its size is not the model's `num_classes`."""
+  try:
+    vocab = vocabulary_lib.load_vocabulary(vocabulary_name(data))
+  except (FileNotFoundError, ValueError) as e:
+    logging.warning('Categories named by their ids: %s', e)
+    return vocabulary_lib.Vocabulary.numbered(data['dataset'], num_classes)
+  if vocab.num_classes != num_classes:
+    logging.warning('Categories named by their ids: the %s vocabulary has %d classes, the model %d.',
+                    vocab.dataset, vocab.num_classes, num_classes)
+    return vocabulary_lib.Vocabulary.numbered(data['dataset'], num_classes)
+  return vocab
+
+
+def ensure_prepared(data: Mapping[str, Any]) -> None:
+  """Generates and prepares the shapes set on first use; other datasets are prepared by the user."""
+  if data['dataset'] != 'shapes':
+    return
+  try:
+    input_pipeline.num_examples(data['data_dir'], 'shapes', 'train')
+    return
+  except common.DatasetNotPreparedError:
+    pass
+  start = time.time()
+  if jax.process_index() == 0:
+    manual = data['shapes']['manual_dir']
+    if not (os.path.isdir(manual) and os.listdir(manual)):
+      logging.info('Generating the shapes set in %s.', manual)
+      shapes.generate(manual, data['shapes']['num_train'], data['shapes']['num_val'], seed=0)
+    preparation.prepare('shapes', manual, data['data_dir'])
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('shapes_prepared')
+  logging.info('Shapes set ready in %.1f s.', time.time() - start)
+
+
+def steps_per_epoch(data: Mapping[str, Any], global_batch_size: int) -> int:
+  if data['dataset'] == SYNTHETIC:
+    return synthetic.STEPS_PER_EPOCH
+  return input_pipeline.steps_per_epoch(data['data_dir'], data['dataset'], global_batch_size,
+                                        data['flip'])
+
+
+def train_batches(data: Mapping[str, Any], image_size: int, num_classes: int,
+                  global_batch_size: int, seed: int, with_masks: bool = False
+                  ) -> Iterator[dict[str, np.ndarray]]:
+  """This process's share of every global batch, endlessly, in a fixed order for `seed`."""
+  if data['dataset'] == SYNTHETIC:
+    return synthetic.synthetic_batches(image_size, data['max_objects'], num_classes,
+                                       global_batch_size // jax.process_count(), seed, with_masks)
+  ds = input_pipeline.create_train_dataset(
+      data['data_dir'], data['dataset'], image_size, global_batch_size, data['max_objects'],
+      flip=data['flip'], seed=seed % (2**31), shuffle_buffer=data['shuffle_buffer'],
+      with_masks=with_masks)
+  return map(input_pipeline.as_numpy, ds.as_numpy_iterator())
+
+
+def val_layouts(data: Mapping[str, Any], image_size: int, num_classes: int, count: int,
+                with_masks: bool = False) -> dict[str, np.ndarray]:
+  """The first `count` validation examples (fixed order): image, boxes, labels[, masks]."""
+  keys = ('image', 'boxes', 'labels') + (('masks',) if with_masks else ())
+  if data['dataset'] == SYNTHETIC:
+    batch = next(synthetic.synthetic_batches(image_size, data['max_objects'], num_classes, count,
+                                             _VAL_SEED, with_masks))
+    return {k: batch[k] for k in keys}
+  ds = input_pipeline.create_eval_dataset(data['data_dir'], data['dataset'], image_size,
+                                          min(count, 64), data['max_objects'],
+                                          with_masks=with_masks)
+  parts = []
+  for batch in ds.as_numpy_iterator():
+    parts.append(batch)
+    if sum(len(p['labels']) for p in parts) >= count:
+      break
+  return {k: np.concatenate([p[k] for p in parts])[:count] for k in keys}

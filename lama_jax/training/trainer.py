@@ -1,0 +1,74 @@
+"""The models, the device mesh, the replicated train state and the jitted step of one config."""
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from lama_jax import models
+from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.errors import LamaError
+from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.training import optimizers
+from lama_jax.training import state as state_lib
+from lama_jax.training import step as step_lib
+
+
+def create_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named 'data' over every device of every process (or the given devices)."""
+  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
+
+
+def to_host(tree):
+  """Replicated (possibly multi-process) arrays to NumPy, from this process's first shard."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
+                      else np.asarray(x), tree)
+
+
+class Trainer:
+  """Builds the models, the mesh-sharded state and the jitted step of one config."""
+
+  def __init__(self, config: ml_collections.ConfigDict, steps_per_epoch: int, devices=None):
+    self.config = config
+    self.generator, self.discriminator = models.make_models(**config.model)
+    self.g_tx, self.d_tx = optimizers.make_optimizers(**config.optim)
+    self.mesh = create_mesh(devices)
+    if config.batch_size % self.mesh.size:
+      raise LamaError(f'batch_size {config.batch_size} is not divisible by the '
+                      f'{self.mesh.size} devices.')
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = NamedSharding(self.mesh, P('data'))
+    self.batch_keys = ('image', 'boxes', 'labels') + (('masks',) if config.gt_masks else ())
+    self.key = jax.random.key(config.seed)
+
+    def init_fn(rng):
+      return state_lib.init_state(self.generator, self.discriminator, self.g_tx, self.d_tx, rng,
+                                  config.model.image_size, config.data.max_objects)
+
+    self.abstract_state = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
+        jax.eval_shape(init_fn, self.key))
+    self._init = jax.jit(init_fn, out_shardings=self.replicated)
+    step_fn = step_lib.make_train_step(
+        self.generator, self.discriminator, self.g_tx, self.d_tx, steps_per_epoch,
+        config.schedule, config.loss, optimizers.group_learning_rates(**config.optim),
+        self.batch_sharding)
+    self.step_fn = jax.jit(
+        step_fn, in_shardings=(self.replicated, self.batch_sharding, self.replicated),
+        out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+
+  def init_state(self) -> state_lib.TrainState:
+    return self._init(jax.random.fold_in(self.key, 1))
+
+  def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Assembles the processes' local batches into one global array sharded over 'data'."""
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, local_batch[k])
+            for k in self.batch_keys}
+
+  def layout_generator(self, state: state_lib.TrainState, vocabulary: Vocabulary,
+                       **kwargs: Any) -> LayoutGenerator:
+    """The state's generator for eval-mode sampling, on this process's first device."""
+    return LayoutGenerator(self.generator, to_host(state.generator_variables()), vocabulary,
+                           self.config.data.max_objects, dataset=self.config.data.dataset,
+                           step=int(to_host(state.step)), **kwargs)
