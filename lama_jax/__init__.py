@@ -14,6 +14,11 @@ if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()
 
 
+# TensorFlow (tf.data only) prints start-up notices on import; keep them out of our commands' output
+# unless the user asked for them.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
 def __getattr__(name: str):
   # Lazy, so that `import lama_jax` stays light (no JAX until the API is used).
   if name == 'LayoutGenerator':

@@ -149,6 +149,7 @@ class Progress:
   def __init__(self, num_steps: int, start_step: int):
     self.num_steps = num_steps
     self.last = (start_step, time.monotonic())
+    self.first = True  # the first interval includes compiling the step
     self.scores: dict[str, float] = {}
 
   def __call__(self, step: int, summary: dict[str, float]) -> None:
@@ -158,7 +159,9 @@ class Progress:
     eta = (self.num_steps - step) / max(rate, 1e-9)
     scores = ''.join(f'  {k.removeprefix("eval/")} {v:.3f}' for k, v in self.scores.items()
                      if '_' not in k.removeprefix('eval/'))
-    _say(f'step {step}/{self.num_steps}  {rate:.2f} steps/s  ETA {_duration(eta)}  '
+    note = ' (incl. compiling)' if self.first else ''
+    self.first = False
+    _say(f'step {step}/{self.num_steps}  {rate:.2f} steps/s{note}  ETA {_duration(eta)}  '
          f'D {summary["D/d_loss"]:.3f}  G {summary["G/g_loss"]:.3f}{scores}')
 
 
