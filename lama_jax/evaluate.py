@@ -57,7 +57,7 @@ from lama_jax import files
 from lama_jax.evaluation import driver
 from lama_jax.evaluation import registry
 from lama_jax.evaluation import report as report_lib
-from lama_jax.evaluation.common import EvalError, Settings
+from lama_jax.evaluation.common import EvalError, Settings, check_counts
 
 FLAGS = cli.flag_values()
 flags.DEFINE_string('workdir', None, 'Training workdir (latest checkpoint), or an exported or '
@@ -100,9 +100,8 @@ def settings_from_flags(fv: flags.FlagValues) -> Settings:
   Raises:
     EvalError: a count below 1, or --detections without --instances.
   """
-  for flag in ('batch_size', 'inception_batch_size', 'cas_epochs', 'num_samples', 'max_layouts'):
-    if fv[flag].value is not None and fv[flag].value < 1:
-      raise EvalError(f'--{flag} must be at least 1, got {fv[flag].value}')
+  check_counts(batch_size=fv.batch_size, inception_batch_size=fv.inception_batch_size,
+               cas_epochs=fv.cas_epochs, num_samples=fv.num_samples, max_layouts=fv.max_layouts)
   if fv.detections and not fv.instances:
     raise EvalError('--detections needs --instances (instances_val2017.json)')
   return Settings(

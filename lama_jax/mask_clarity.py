@@ -40,7 +40,7 @@ from lama_jax import files
 from lama_jax.evaluation import driver
 from lama_jax.evaluation import mask_clarity
 from lama_jax.evaluation import registry
-from lama_jax.evaluation.common import EvalError, Settings
+from lama_jax.evaluation.common import Settings, check_counts
 
 FLAGS = cli.flag_values()
 flags.DEFINE_string('workdir', None, 'Generator directory or training workdir of a GT-mask '
@@ -65,9 +65,8 @@ flags.DEFINE_string('out', None, 'Output folder (default RUN/mask_clarity).', fl
 
 
 def _settings(fv: flags.FlagValues) -> Settings:
-  for flag in ('num_samples', 'batch_size', 'inception_batch_size', 'max_layouts'):
-    if fv[flag].value is not None and fv[flag].value < 1:
-      raise EvalError(f'--{flag} must be at least 1, got {fv[flag].value}')
+  check_counts(num_samples=fv.num_samples, batch_size=fv.batch_size,
+               inception_batch_size=fv.inception_batch_size, max_layouts=fv.max_layouts)
   return Settings(num_samples=fv.num_samples, seed=fv.seed,
                   truncation=fv.truncation if fv.truncation > 0 else None,
                   batch_size=fv.batch_size, max_layouts=fv.max_layouts, data_dir=fv.data_dir,
@@ -95,5 +94,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   sys.exit(main())

@@ -273,6 +273,8 @@ def test_evaluate_layouts_scores_given_layouts(data_dir, gen_dir):
   assert given['mask_entropy']['adapted'] == pytest.approx(
       mask_entropy(normalize_mask(placed)), rel=1e-6)
   assert given['mask_entropy']['raw'] == given['mask_entropy']['adapted']
+  with pytest.raises(EvalError, match='fid compare with real images'):
+    evaluation.evaluate_layouts(gen, plain, ['fid'])
 
 
 def test_select_checks_flags_before_reading_the_generator_dir():

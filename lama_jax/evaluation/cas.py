@@ -14,6 +14,7 @@ CAS_CROP = 32
 class Cas(Evaluator):
   """Collects object crops of every sample and of the real images; trains and scores at the end."""
   name = 'cas'
+  needs_real = True
 
   def __init__(self, repeats: int, num_classes: int, epochs: int, seed: int):
     super().__init__()

@@ -114,6 +114,7 @@ class Evaluator:
   name: ClassVar[str] = ''
   weights: ClassVar[tuple[str, ...]] = ()  # Settings fields: weight files that must be given
   datasets: ClassVar[tuple[str, ...] | None] = None  # None: every dataset
+  needs_real: ClassVar[bool] = False  # reads the real images (SampleBatch.real)
   repeats: int = 1
 
   def __init__(self):
@@ -151,6 +152,13 @@ class Evaluator:
   def result(self) -> Any:
     """The metric (a number or a dict), or None when there is nothing to report."""
     raise NotImplementedError
+
+
+def check_counts(**counts: int | None) -> None:
+  """Raises EvalError naming the first flag (keyword) given a count below 1; None is unset."""
+  for flag, value in counts.items():
+    if value is not None and value < 1:
+      raise EvalError(f'--{flag} must be at least 1, got {value}')
 
 
 def load_weights(flag: str, loader: Callable[..., Any], *paths: str) -> Any:

@@ -159,7 +159,13 @@ def evaluate_layouts(gen: LayoutGenerator, layouts: Mapping[str, np.ndarray],
 
   Returns:
     {name: result}, e.g. {'alignment': {'overall', 'per_category', 'num_boxes'}}.
+
+  Raises:
+    EvalError: an evaluator that compares with real images, and no 'image' in `layouts`.
   """
+  real = [name for name in names if registry.EVALUATORS[name].needs_real]
+  if real and 'image' not in layouts:
+    raise EvalError(f'{",".join(real)} compare with real images: give layouts["image"]')
   settings = dataclasses.replace(settings or Settings(), num_samples=1, seed=seed,
                                  truncation=truncation, batch_size=batch_size)
   evaluators = registry.create(names, settings, Target.of(gen))
@@ -169,15 +175,12 @@ def evaluate_layouts(gen: LayoutGenerator, layouts: Mapping[str, np.ndarray],
 
 
 def _layout_batches(layouts: Mapping[str, np.ndarray], batch_size: int) -> Iterable[ValBatch]:
-  total = len(layouts['labels'])
-  for index, start in enumerate(range(0, total, batch_size)):
-    rows = slice(start, start + batch_size)
-    count = len(layouts['labels'][rows])
-
-    def padded(key):
-      if key not in layouts:
-        return None
-      return sampling.pad_rows(np.asarray(layouts[key][rows]), batch_size)
-    ids = layouts['image_id'][rows] if 'image_id' in layouts else np.arange(start, start + count)
-    images = layouts['image'][rows] if 'image' in layouts else None
-    yield ValBatch(index, count, padded('boxes'), padded('labels'), images, ids, padded('masks'))
+  """`layouts` in batches of `batch_size`, the last one padded as the val batches are."""
+  for index, start in enumerate(range(0, len(layouts['labels']), batch_size)):
+    part = {k: np.asarray(v[start:start + batch_size]) for k, v in layouts.items()}
+    count = len(part['labels'])
+    masks = part.get('masks')
+    yield ValBatch(index, count, sampling.pad_rows(part['boxes'], batch_size),
+                   sampling.pad_rows(part['labels'], batch_size), part.get('image'),
+                   part.get('image_id', np.arange(start, start + count)),
+                   None if masks is None else sampling.pad_rows(masks, batch_size))

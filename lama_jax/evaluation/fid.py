@@ -37,6 +37,7 @@ def crop_objects(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size
 class _FrechetEvaluator(Evaluator):
   """The Fréchet distance of Inception features of `pictures` of real and generated images."""
   weights = ('inception_weights',)
+  needs_real = True
   kind: ClassVar[str] = ''  # the cache's name: 'full' or 'scene'
 
   def __init__(self, extract: Extractor, batch_size: int, cache_path: str, repeats: int):

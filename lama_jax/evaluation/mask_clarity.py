@@ -1,19 +1,10 @@
-r"""The mask-clarity experiment of the paper's Sec. 3 (Fig. 2): a mask-to-image generator trained on
-ground-truth masks, tested with increasingly tainted masks.
+"""The mask-clarity experiment of the paper's Sec. 3 (Fig. 2): a mask-to-image generator trained on
+ground-truth masks, tested with increasingly tainted masks (`taint_masks`: each layout's masks mixed
+with a uniform mask over its real objects by a factor τ; `python -m lama_jax.mask_clarity --help`).
 
-For every τ, every val layout (the first `max_layouts`) is sampled `num_samples` times in eval mode
-with the semantic mask
-
-    (1 − τ)·M + τ/m·1
-
-where M = masks_to_layout(boxes, ground-truth 32×32 masks) [O, H, W] and m is the number of *real*
-objects of that layout (label > 0). The all-one term covers the real objects' channels only:
-padding channels stay exactly 0 for every τ (as M is 0 there), so τ = 1 gives 1/m on each real
-channel at every pixel. The same seeds (z and noise maps) are used for every τ: only the mask
-changes.
-
-Each τ is one pass of the evaluation driver with given masks, feeding the same evaluators as
-`evaluate` (alignment, fid, scene_fid) and the mask entropy of the given masks (Sec. 5's measure).
+Each τ is one pass of the evaluation driver with the tainted masks given to the generator, feeding
+the same evaluators as `evaluate` (alignment, fid, scene_fid) and the mask entropy of the given
+masks (Sec. 5's measure). Every τ uses the same seeds (z and noise maps): only the mask changes.
 """
 import os
 import time
