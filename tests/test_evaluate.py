@@ -1,4 +1,4 @@
-"""The evaluate CLI on a tiny shapes set and a tiny random generator."""
+"""The evaluate CLI and the evaluation library on a tiny shapes set and a tiny random generator."""
 import json
 import math
 import os
@@ -6,9 +6,19 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from lama_jax import evaluate
+from lama_jax import evaluation
+from lama_jax import visualize
+from lama_jax.evaluation import driver
+from lama_jax.evaluation import registry
+from lama_jax.evaluation.common import EvalError, Evaluator, Settings
+from lama_jax.evaluation.inception_features import Moments
+from lama_jax.inference import sampling
+from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.metrics import mask_entropy, normalize_mask, shapes_alignment
 from lama_jax.inference import generator_dir
 from lama_jax.datasets import preparation as prepare_lib
 from lama_jax.datasets import shapes
@@ -205,8 +215,77 @@ def test_cli_error_has_no_traceback(tmp_path):
 def test_streamed_moments_match_activation_statistics():
   from lama_jax.metrics.frechet import activation_statistics
   feats = np.random.default_rng(0).normal(size=(37, 5))
-  moments = evaluate.Moments()
+  moments = Moments()
   for chunk in np.array_split(feats, 4):
     moments.add(chunk)
   for got, want in zip(moments.stats(), activation_statistics(feats)):
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+class _Recorder(Evaluator):
+  """Keeps every sample it is given, by (image id, repeat)."""
+  name = 'recorder'
+  repeats = 2
+
+  def __init__(self):
+    super().__init__()
+    self.images = {}
+
+  def add(self, samples):
+    for image_id, image in zip(samples.image_ids, samples.images):
+      self.images[(int(image_id), samples.repeat)] = image
+
+  def result(self):
+    return len(self.images)
+
+
+def test_driver_draws_the_samples_of_sample_val(data_dir, gen_dir, tmp_path):
+  """The evaluators see exactly the PNGs `sample --val` writes (same seeds, same padding)."""
+  gen = LayoutGenerator.load(gen_dir)
+  sampling.sample_val(gen, data_dir, 'shapes', str(tmp_path), 2, seed=4, truncation=2.0,
+                      batch_size=4)
+  recorder = _Recorder()
+  settings = Settings(seed=4, batch_size=4, max_layouts=6, data_dir=data_dir)  # 4 + 2 padded
+  ids = driver.sample_split(gen, 'shapes', [recorder], settings)
+  assert len(ids) == 6 and len(recorder.images) == 12
+  for (image_id, r), image in recorder.images.items():
+    with Image.open(tmp_path / f'{image_id}_{r}.png') as png:
+      np.testing.assert_array_equal(np.asarray(png), image)
+
+
+def test_evaluate_layouts_scores_given_layouts(data_dir, gen_dir):
+  gen = LayoutGenerator.load(gen_dir)
+  batch = next(sampling.val_batches(data_dir, 'shapes', 64, 4, gen.max_objects, with_masks=True))
+  layouts = {'boxes': batch.boxes[:3], 'labels': batch.labels[:3], 'masks': batch.masks[:3]}
+  plain = {k: v for k, v in layouts.items() if k != 'masks'}
+  got = evaluation.evaluate_layouts(gen, plain, ['alignment', 'mask_entropy'], seed=2,
+                                    batch_size=4)
+  out = gen.generate(sampling.pad_rows(plain['boxes'], 4), sampling.pad_rows(plain['labels'], 4),
+                     seed=sampling.sample_seed(2, 0, 0), strict=False)
+  images = visualize.to_uint8_truncated(out.image[:3])
+  want = shapes_alignment(images, plain['boxes'], plain['labels'])
+  assert got['alignment']['overall'] == want['overall']
+  assert got['alignment']['num_boxes'] == want['num_boxes'] > 0
+  assert got['mask_entropy']['num_images'] == 3
+  # With box-local masks the generator is given them (placed in their boxes): its masks are those.
+  given = evaluation.evaluate_layouts(gen, layouts, ['mask_entropy'], seed=2, batch_size=4)
+  placed = gen.place_masks(layouts['boxes'], layouts['masks'])
+  assert given['mask_entropy']['adapted'] == pytest.approx(
+      mask_entropy(normalize_mask(placed)), rel=1e-6)
+  assert given['mask_entropy']['raw'] == given['mask_entropy']['adapted']
+  with pytest.raises(EvalError, match='fid compare with real images'):
+    evaluation.evaluate_layouts(gen, plain, ['fid'])
+
+
+def test_select_checks_flags_before_reading_the_generator_dir():
+  def unread():
+    raise AssertionError('the dataset was read before the flags were checked')
+  with pytest.raises(EvalError, match='fid: needs --inception_weights'):
+    registry.select('mask_entropy,fid', Settings(), unread)
+  names, notes = registry.select('all', Settings(), lambda: 'coco_stuff')
+  assert names == ['cas', 'mask_entropy']
+  assert [n.split()[0] for n in notes] == ['fid', 'scene_fid', 'ds', 'yolo', 'alignment']
+  assert 'coco_stuff' in notes[-1]
+  assert registry.select(None, Settings(), lambda: 'shapes') == (['mask_entropy', 'alignment'], [])
+  with pytest.raises(EvalError, match='alignment: works on the shapes dataset only'):
+    registry.select('alignment', Settings(), lambda: 'visual_genome')

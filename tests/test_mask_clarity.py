@@ -1,4 +1,4 @@
-"""Ground-truth masks in the prepared data and the pipeline, tainting, and the mask-clarity command."""
+"""Ground-truth masks in the prepared data and the pipeline, tainting, the mask-clarity command."""
 import collections
 import json
 import math
@@ -15,12 +15,14 @@ import tensorflow_datasets as tfds
 
 from lama_jax.inference import generator_dir
 from lama_jax.datasets import input_pipeline
-from lama_jax.evaluation import mask_clarity
+from lama_jax import mask_clarity
+from lama_jax.evaluation.mask_clarity import taint_masks
 from lama_jax.datasets import preparation as prepare_lib
 from lama_jax.datasets import vocabulary
 from lama_jax.datasets import builders
 from lama_jax.datasets import shapes
 from lama_jax.models import make_generator
+from lama_jax.models.mask import masks_to_layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TRAIN, N_VAL = 20, 8
@@ -74,7 +76,8 @@ def test_placed_masks_match_the_segmentation(data):
     for a in json.load(f)['annotations']:
       anns[a['image_id']].append(a)
   ex = _stored(data_dir, 'val')[0]
-  placed = mask_clarity.place_masks(ex['boxes'][None], ex['masks'][None], 128)[0] > 0.5
+  placed = np.asarray(masks_to_layout(jnp.asarray(ex['boxes'][None], jnp.float32),
+                                      jnp.asarray(ex['masks'][None], jnp.float32), 128))[0] > 0.5
   for k, a in enumerate(anns[int(ex['image_id'])]):  # instances come first in the example
     seg = mask_utils.decode(a['segmentation']).astype(bool)
     iou = (placed[k] & seg).sum() / (placed[k] | seg).sum()
@@ -119,12 +122,12 @@ def test_taint_endpoints():
   labels = np.array([[3, 9, 0, 0], [1, 2, 3, 0]])
   masks = rng.uniform(size=(2, 4, 6, 6)).astype(np.float32)
   masks[labels == 0] = 0
-  np.testing.assert_array_equal(mask_clarity.taint_masks(masks, labels, 0.0), masks)
-  full = mask_clarity.taint_masks(masks, labels, 1.0)
+  np.testing.assert_array_equal(taint_masks(masks, labels, 0.0), masks)
+  full = taint_masks(masks, labels, 1.0)
   np.testing.assert_allclose(full[0, :2], 0.5)
   np.testing.assert_allclose(full[1, :3], 1 / 3, rtol=1e-6)
   assert not full[labels == 0].any()  # padding stays zero
-  half = mask_clarity.taint_masks(masks, labels, 0.5)
+  half = taint_masks(masks, labels, 0.5)
   np.testing.assert_allclose(half[1, :3], 0.5 * masks[1, :3] + 0.5 / 3, rtol=1e-6)
 
 
@@ -168,7 +171,7 @@ def test_errors_are_one_line(data, tmp_path, capsys):
   assert mask_clarity.main(['--workdir', str(tmp_path), '--data_dir', data_dir,
                             '--metrics', 'fid']) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 3 and all(line.startswith('mask_clarity: error:') for line in err)
+  assert len(err) == 3 and all(line.startswith('error:') for line in err)
   assert 'inception_weights' in err[2] and '[0, 1]' in err[1]
 
 

@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from lama_jax import files
 from lama_jax.metrics.frechet import activation_statistics, frechet_distance
 
 Statistics = tuple[np.ndarray, np.ndarray]
@@ -48,10 +49,8 @@ def cached_statistics(cache_path: str | os.PathLike,
       return data['mu'], data['sigma']
   mu, sigma = compute_fn()
   os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
-  # Write then rename so an interrupted run never leaves a truncated cache.
-  tmp = cache_path + '.tmp.npz'
-  np.savez(tmp, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
-  os.replace(tmp, cache_path)
+  with files.atomic_open(cache_path, 'wb') as f:  # an interrupted run leaves no truncated cache
+    np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
   return np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
 
 

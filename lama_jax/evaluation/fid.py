@@ -1,0 +1,87 @@
+"""FID and SceneFID evaluators: Inception statistics of the samples against the real val images.
+
+Real-image statistics are cached in DATA_DIR/fid_stats/<dataset>_<size>_{full,scene}.npz (with a
+layout limit N: ..._first<N>.npz), so later evaluations only run Inception on samples. SceneFID
+compares 224×224 crops of every object (label > 0): real crops round box corners up, generated
+ones truncate, as the official scripts do.
+"""
+import os
+from typing import ClassVar
+
+import numpy as np
+
+from lama_jax.evaluation.common import Evaluator, SampleBatch, Settings, Target
+from lama_jax.evaluation.inception_features import Extractor, InceptionStats, make_inception
+from lama_jax.metrics import fid as fid_lib
+from lama_jax.metrics import frechet
+
+SCENE_CROP = 224
+
+
+def stats_path(data_dir: str, dataset: str, size: int, kind: str, max_layouts: int | None) -> str:
+  """Where the real statistics of `kind` ('full' or 'scene') are cached."""
+  suffix = f'_first{max_layouts}' if max_layouts else ''
+  return os.path.join(data_dir, 'fid_stats', f'{dataset}_{size}_{kind}{suffix}.npz')
+
+
+def crop_objects(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size: int,
+                 rounding: str) -> tuple[list[np.ndarray], list[int]]:
+  """size × size crops of every object (label > 0) of a batch, and their labels."""
+  crops, crop_labels = [], []
+  for image, bx, lb in zip(images, boxes, labels):
+    crops += fid_lib.object_crops(image, bx, lb, size=size, rounding=rounding)
+    crop_labels += [int(l) for l in lb if l > 0]
+  return crops, crop_labels
+
+
+class _FrechetEvaluator(Evaluator):
+  """The Fréchet distance of Inception features of `pictures` of real and generated images."""
+  weights = ('inception_weights',)
+  needs_real = True
+  kind: ClassVar[str] = ''  # the cache's name: 'full' or 'scene'
+
+  def __init__(self, extract: Extractor, batch_size: int, cache_path: str, repeats: int):
+    super().__init__()
+    self.repeats, self.cache_path = repeats, cache_path
+    self.fake = InceptionStats(extract, batch_size)
+    self.real = None if os.path.exists(cache_path) else InceptionStats(extract, batch_size)
+
+  @classmethod
+  def create(cls, settings: Settings, target: Target) -> '_FrechetEvaluator':
+    extract = make_inception(settings.inception_weights, settings.inception_batch_size)
+    path = stats_path(settings.data_dir, target.dataset, target.image_size, cls.kind,
+                      settings.max_layouts)
+    return cls(extract, settings.inception_batch_size, path,
+               settings.samples_per_layout(target.dataset))
+
+  def pictures(self, images: np.ndarray, samples: SampleBatch, rounding: str) -> list[np.ndarray]:
+    raise NotImplementedError
+
+  def add(self, samples: SampleBatch) -> None:
+    if samples.repeat == 0 and self.real is not None:
+      self.real.add(self.pictures(samples.real, samples, 'ceil'))
+    if samples.repeat < self.repeats:
+      self.fake.add(self.pictures(samples.images, samples, 'floor'))
+
+  def result(self) -> float:
+    real = fid_lib.cached_statistics(self.cache_path, self.real.stats if self.real else None)
+    # Through the module, so tests can stand in a cheaper distance.
+    return float(frechet.frechet_distance(*real, *self.fake.stats()))
+
+
+class Fid(_FrechetEvaluator):
+  """FID of all samples against the real val images."""
+  name = 'fid'
+  kind = 'full'
+
+  def pictures(self, images, samples, rounding):
+    return list(images)
+
+
+class SceneFid(_FrechetEvaluator):
+  """FID of 224×224 crops of every object."""
+  name = 'scene_fid'
+  kind = 'scene'
+
+  def pictures(self, images, samples, rounding):
+    return crop_objects(images, samples.boxes, samples.labels, SCENE_CROP, rounding)[0]
