@@ -15,8 +15,10 @@ if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
 
 
 # TensorFlow (tf.data only) prints start-up notices on import; keep them out of our commands' output
-# unless the user asked for them.
+# unless the user asked for them. Its oneDNN notice shows whenever oneDNN is on, and oneDNN speeds up
+# the neural-network ops TensorFlow runs, of which we run none.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 
 def __getattr__(name: str):

@@ -23,12 +23,11 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
+from lama_jax import evaluation
 from lama_jax import files
-from lama_jax import visualize
 from lama_jax.datasets import loaders
 from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.inference import generator_dir
-from lama_jax.metrics import shapes_alignment
 from lama_jax.training import checkpointing
 from lama_jax.training import sample_grids
 from lama_jax.training.state import TrainState
@@ -129,25 +128,31 @@ class Evaluation:
     return scalars
 
   def _scores(self, gen) -> dict[str, float]:
-    scalars = {}
-    if 'alignment' in self.config.evals.metrics:
-      layouts = self.eval_layouts
-      images = []
-      for i in range(0, len(layouts['labels']), EVAL_CHUNK):
-        chunk = {k: v[i:i + EVAL_CHUNK] for k, v in layouts.items()}
-        images.append(visualize.to_uint8(sample_grids.sample(gen, chunk).image))
-      score = shapes_alignment(np.concatenate(images), layouts['boxes'], layouts['labels'])
-      scalars['eval/alignment'] = score['overall']
-      scalars.update({f'eval/alignment_{k}': v for k, v in score['per_category'].items()
-                      if np.isfinite(v)})
+    """The evaluators' results as TensorBoard scalars, e.g. 'eval/alignment', 'eval/alignment_disk'."""
+    results = evaluation.evaluate_layouts(gen, self.eval_layouts, self.config.evals.metrics,
+                                          seed=sample_grids.GRID_SEED, batch_size=EVAL_CHUNK)
+    scalars: dict[str, float] = {}
+    for name, result in results.items():
+      _flatten(f'eval/{name}', result, scalars)
     return scalars
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
+  """Finite numbers of a nested result; 'overall' is the metric itself, 'per_category' a level
+  that adds nothing to the names."""
+  if isinstance(value, dict):
+    for k, v in value.items():
+      _flatten(prefix if k in ('overall', 'per_category') else f'{prefix}_{k}', v, out)
+  elif isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+    out[prefix] = float(value)
 
 
 class Progress:
   """One short console line per log step: step, steps/s, ETA, the losses, the latest scores."""
 
-  def __init__(self, num_steps: int, start_step: int):
+  def __init__(self, num_steps: int, start_step: int, headlines: tuple[str, ...] = ()):
     self.num_steps = num_steps
+    self.headlines = headlines  # the evaluators whose score the line shows
     self.last = (start_step, time.monotonic())
     self.first = True  # the first interval includes compiling the step
     self.scores: dict[str, float] = {}
@@ -157,8 +162,8 @@ class Progress:
     rate = (step - step0) / max(now - t0, 1e-9)
     self.last = (step, now)
     eta = (self.num_steps - step) / max(rate, 1e-9)
-    scores = ''.join(f'  {k.removeprefix("eval/")} {v:.3f}' for k, v in self.scores.items()
-                     if '_' not in k.removeprefix('eval/'))
+    scores = ''.join(f'  {name} {self.scores[f"eval/{name}"]:.3f}' for name in self.headlines
+                     if f'eval/{name}' in self.scores)
     note = ' (incl. compiling)' if self.first else ''
     self.first = False
     _say(f'step {step}/{self.num_steps}  {rate:.2f} steps/s{note}  ETA {_duration(eta)}  '
@@ -238,7 +243,7 @@ def _loop(config, trainer: Trainer, state: TrainState, num_steps: int, manager, 
   step = start_step = int(to_host(state.step))
   log = config.log
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
-  progress = Progress(num_steps, start_step)
+  progress = Progress(num_steps, start_step, tuple(config.evals.metrics))
   batches = _batches(config, start_step)
   pending: list[tuple[int, dict]] = []
   with jax.set_mesh(trainer.mesh):
