@@ -69,6 +69,43 @@ def _to_input(images: np.ndarray) -> np.ndarray:
   return images.astype(np.float32)
 
 
+def _compile(model: nn.Module, tx: optax.GradientTransformation):
+  """The jitted training step and prediction of `model`."""
+
+  @jax.jit
+  def train_step(state: TrainState, x: jax.Array,
+                 y: jax.Array) -> tuple[TrainState, jax.Array]:
+    def loss_fn(params):
+      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
+                                    train=True, mutable=['batch_stats'])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, updates['batch_stats']
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, updates), batch_stats, opt_state), loss
+
+  @jax.jit
+  def predict(state: TrainState, x: jax.Array) -> jax.Array:
+    logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, x)
+    return jnp.argmax(logits, axis=-1)
+
+  return train_step, predict
+
+
+def _accuracy(predict, state: TrainState, x_test: np.ndarray, y_test: np.ndarray,
+              batch_size: int) -> float:
+  """Top-1 accuracy, in batches padded to one compiled shape (padded rows are not counted)."""
+  correct = 0
+  for start in range(0, len(x_test), batch_size):
+    batch = x_test[start:start + batch_size]
+    valid = len(batch)
+    batch = np.concatenate([batch, np.zeros((batch_size - valid, *batch.shape[1:]), np.float32)])
+    pred = np.asarray(predict(state, batch))[:valid]
+    correct += int(np.sum(pred == y_test[start:start + valid]))
+  return correct / max(len(x_test), 1)
+
+
 def train_and_score(train_crops: np.ndarray, train_labels: np.ndarray, test_crops: np.ndarray,
                     test_labels: np.ndarray, num_classes: int, epochs: int = 20,
                     batch_size: int = 128, seed: int = 0, learning_rate: float = 1e-3,
@@ -106,24 +143,7 @@ def train_and_score(train_crops: np.ndarray, train_labels: np.ndarray, test_crop
   variables = jax.jit(model.init)(key, jnp.zeros((1, *x_train.shape[1:]), jnp.float32))
   state = TrainState(variables['params'], variables['batch_stats'], tx.init(variables['params']))
 
-  @jax.jit
-  def train_step(state: TrainState, x: jax.Array,
-                 y: jax.Array) -> tuple[TrainState, jax.Array]:
-    def loss_fn(params):
-      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
-                                    train=True, mutable=['batch_stats'])
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-      return loss, updates['batch_stats']
-
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    return TrainState(optax.apply_updates(state.params, updates), batch_stats, opt_state), loss
-
-  @jax.jit
-  def predict(state: TrainState, x: jax.Array) -> jax.Array:
-    logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, x)
-    return jnp.argmax(logits, axis=-1)
-
+  train_step, predict = _compile(model, tx)
   n = len(x_train)
   bs = min(batch_size, n)
   steps_per_epoch = n // bs
@@ -144,12 +164,5 @@ def train_and_score(train_crops: np.ndarray, train_labels: np.ndarray, test_crop
   if not np.isfinite(float(loss)):
     raise FloatingPointError(f'CAS training loss is {float(loss)} after {epochs} epochs.')
 
-  correct = 0
-  for start in range(0, len(x_test), bs):
-    batch = x_test[start:start + bs]
-    valid = len(batch)
-    # Pad to one compiled shape; padded rows are not counted.
-    batch = np.concatenate([batch, np.zeros((bs - valid, *batch.shape[1:]), np.float32)])
-    pred = np.asarray(predict(state, batch))[:valid]
-    correct += int(np.sum(pred == y_test[start:start + valid]))
-  return correct / max(len(x_test), 1)
+  return _accuracy(predict, state, x_test, y_test, bs)
+
