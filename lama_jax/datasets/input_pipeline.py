@@ -201,6 +201,31 @@ def create_eval_dataset(data_dir: str, dataset: str, image_size: int, batch_size
   return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
 
 
+def read_layouts(data_dir: str, dataset: str, split: str, max_objects: int,
+                 limit: int | None = None) -> dict[str, np.ndarray]:
+  """The layouts of a prepared split in stored order, without decoding its images.
+
+  Returns:
+    {'boxes': float32 [N, max_objects, 4], 'labels': int32 [N, max_objects], 'image_id': int64 [N]}
+    for the first `limit` (default all) examples, padded the official way (objects beyond
+    max_objects dropped).
+  """
+  _warn_truncation(dataset, max_objects)
+  builder = _builder(data_dir, dataset)
+  ds = _read(builder, _split_name(builder, split), shuffle=False, seed=0)
+  ds = ds.map(lambda ex: {k: ex[k] for k in ('boxes', 'labels', 'image_id')})
+  if limit is not None:
+    ds = ds.take(limit)
+  rows = list(ds.as_numpy_iterator())
+  boxes = np.tile(np.asarray(PAD_BOX, np.float32), (len(rows), max_objects, 1))
+  labels = np.full((len(rows), max_objects), PAD_LABEL, np.int32)
+  for i, row in enumerate(rows):
+    n = min(len(row['labels']), max_objects)
+    boxes[i, :n], labels[i, :n] = row['boxes'][:n], row['labels'][:n]
+  return {'boxes': boxes, 'labels': labels,
+          'image_id': np.asarray([row['image_id'] for row in rows], np.int64)}
+
+
 def as_numpy(batch: dict) -> dict[str, np.ndarray]:
   """A batch's tensors as NumPy arrays."""
   return {k: np.asarray(v) for k, v in batch.items()}

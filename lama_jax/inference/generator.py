@@ -23,6 +23,7 @@ import numpy as np
 
 from lama_jax.inference import generator_dir
 from lama_jax.inference import layouts as layouts_lib
+from lama_jax.inference import portable_runtime
 from lama_jax.inference.layouts import Layout, LayoutError
 from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.models.mask import masks_to_layout
@@ -48,6 +49,25 @@ def row_keys(seed: int, batch: int) -> jax.Array:
   """Per-row keys: row b's randomness depends on (seed, b) only."""
   base = jax.random.key(seed)
   return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(batch))
+
+
+def draw_z(keys: jax.Array, num_objects: int, z_dim: int, truncation: float | None
+           ) -> tuple[jax.Array, jax.Array]:
+  """Each row's z from its key: (z_obj [B, num_objects, z_dim], z_im [B, z_dim]).
+
+  Object slot j of a row depends on (key, j) only. Traceable (the portable export draws z inside).
+  """
+  def row(key):
+    k_obj, k_im = jax.random.split(jax.random.fold_in(key, 1))
+    obj_keys = jax.vmap(lambda j: jax.random.fold_in(k_obj, j))(jnp.arange(num_objects))
+    z_obj = jax.vmap(lambda k: truncated_normal(k, (z_dim,), truncation))(obj_keys)
+    return z_obj, truncated_normal(k_im, (z_dim,), truncation)
+  return jax.vmap(row)(keys)
+
+
+def noise_keys(keys: jax.Array) -> jax.Array:
+  """Each row's key for the noise-injection maps, from its row key."""
+  return jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -88,7 +108,11 @@ class LayoutGenerator:
 
   @classmethod
   def load(cls, path: str, step: int | None = None) -> 'LayoutGenerator':
-    """Loads a training workdir (latest checkpoint), or an exported or converted generator dir."""
+    """Loads a training workdir (latest checkpoint), an exported or converted generator dir, or a
+    portable artifact (`export --format stablehlo`, run without Flax through its programs)."""
+    if portable_runtime.is_portable(path):
+      from lama_jax.inference import portable  # pylint: disable=g-import-not-at-top (import cycle)
+      return portable.load_layout_generator(path, step)
     loaded = generator_dir.load_generator_dir(path, step)
     return cls(loaded.generator, loaded.variables, loaded.vocabulary,
                loaded.config['max_objects'], loaded.config.get('dataset', ''), loaded.step)
@@ -113,14 +137,7 @@ class LayoutGenerator:
     columns without changing the first ones.
     """
     num_objects = self.max_objects if num_objects is None else num_objects
-    keys = row_keys(seed, batch)
-
-    def row(key):
-      k_obj, k_im = jax.random.split(jax.random.fold_in(key, 1))
-      obj_keys = jax.vmap(lambda j: jax.random.fold_in(k_obj, j))(jnp.arange(num_objects))
-      z_obj = jax.vmap(lambda k: truncated_normal(k, (self.z_dim,), truncation))(obj_keys)
-      return z_obj, truncated_normal(k_im, (self.z_dim,), truncation)
-    z_obj, z_im = jax.vmap(row)(keys)
+    z_obj, z_im = draw_z(row_keys(seed, batch), num_objects, self.z_dim, truncation)
     return np.asarray(z_obj), np.asarray(z_im)
 
   def parse_layouts(self, layouts: Any, source: str = '<layouts>') -> list[Layout]:
@@ -189,14 +206,18 @@ class LayoutGenerator:
     boxes = np.concatenate([boxes, np.tile(np.asarray(layouts_lib.PAD_BOX, np.float32),
                                            (b, pad, 1))], 1)
     labels = np.concatenate([labels, np.full((b, pad), layouts_lib.PAD_LABEL, np.int32)], 1)
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(row_keys(seed, b))
+    keys = noise_keys(row_keys(seed, b))
     if masks is not None:
       masks = self._check_masks(masks, (b, o, self.image_size, self.image_size))
       masks = np.concatenate([masks, np.zeros((b, pad, *masks.shape[2:]), np.float32)], 1)
-    image, mask, raw = _forward(self.generator, self.variables, jnp.asarray(z_obj),
-                                jnp.asarray(boxes), jnp.asarray(labels), jnp.asarray(z_im), keys,
-                                None if masks is None else jnp.asarray(masks))
+    image, mask, raw = self._apply(jnp.asarray(z_obj), jnp.asarray(boxes), jnp.asarray(labels),
+                                   jnp.asarray(z_im), keys,
+                                   None if masks is None else jnp.asarray(masks))
     return Generated(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
+
+  def _apply(self, z_obj, boxes, labels, z_im, keys, masks):
+    """The padded forward pass: (image, mask, raw mask) for [B, max_objects] inputs."""
+    return _forward(self.generator, self.variables, z_obj, boxes, labels, z_im, keys, masks)
 
   def generate_layouts(self, layouts: Sequence[Layout], **kwargs) -> Generated:
     """Generates one sample per validated layout (see `parse_layouts`); kwargs go to `generate`.

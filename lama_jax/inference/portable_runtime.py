@@ -1,0 +1,176 @@
+"""Runs a portable LAMA generator with JAX and NumPy only: no lama_jax, no Flax.
+
+`python -m lama_jax.export --format stablehlo` writes a folder that holds this file as
+`lama_portable.py`, so a serving process needs nothing of ours:
+
+    import sys; sys.path.insert(0, 'exported/demo_hlo')
+    import lama_portable
+    gen = lama_portable.load('exported/demo_hlo')
+    out = gen.generate(boxes, labels, seed=0)   # boxes [B, O, 4] (x, y, w, h), labels [B, O] ids
+    out.image, out.mask, out.raw_mask           # NumPy [B, H, W, 3] in [-1, 1], [B, O, H, W] x 2
+
+The folder (see `manifest.json` for every shape and dtype):
+
+  manifest.json     format, model facts (image size, max objects, z size, classes), the inputs and
+                    outputs of both programs with a symbolic batch 'b', the JAX version that wrote it.
+  vocabulary.json   category ids <-> names (`gen.vocabulary`), with the dataset name.
+  weights.npz       the eval-mode variables, one array per name; the programs take them in the order
+                    `manifest['weights']` lists.
+  sample.jax        `jax.export` program: (weights, boxes, labels, seed, truncation) -> outputs; z and
+                    noise are drawn inside from the seed, exactly as `LayoutGenerator.generate` draws.
+  forward.jax       `jax.export` program: (weights, z_obj, boxes, labels, z_im, noise_keys) -> outputs,
+                    for callers that bring their own noise.
+
+Both programs have a fixed object count (the model's max_objects; `generate` pads with the official
+padding, label 0 at box (-0.6, -0.6, 0.5, 0.5)) and any batch size.
+"""
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = 'lama_jax.portable'
+FORMAT_VERSION = 1
+MANIFEST = 'manifest.json'
+VOCABULARY = 'vocabulary.json'
+WEIGHTS = 'weights.npz'
+SAMPLE = 'sample.jax'
+FORWARD = 'forward.jax'
+RUNTIME = 'lama_portable.py'  # this file, as copied into the artifact
+PAD_LABEL = 0
+PAD_BOX = (-0.6, -0.6, 0.5, 0.5)
+
+
+class PortableError(ValueError):
+  """A folder that is not a usable portable generator, or inputs it cannot take."""
+
+
+class Outputs(NamedTuple):
+  """What the generator returns (NumPy float32)."""
+  image: np.ndarray  # [B, H, W, 3] in [-1, 1]
+  mask: np.ndarray  # [B, O, H, W] adapted mask, unnormalised
+  raw_mask: np.ndarray  # [B, O, H, W] masks placed in their boxes, before LAMA
+
+
+def is_portable(path: str | os.PathLike) -> bool:
+  """Whether `path` is a folder written by `export --format stablehlo`."""
+  manifest = os.path.join(path, MANIFEST)
+  if not os.path.isfile(manifest):
+    return False
+  try:
+    with open(manifest) as f:
+      return json.load(f).get('format') == FORMAT
+  except (OSError, ValueError, AttributeError):
+    return False
+
+
+def _read_json(path: str) -> dict[str, Any]:
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except (OSError, ValueError) as e:
+    raise PortableError(f'{path}: cannot read it as JSON ({e})') from None
+  if not isinstance(data, dict):
+    raise PortableError(f'{path}: not a JSON object')
+  return data
+
+
+def _read_program(path: str) -> jax.export.Exported:
+  try:
+    with open(path, 'rb') as f:
+      return jax.export.deserialize(bytearray(f.read()))
+  except OSError as e:
+    raise PortableError(f'{path}: {e.strerror}') from None
+  except Exception as e:  # a truncated or foreign file: flatbuffers raises assorted errors
+    raise PortableError(f'{path}: not a serialised jax.export program ({type(e).__name__}: '
+                        f'{e})') from None
+
+
+class PortableGenerator:
+  """A loaded portable generator (see `load`).
+
+  Attributes:
+    manifest: the contents of manifest.json.
+    id_to_name: category id -> name.
+    image_size, max_objects, z_dim, num_classes, step, dataset: facts of the model.
+  """
+
+  def __init__(self, path: str):
+    self.path = str(path)
+    self.manifest = _read_json(os.path.join(path, MANIFEST))
+    if self.manifest.get('format') != FORMAT:
+      raise PortableError(f'{path}: {MANIFEST} is not a {FORMAT} manifest')
+    if self.manifest.get('format_version') != FORMAT_VERSION:
+      raise PortableError(f'{path}: format version {self.manifest.get("format_version")}, this '
+                          f'runtime reads {FORMAT_VERSION}')
+    model = self.manifest['model']
+    self.image_size, self.max_objects = int(model['image_size']), int(model['max_objects'])
+    self.z_dim, self.num_classes = int(model['z_dim']), int(model['num_classes'])
+    self.step, self.dataset = int(model.get('step', 0)), str(model.get('dataset', ''))
+    self.vocabulary = _read_json(os.path.join(path, VOCABULARY))
+    self.id_to_name = {int(i): n for i, n in self.vocabulary['id_to_name'].items()}
+    try:
+      with np.load(os.path.join(path, WEIGHTS), allow_pickle=False) as npz:
+        self.weights = [jnp.asarray(npz[w['name']]) for w in self.manifest['weights']]
+    except (OSError, KeyError, ValueError) as e:
+      raise PortableError(f'{os.path.join(path, WEIGHTS)}: cannot read the weights ({e})') from None
+    # jit over `Exported.call`: one compilation per batch size, reused afterwards.
+    self._sample = jax.jit(_read_program(os.path.join(path, SAMPLE)).call)
+    self._forward = jax.jit(_read_program(os.path.join(path, FORWARD)).call)
+
+  def pad(self, boxes: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pads [B, O, 4] boxes and [B, O] labels to max_objects; padding rows get the padding box."""
+    boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
+    if boxes.ndim != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
+      raise PortableError(f'boxes [B, O, 4] and labels [B, O] expected, got {list(boxes.shape)} '
+                          f'and {list(labels.shape)}')
+    b, o = labels.shape
+    if o > self.max_objects:
+      raise PortableError(f'{o} objects per layout, more than the model takes ({self.max_objects})')
+    labels = labels.astype(np.int32)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
+      raise PortableError(f'labels must lie in [0, {self.num_classes})')
+    full_boxes = np.tile(np.asarray(PAD_BOX, np.float32), (b, self.max_objects, 1))
+    full_labels = np.full((b, self.max_objects), PAD_LABEL, np.int32)
+    full_boxes[:, :o] = np.where((labels == PAD_LABEL)[..., None], full_boxes[:, :o], boxes)
+    full_labels[:, :o] = labels
+    return full_boxes, full_labels, o
+
+  def generate(self, boxes: Any, labels: Any, seed: int = 0,
+               truncation: float | None = 2.0) -> Outputs:
+    """Generates one image per layout; z and noise drawn from `seed` as `LayoutGenerator` does.
+
+    Args:
+      boxes: [B, O, 4] normalised (x, y, w, h), O <= max_objects.
+      labels: [B, O] category ids, 0 = padding.
+      seed: an int32 seed; row b of the batch depends on (seed, b) only.
+      truncation: z entries beyond +-truncation are redrawn once; None draws plain N(0, 1).
+
+    Returns:
+      Outputs(image [B, H, W, 3], mask [B, O, H, W], raw_mask [B, O, H, W]).
+    """
+    if not -2**31 <= int(seed) < 2**31:
+      raise PortableError(f'seed {seed} is not an int32')
+    boxes, labels, o = self.pad(boxes, labels)
+    t = np.float32(np.inf if truncation is None else truncation)
+    image, mask, raw = self._sample(self.weights, boxes, labels, np.int32(seed), t)
+    return Outputs(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
+
+  def forward(self, z_obj: Any, boxes: Any, labels: Any, z_im: Any, noise_keys: Any) -> Outputs:
+    """Generates from given noise: z_obj [B, max_objects, z_dim], z_im [B, z_dim] float32, and
+    noise_keys [B, 2] uint32 (threefry key data, one key per row for the noise maps)."""
+    boxes, labels, o = self.pad(boxes, labels)
+    image, mask, raw = self._forward(self.weights, np.asarray(z_obj, np.float32), boxes, labels,
+                                     np.asarray(z_im, np.float32),
+                                     np.asarray(noise_keys, np.uint32))
+    return Outputs(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
+
+
+def load(path: str | os.PathLike) -> PortableGenerator:
+  """Loads the portable generator folder at `path`."""
+  if not is_portable(path):
+    raise PortableError(f'{path} is not a portable generator (no {MANIFEST} of format {FORMAT})')
+  return PortableGenerator(os.fspath(path))

@@ -1,0 +1,129 @@
+"""export --format stablehlo: the portable artifact, loaded by LayoutGenerator and by a bare process."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lama_jax import export
+from lama_jax.datasets.vocabulary import load_vocabulary
+from lama_jax.inference import generator_dir
+from lama_jax.inference import portable_runtime
+from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.inference.generator_dir import GeneratorDirError
+from lama_jax.inference.layouts import LayoutError
+from tests.test_inference import MAX_OBJECTS, _tiny_variables
+
+BOXES = np.array([[[0, 0, 1, 0.5], [0, 0.5, 1, 0.5], [0.2, 0.3, 0.4, 0.4]],
+                  [[0, 0, 1, 0.6], [0.1, 0.1, 0.3, 0.3], [0, 0, 1, 1]]], np.float32)
+LABELS = np.array([[9, 11, 1], [10, 8, 0]], np.int32)
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+  g, variables = _tiny_variables()
+  path = str(tmp_path_factory.mktemp('gen') / 'gen')
+  generator_dir.save_generator_dir(path, g, variables, MAX_OBJECTS, 'shapes',
+                                   load_vocabulary('shapes'), step=9)
+  return path
+
+
+@pytest.fixture(scope='module')
+def artifact(model, tmp_path_factory):
+  out = tmp_path_factory.mktemp('export') / 'hlo'
+  assert export.main(['--workdir', model, '--out', str(out), '--format', 'stablehlo']) == 0
+  return out
+
+
+def test_artifact_files_and_manifest(artifact):
+  assert sorted(os.listdir(artifact)) == sorted(
+      ['manifest.json', 'vocabulary.json', 'weights.npz', 'sample.jax', 'forward.jax',
+       'lama_portable.py'])
+  manifest = json.loads((artifact / 'manifest.json').read_text())
+  assert manifest['format'] == 'lama_jax.portable' and manifest['jax_version']
+  assert manifest['model'] | {'generator': None} == {
+      'image_size': 64, 'max_objects': MAX_OBJECTS, 'z_dim': 128, 'num_classes': 14, 'step': 9,
+      'dataset': 'shapes', 'generator': None}
+  sample = manifest['programs']['sample']
+  assert sample['inputs'][1] == {'name': 'boxes', 'shape': ['b', MAX_OBJECTS, 4],
+                                 'dtype': 'float32'}
+  assert sample['outputs'][0] == {'name': 'image', 'shape': ['b', 64, 64, 3], 'dtype': 'float32'}
+  assert sample['platforms'] == ['cpu', 'cuda', 'tpu']
+  assert set(manifest['sha256']) == set(os.listdir(artifact)) - {'manifest.json'}
+
+
+def test_layout_generator_loads_the_artifact(model, artifact):
+  ref, hlo = LayoutGenerator.load(model), LayoutGenerator.load(str(artifact))
+  assert (hlo.image_size, hlo.max_objects, hlo.step, hlo.dataset) == (64, MAX_OBJECTS, 9, 'shapes')
+  assert hlo.vocabulary == ref.vocabulary
+  for a, b in zip(ref.generate(BOXES, LABELS, seed=5), hlo.generate(BOXES, LABELS, seed=5)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  with pytest.raises(GeneratorDirError, match='holds step 9, not 3'):
+    LayoutGenerator.load(str(artifact), step=3)
+  with pytest.raises(LayoutError, match='layouts only'):
+    hlo.generate(BOXES, LABELS, masks=np.zeros((2, 3, 64, 64)))
+
+
+_BARE = r'''
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import lama_portable
+gen = lama_portable.load(sys.argv[1])
+ref = np.load(sys.argv[2])
+out = gen.generate(ref['boxes'], ref['labels'], seed=5)
+for k, v in zip(('image', 'mask', 'raw_mask'), out):
+  np.testing.assert_allclose(v, ref[k], atol=1e-6)
+one = gen.generate(ref['boxes'][:1], ref['labels'][:1], seed=5)  # another batch size
+np.testing.assert_allclose(one.image, ref['image'][:1], atol=1e-6)
+given = gen.forward(ref['z_obj'], ref['boxes'], ref['labels'], ref['z_im'], ref['keys'])
+np.testing.assert_allclose(given.image, ref['image'], atol=1e-6)
+loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('flax', 'lama_jax', 'orbax'))
+assert not loaded, loaded
+print('ok', gen.id_to_name[1])
+'''
+
+
+def test_a_bare_process_runs_the_artifact(model, artifact, tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from lama_jax.inference import generator as generator_lib  # pylint: disable=g-import-not-at-top
+  ref = LayoutGenerator.load(model)
+  out = ref.generate(BOXES, LABELS, seed=5)
+  z_obj, z_im = ref.sample_z(2, seed=5)
+  keys = jax.random.key_data(generator_lib.noise_keys(generator_lib.row_keys(5, 2)))
+  np.savez(tmp_path / 'ref.npz', boxes=BOXES, labels=LABELS, image=out.image, mask=out.mask,
+           raw_mask=out.raw_mask, z_obj=z_obj, z_im=z_im, keys=np.asarray(keys))
+  proc = subprocess.run([sys.executable, '-c', _BARE, str(artifact), str(tmp_path / 'ref.npz')],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=''))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.split() == ['ok', 'disk']
+
+
+def test_runtime_refuses_what_is_not_an_artifact(model, tmp_path):
+  assert not portable_runtime.is_portable(model)
+  with pytest.raises(portable_runtime.PortableError, match='not a portable generator'):
+    portable_runtime.load(model)
+  (tmp_path / 'manifest.json').write_text(json.dumps({'format': 'lama_jax.portable',
+                                                      'format_version': 99}))
+  with pytest.raises(portable_runtime.PortableError, match='format version 99'):
+    portable_runtime.load(tmp_path)
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--format', 'onnx'], '--format=onnx: value should be one of'),
+    (['--format', 'stablehlo', '--platforms', 'cpu,gpu'], '--platforms cpu,gpu: choose from'),
+])
+def test_export_refuses_bad_flags(model, tmp_path, capsys, args, expected):
+  assert export.main(['--workdir', model, '--out', str(tmp_path / 'o'), *args]) == 2
+  assert expected in capsys.readouterr().err
+  assert not (tmp_path / 'o').exists()
+
+
+def test_export_refuses_a_used_folder(model, artifact, capsys):
+  before = sorted(os.listdir(artifact))
+  assert export.main(['--workdir', model, '--out', str(artifact), '--format', 'stablehlo']) == 2
+  assert 'not empty' in capsys.readouterr().err
+  assert sorted(os.listdir(artifact)) == before
