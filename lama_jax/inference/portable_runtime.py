@@ -43,6 +43,14 @@ RUNTIME = 'lama_portable.py'  # this file, as copied into the artifact
 PAD_LABEL = 0
 PAD_BOX = (-0.6, -0.6, 0.5, 0.5)
 
+# lama_jax runs XLA:CPU convolutions on Eigen rather than YNNPACK (see lama_jax/__init__.py); doing the
+# same here lets a bare process reproduce LayoutGenerator's numbers on CPU bit for bit (YNNPACK's
+# differ by float rounding, up to ~1e-5 on the demo model). Like there, it only takes effect before
+# JAX starts its CPU backend, and a value the user already chose is kept.
+_YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
+if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()
+
 
 class PortableError(ValueError):
   """A folder that is not a usable portable generator, or inputs it cannot take."""
