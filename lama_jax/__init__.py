@@ -10,7 +10,8 @@ __all__ = ['LayoutGenerator']
 # "Speed"). The flag only touches the CPU backend and only takes effect if it is set before JAX
 # creates its backends; a value the user already chose is kept.
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
-if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
+YNN_FLAG_FROM_USER = _YNN_FLAG in os.environ.get('XLA_FLAGS', '')  # the studio picks its own if not
+if not YNN_FLAG_FROM_USER:
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()
 
 
