@@ -28,6 +28,7 @@ from tests.test_inference import MAX_OBJECTS, _tiny_variables
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get('LAMA_STUDIO_CHROMIUM', '/usr/bin/chromium')
 LATENCY_BUDGET_S = {64: 0.3, 128: 0.6}  # edit → image shown (issue 12)
+STATUS_JS = "((document.querySelector('#studio-status-text') || {}).innerText || '')"
 
 # Polls until the image panel shows a picture other than `prev`, decoded; returns [src, time].
 WAIT_IMAGE_JS = """prev => new Promise((resolve, reject) => {
@@ -74,7 +75,7 @@ def model_info(model_dir):
 
 @pytest.fixture(scope='module')
 def server(model_dir, tmp_path_factory):
-  """The studio as a user starts it; yields (url, process)."""
+  """The studio as a user starts it; yields (url, process, log path)."""
   port = _free_port()
   env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', PYTHONUNBUFFERED='1')
   if os.environ.get('LAMA_STUDIO_TEST_MODEL'):  # measuring: compile as a user's process would
@@ -99,7 +100,7 @@ def server(model_dir, tmp_path_factory):
       proc.kill()
       pytest.fail(f'the studio did not answer within 300 s:\n{log.read_text()}')
     time.sleep(0.5)
-  yield url, proc
+  yield url, proc, log
   proc.terminate()
   try:
     proc.wait(30)
@@ -176,11 +177,11 @@ class Studio:
     return self.wait_image(prev)[1]
 
   def status(self):
-    return self.page.locator('#studio-status-text').inner_text()
+    return self.page.evaluate(STATUS_JS)
 
   def wait_status(self, pattern):
     self.page.wait_for_function(
-        "p => new RegExp(p).test(document.querySelector('#studio-status-text').innerText)",
+        f'p => new RegExp(p).test({STATUS_JS})',
         arg=pattern, timeout=60000)
     return self.status()
 
@@ -189,8 +190,8 @@ class Studio:
     prev = self.status()
     self.page.click('#studio-save')
     self.page.wait_for_function(
-        "p => { const t = document.querySelector('#studio-status-text').innerText;"
-        " return t !== p && t.startsWith('Save '); }", arg=prev, timeout=60000)
+        f"p => {{ const t = {STATUS_JS}; return t !== p && t.startsWith('Save '); }}", arg=prev,
+        timeout=60000)
     self.page.wait_for_function(
         "() => document.querySelectorAll('#studio-files a[href]').length >= 5", timeout=60000)
     out = {}
@@ -204,7 +205,7 @@ class Studio:
     self.page.locator('#studio-upload').locator('..').locator('input[type=file]').set_input_files(
         path)
     self.page.wait_for_function(
-        "p => document.querySelector('#studio-status-text').innerText !== p", arg=prev,
+        f'p => {STATUS_JS} !== p', arg=prev,
         timeout=60000)
     return self.status()
 
@@ -264,9 +265,13 @@ def test_draw_move_save(studio, model_info, tmp_path):
   np.testing.assert_allclose(m1['raw_mask'][1], m0['raw_mask'][1], atol=1e-6)  # B's z was kept
   assert _file(after, '_mask.png') != _file(before, '_mask.png')
 
+  generation = []  # the generator call's share of each move, as the page reports it
   for dx in (-0.05, 0.05, -0.05, 0.05, -0.05):  # more moves, for the latency figure
     x = 0.3 + (0.05 if dx < 0 else 0.0)
     latencies['move'].append(studio.move((x, 0.3), (x + dx, 0.3)))
+    generation.append(float(re.search(r'generated in (\d+) ms', studio.info()).group(1)) / 1000)
+  shot = tmp_path / 'studio.png'
+  studio.page.screenshot(path=str(shot), full_page=True)
   studio.move((0.75, 0.75), (0.75, 0.7))  # selects B (and focuses the canvas for the key)
   prev = studio.image_src()
   studio.page.keyboard.press('Delete')
@@ -275,11 +280,10 @@ def test_draw_move_save(studio, model_info, tmp_path):
       "() => document.querySelector('#studio-info-text').innerText.startsWith('1 objects')")
   assert studio.compilations() == 0  # two objects, one, moves: one compiled program
 
-  shot = tmp_path / 'studio.png'
-  studio.page.screenshot(path=str(shot), full_page=True)
   size = config['image_size']
   report = {'image_size': size, 'model': config.get('ch'), 'latency_s': latencies,
-            'median_move_s': statistics.median(latencies['move']), 'screenshot': str(shot)}
+            'median_move_s': statistics.median(latencies['move']),
+            'median_generation_s': statistics.median(generation), 'screenshot': str(shot)}
   (tmp_path / 'studio_latency.json').write_text(json.dumps(report, indent=1))
   print('\nstudio latency:', json.dumps(report))
   assert report['median_move_s'] <= LATENCY_BUDGET_S.get(size, 1.0), report
@@ -332,7 +336,7 @@ def test_concurrent_generate_requests(server, model_info):
   flat from one round of 50 to the next."""
   from gradio_client import Client  # pylint: disable=g-import-not-at-top
   config, vocab = model_info
-  url, proc = server
+  url, proc, _ = server
   cats = _categories(vocab, 2)
   layout = json.dumps({'name': 'load', 'objects': [
       {'category': cats[0], 'bbox': [0.0, 0.0, 1.0, 0.5]},
@@ -353,3 +357,24 @@ def test_concurrent_generate_requests(server, model_info):
   print('\nstudio load:', json.dumps(rounds))
   assert rounds[1]['rss_mib'] - rounds[0]['rss_mib'] < 100, rounds
   assert proc.poll() is None
+
+
+def _listening_addresses(port):
+  """The local addresses of listening TCP sockets on `port` (from /proc/net/tcp and tcp6)."""
+  found = []
+  for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+    with open(table) as f:
+      for line in f.readlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.rsplit(':', 1)
+        if state == '0A' and int(hex_port, 16) == port:  # 0A: LISTEN
+          found.append(address)
+  return found
+
+
+def test_listens_on_loopback_only_without_share_link(server):
+  url, _, log = server
+  port = int(url.rstrip('/').rsplit(':', 1)[1])
+  assert _listening_addresses(port) == ['0100007F']  # 127.0.0.1, and nothing else
+  text = log.read_text()
+  assert f'Running on local URL:  http://127.0.0.1:{port}' in text and 'public URL' not in text

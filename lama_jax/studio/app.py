@@ -125,6 +125,8 @@ class StudioApp:
     return {'selected': gr.Dropdown(choices=choices, value=value), 'category': category}
 
   def status_html(self, text: str, error: bool = False) -> str:
+    if not text:
+      return ''
     cls = ' class="studio-error"' if error else ''
     return f'<div id="studio-status-text"{cls}>{html.escape(text, quote=False)}</div>'
 
