@@ -154,7 +154,8 @@ class Studio:
   def wait_image(self, prev):
     """Seconds from the last mark to a new image shown."""
     src, t1 = self.page.evaluate(WAIT_IMAGE_JS, prev)
-    return src, (t1 - self.page.evaluate('window.__t0')) / 1000
+    t0 = self.page.evaluate('window.__t0 ?? null')
+    return src, None if t0 is None else (t1 - t0) / 1000
 
   def draw(self, box, category, expect_image=True):
     """Draws box (x0, y0, x1, y1) and picks its category; returns the latency of the choice."""
@@ -378,3 +379,46 @@ def test_listens_on_loopback_only_without_share_link(server):
   assert _listening_addresses(port) == ['0100007F']  # 127.0.0.1, and nothing else
   text = log.read_text()
   assert f'Running on local URL:  http://127.0.0.1:{port}' in text and 'public URL' not in text
+
+
+def test_controls(studio, model_info):
+  """Examples, resampling buttons, seed, and the side panel's category choice, through the page."""
+  config, vocab = model_info
+  examples = studio.page.locator('#studio-examples button')
+  assert examples.count() > 0  # the tiny model takes the shapes layouts of up to 4 objects
+  prev = studio.image_src()
+  name = examples.first.inner_text()
+  examples.first.click()
+  assert studio.wait_status('Loaded example') == f'Loaded example {name}.'
+  studio.wait_image(prev)
+
+  def click(button, expect):
+    """Clicks `button`; waits until the object list's rows satisfy `expect` and a new image."""
+    src = studio.image_src()
+    studio.page.click(button)
+    studio.page.wait_for_function(
+        f"() => {{ const rows = document.querySelector('#studio-objects').innerText"
+        f".trim().split('\\n'); const info = document.querySelector('#studio-info').innerText;"
+        f" return {expect}; }}", timeout=60000)
+    assert studio.wait_image(src)[0] != src
+
+  click('#studio-new-object-z',  # the chosen object (the last one): its draw count goes up
+        "rows.pop().endsWith('z draw 1') && rows.every(r => r.endsWith('z draw 0'))")
+  click('#studio-new-image-z', "info.includes('image z draw 1:')")
+  seed = studio.page.locator('#studio-seed input').input_value()
+  click('#studio-new-all',  # a new seed: every draw fresh
+        "rows.every(r => r.endsWith('z draw 0')) && info.includes('image z draw 0:')")
+  assert studio.page.locator('#studio-seed input').input_value() != seed
+
+  new = _categories(vocab, 3)[2]
+  src = studio.image_src()
+  field = studio.page.locator('#studio-category input')
+  field.click()
+  field.fill(new)
+  field.press('Enter')
+  studio.page.wait_for_function(
+      "p => document.querySelector('#studio-objects').innerText.split('\\n').pop().includes(p)",
+      arg=new, timeout=60000)
+  studio.wait_image(src)
+  assert new in studio.page.locator('#studio-legend').inner_text()
+  assert studio.compilations() == 0

@@ -132,9 +132,10 @@ class StudioApp:
 
   def _info(self, session: Session, seconds: float) -> str:
     size = self.engine.gen.image_size
-    return (f'<div id="studio-info-text">{len(session.objects)} objects, seed {session.seed}: '
-            f'{size}×{size} generated in {seconds * 1000:.0f} ms. XLA compilations since '
-            f'start-up: {self.engine.compilations}.</div>')
+    return (f'<div id="studio-info-text">{len(session.objects)} objects, seed {session.seed}, '
+            f'image z draw {session.image_draws}: {size}×{size} generated in '
+            f'{seconds * 1000:.0f} ms. XLA compilations since start-up: '
+            f'{self.engine.compilations}.</div>')
 
   @staticmethod
   def _out(**values: Any) -> tuple:
