@@ -6,13 +6,13 @@ from PIL import Image
 import pytest
 
 from lama_jax import LayoutGenerator
-from lama_jax import sample
+from lama_jax.datasets.vocabulary import load_vocabulary
+from lama_jax.inference import sampling
 from lama_jax.layouts import LayoutError, parse_layouts
 from lama_jax.studio import canvas as canvas_lib
 from lama_jax.studio.canvas import CanvasBox
 from lama_jax.studio.engine import Engine
 from lama_jax.studio.session import Session
-from lama_jax.vocabulary import load_vocabulary
 from tests.test_inference import MAX_OBJECTS, _tiny_variables
 
 A = CanvasBox('sky', 0, 0, 512, 256)
@@ -92,7 +92,7 @@ def test_render_is_sample_fix_z(engine, tmp_path):
   s = Session(seed=3, truncation=1.5).loaded('scene', LAYOUT)
   out = engine.render(s)
   layouts = parse_layouts(s.layout_json(), engine.gen.vocabulary, MAX_OBJECTS)
-  sample.sample_layouts(engine.gen, layouts, str(tmp_path), 1, 3, 1.5, fix_z=True)
+  sampling.sample_layouts(engine.gen, layouts, str(tmp_path), 1, 3, 1.5, fix_z=True)
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'scene_0.png')), out.image)
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'scene_0_mask.png')), out.mask)
 
@@ -221,3 +221,15 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
   out = app.api_generate(json.dumps(s.layout_json()), seed=0, truncation=2.0)
   np.testing.assert_array_equal(np.asarray(out['image'], np.uint8),
                                 np.asarray(Image.open(paths[1])))
+
+
+@pytest.mark.parametrize('argv, expected', [
+    ([], 'error: flag --model=None'),
+    (['--model', '/nonexistent/run'], 'error: /nonexistent/run is not a directory.'),
+    (['--model', 'runs/x', '--port', '70000'], 'error: --port must lie in 1..65535, got 70000'),
+])
+def test_command_errors_are_one_line(argv, expected, capsys):
+  from lama_jax.studio.__main__ import main  # pylint: disable=g-import-not-at-top
+  assert main(argv) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(expected) and err.count('\n') == 1, err

@@ -9,7 +9,6 @@ test's tmp dir; the screenshot to `studio.png` there.
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -20,9 +19,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from lama_jax import generator_io
 from lama_jax import layouts as layouts_lib
-from lama_jax.vocabulary import load_vocabulary
+from lama_jax.datasets.vocabulary import load_vocabulary
+from lama_jax.inference import generator_dir
 from tests.test_inference import MAX_OBJECTS, _tiny_variables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,7 +58,7 @@ def model_dir(tmp_path_factory):
     return os.environ['LAMA_STUDIO_TEST_MODEL']
   g, variables = _tiny_variables()
   out = tmp_path_factory.mktemp('studio') / 'tiny'
-  generator_io.save_generator_dir(str(out), g, variables, MAX_OBJECTS, 'shapes',
+  generator_dir.save_generator_dir(str(out), g, variables, MAX_OBJECTS, 'shapes',
                                   load_vocabulary('shapes'))
   return str(out)
 

@@ -6,54 +6,40 @@ r"""The layout studio: draw boxes in the browser and watch LAMA build the image.
 official checkpoint). The page listens on 127.0.0.1 only unless --host says otherwise, and opens no
 public share link unless --share is given.
 """
-import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+import sys
 
 from absl import flags
 
+from lama_jax import cli
+from lama_jax.errors import LamaError
+
 EXAMPLES = Path(__file__).resolve().parents[2] / 'data' / 'layouts'
 
-
-def _flags() -> flags.FlagValues:
-  fv = flags.FlagValues()
-  flags.DEFINE_string('model', None, 'Training workdir, exported or converted generator directory.',
-                      flag_values=fv)
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=fv)
-  flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every interface).',
-                      flag_values=fv)
-  flags.DEFINE_integer('port', 7860, 'Port to listen on.', flag_values=fv)
-  flags.DEFINE_bool('share', False, 'Also open a public gradio share link (off by default).',
-                    flag_values=fv)
-  flags.DEFINE_string('examples', str(EXAMPLES), 'Folder of example layout JSON files (those that '
-                      'fit the model are one click away).', flag_values=fv)
-  return fv
+FLAGS = cli.flag_values()
+flags.DEFINE_string('model', None, 'Training workdir, exported or converted generator directory.',
+                    flag_values=FLAGS, required=True)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every interface).',
+                    flag_values=FLAGS)
+flags.DEFINE_integer('port', 7860, 'Port to listen on.', flag_values=FLAGS)
+flags.DEFINE_boolean('share', False, 'Also open a public gradio share link (off by default).',
+                     flag_values=FLAGS)
+flags.DEFINE_string('examples', str(EXAMPLES), 'Folder of example layout JSON files (those that '
+                    'fit the model are one click away).', flag_values=FLAGS)
 
 
-def _fail(message: str) -> int:
-  print(f'error: {message}', file=sys.stderr)
-  return 2
+def _main(fv: flags.FlagValues) -> None:
+  if not 0 < fv.port < 65536:
+    raise LamaError(f'--port must lie in 1..65535, got {fv.port}')
+  # Heavy imports after the flags: --help and flag errors stay instant.
+  from lama_jax.studio import page  # pylint: disable=g-import-not-at-top
+  page.serve(fv.model, fv.step, fv.host, fv.port, fv.share, fv.examples)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  argv = list(sys.argv if argv is None else argv)
-  fv = _flags()
-  if any(a in ('-h', '--help', '-help', '--helpfull') for a in argv[1:]):
-    print(__doc__.strip() + '\n\nFlags:\n' + fv.get_help())
-    return 0
-  try:
-    rest = fv(argv)
-  except flags.Error as e:
-    return _fail(str(e).splitlines()[0])
-  if len(rest) > 1:
-    return _fail(f'unexpected arguments: {" ".join(rest[1:])}')
-  if not fv.model:
-    return _fail('--model is required (a training workdir or a generator directory)')
-  if not 0 < fv.port < 65536:
-    return _fail(f'--port must lie in 1..65535, got {fv.port}')
-  # Heavy imports after the flags: --help and flag errors stay instant.
-  from lama_jax.studio import page  # pylint: disable=g-import-not-at-top
-  return page.serve(fv.model, fv.step, fv.host, fv.port, fv.share, fv.examples)
+  return cli.run(_main, FLAGS, argv, __doc__)
 
 
 if __name__ == '__main__':

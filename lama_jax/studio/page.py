@@ -1,6 +1,5 @@
 """The studio page's layout and event wiring (the handlers are `StudioApp`'s)."""
 import html
-import sys
 
 from lama_jax.studio import app as app_lib
 from lama_jax.studio.app import StudioApp, gr, image_annotator
@@ -109,19 +108,17 @@ def launch(app: StudioApp, host: str, port: int, share: bool = False, **kwargs) 
 
 
 def serve(model: str, step: int | None, host: str, port: int, share: bool,
-          examples_dir: str | None) -> int:
-  """Loads the model, compiles it, and serves the page; returns the exit code."""
+          examples_dir: str | None) -> None:
+  """Loads the model, compiles it, and serves the page until interrupted.
+
+  Raises:
+    GeneratorDirError: `model` is not a generator directory or training workdir.
+  """
   from lama_jax import LayoutGenerator  # pylint: disable=g-import-not-at-top
-  from lama_jax.generator_io import GeneratorDirError  # pylint: disable=g-import-not-at-top
   from lama_jax.studio.engine import Engine  # pylint: disable=g-import-not-at-top
-  try:
-    gen = LayoutGenerator.load(model, step)
-  except GeneratorDirError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  gen = LayoutGenerator.load(model, step)
   engine = Engine(gen)
   print(f'Loaded {model} (step {gen.step}, {gen.image_size}x{gen.image_size}, up to '
         f'{gen.max_objects} objects); compiling...', flush=True)
   print(f'Compiled in {engine.warm_up():.1f} s.', flush=True)
   launch(StudioApp(engine, model, examples_dir), host, port, share)
-  return 0
