@@ -1,5 +1,8 @@
 """The layout studio without a browser: canvas matching, sessions, the engine and the handlers."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -233,3 +236,18 @@ def test_command_errors_are_one_line(argv, expected, capsys):
   assert main(argv) == 2
   err = capsys.readouterr().err
   assert err.startswith(expected) and err.count('\n') == 1, err
+
+
+@pytest.mark.parametrize('flags, expected', [
+    ('', '--xla_cpu_experimental_ynn_fusion_type=individual_convolution'),
+    ('--xla_cpu_experimental_ynn_fusion_type=', '--xla_cpu_experimental_ynn_fusion_type='),
+    ('--xla_backend_optimization_level=0',
+     '--xla_backend_optimization_level=0 --xla_cpu_experimental_ynn_fusion_type='
+     'individual_convolution'),
+])
+def test_studio_picks_ynn_convolutions_unless_the_user_chose(flags, expected):
+  out = subprocess.run([sys.executable, '-c', 'import os, lama_jax.studio; '
+                        'print(os.environ["XLA_FLAGS"])'], env=dict(os.environ, XLA_FLAGS=flags),
+                       capture_output=True, text=True, check=True, cwd=os.path.dirname(
+                           os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip() == expected
