@@ -124,6 +124,9 @@ class Studio:
   def __init__(self, page, url):
     self.page = page
     self.url = url
+    self.outside = []  # requests the page made to anywhere but the studio (none expected)
+    page.on('request', lambda r: None if r.url.startswith((url, 'data:', 'blob:')) else
+            self.outside.append(r.url))
     page.goto(url)
     page.wait_for_selector('#studio-canvas canvas')
     page.wait_for_function(
@@ -286,6 +289,7 @@ def test_draw_move_save(studio, model_info, tmp_path):
             'median_generation_s': statistics.median(generation), 'screenshot': str(shot)}
   (tmp_path / 'studio_latency.json').write_text(json.dumps(report, indent=1))
   print('\nstudio latency:', json.dumps(report))
+  assert not studio.outside, studio.outside  # nothing fetched from the internet
   assert report['median_move_s'] <= LATENCY_BUDGET_S.get(size, 1.0), report
 
 

@@ -5,11 +5,13 @@ in the status line: a bad edit never reaches the generator, and the canvas is pu
 All generating events share one queue slot (`concurrency_id='generate'`): the generator uses every
 core for one sample, so running two at once would only slow both.
 """
+import atexit
 import dataclasses
 import html
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -87,7 +89,8 @@ class StudioApp:
     self.engine = engine
     self.model_path = model_path
     self.examples = example_layouts(examples_dir, engine)
-    self.workdir = tempfile.mkdtemp(prefix='lama_studio_')
+    self.workdir = tempfile.mkdtemp(prefix='lama_studio_')  # the canvas and the saved files
+    atexit.register(shutil.rmtree, self.workdir, ignore_errors=True)
     self.background = os.path.join(self.workdir, 'canvas.png')
     Image.fromarray(_background()).save(self.background)
     self._saves = 0
