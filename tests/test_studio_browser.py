@@ -290,7 +290,10 @@ def test_draw_move_save(studio, model_info, tmp_path):
   (tmp_path / 'studio_latency.json').write_text(json.dumps(report, indent=1))
   print('\nstudio latency:', json.dumps(report))
   assert not studio.outside, studio.outside  # nothing fetched from the internet
-  assert report['median_move_s'] <= LATENCY_BUDGET_S.get(size, 1.0), report
+  # Measuring a model ($LAMA_STUDIO_TEST_MODEL): the budget. The tiny CI model: a bound that
+  # a recompiling or otherwise broken edit path misses by far, but a busy CI machine does not.
+  measuring = bool(os.environ.get('LAMA_STUDIO_TEST_MODEL'))
+  assert report['median_move_s'] <= (LATENCY_BUDGET_S.get(size, 1.0) if measuring else 1.0), report
 
 
 def _saved_layout(studio, vocab, config, tmp_path):
