@@ -281,7 +281,8 @@ class StudioApp:
     text = f'Save {number}: {session.name}.json, the image and the masks are below.'
     if session.fresh_draws:
       t = session.truncation if session.truncation > 0 else 0
-      text += (f' The same picture: python -m lama_jax.sample --workdir {self.model_path} '
+      text += (f' The same picture (to float rounding): python -m lama_jax.sample --workdir '
+               f'{self.model_path} '
                f'--layouts {session.name}.json --fix_z --seed {session.seed} --truncation {t:g}')
     return paths, self.status_html(text)
 
