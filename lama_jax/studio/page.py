@@ -1,5 +1,6 @@
 """The studio page's layout and event wiring (the handlers are `StudioApp`'s)."""
 import html
+from typing import Any
 
 from lama_jax.studio import app as app_lib
 from lama_jax.studio.app import StudioApp, gr, image_annotator
@@ -16,84 +17,98 @@ def _header(app: StudioApp) -> str:
           'locality-aware mask adaption, which removes the overlaps.')
 
 
+def _left_column(app: StudioApp) -> dict[str, Any]:
+  """Canvas, help, examples, load/save/clear and the saved files."""
+  engine, c = app.engine, {}
+  c['canvas'] = image_annotator(
+      {'image': app.background, 'boxes': []}, label='Layout', elem_id='studio-canvas',
+      label_list=engine.categories, label_colors=[engine.color_hex(n) for n in engine.categories],
+      image_type='pil', sources=[], show_clear_button=False, show_remove_button=True,
+      show_download_button=False, box_min_size=4, handle_size=6)
+  # The handlers read the boxes only: skip decoding the background on every edit (5–18 ms).
+  c['canvas'].preprocess_image = lambda image: None
+  gr.Markdown(app_lib.HELP)
+  if app.examples:
+    c['examples'] = gr.Dataset(components=['textbox'], samples=[[n] for n, _ in app.examples],
+                               type='index', label='Examples (click to load)',
+                               samples_per_page=20, elem_id='studio-examples')
+  with gr.Row():
+    c['upload'] = gr.UploadButton('Load layout JSON', file_types=['.json'], size='sm',
+                                  elem_id='studio-upload')
+    c['save'] = gr.Button('Save layout, image and masks', size='sm', elem_id='studio-save')
+    c['clear'] = gr.Button('Clear', size='sm', elem_id='studio-clear')
+  c['files'] = gr.File(label='Saved files', file_count='multiple', interactive=False, height=140,
+                       elem_id='studio-files')
+  return c
+
+
+def _right_column(app: StudioApp) -> dict[str, Any]:
+  """The three pictures, legend, messages, noise controls and the object list."""
+  c = {}
+  with gr.Row():
+    kw = dict(format='png', interactive=False, height=PANEL_HEIGHT, buttons=['download'])
+    c['image'] = gr.Image(label='Image', elem_id='studio-image', **kw)
+    c['raw'] = gr.Image(label='Raw masks', elem_id='studio-raw', **kw)
+    c['mask'] = gr.Image(label='Adapted masks', elem_id='studio-mask', **kw)
+  c['legend'] = gr.HTML(elem_id='studio-legend')
+  c['status'] = gr.HTML(app.status_html('Draw a box on the canvas to start.'),
+                        elem_id='studio-status')
+  c['info'] = gr.HTML(elem_id='studio-info')
+  with gr.Row():
+    c['seed'] = gr.Number(0, label='Seed', precision=0, minimum=0, maximum=app_lib.MAX_SEED,
+                          elem_id='studio-seed')
+    c['truncation'] = gr.Slider(0.0, 3.0, value=2.0, step=0.1, label='Truncation (0: none)',
+                                elem_id='studio-truncation')
+  with gr.Row():
+    c['new_image_z'] = gr.Button('New image z', size='sm', elem_id='studio-new-image-z')
+    c['new_all'] = gr.Button('New everything (new seed)', size='sm', elem_id='studio-new-all')
+  with gr.Row():
+    c['selected'] = gr.Dropdown([], label='Object', elem_id='studio-object', scale=1)
+    c['category'] = gr.Dropdown(app.engine.categories, value=None, scale=2, filterable=True,
+                                label='Its category (type to search)', elem_id='studio-category')
+  with gr.Row():
+    c['new_object_z'] = gr.Button('New z for this object', size='sm',
+                                  elem_id='studio-new-object-z')
+    c['delete'] = gr.Button('Delete this object', size='sm', elem_id='studio-delete')
+  c['objects'] = gr.HTML(app.objects_html(Session()), elem_id='studio-objects')
+  return c
+
+
+def _wire(app: StudioApp, c: dict[str, Any]) -> None:
+  """The events: every generating one in the shared 'generate' queue slot."""
+  common = dict(outputs=[c[k] for k in app_lib.OUTPUTS], concurrency_id='generate',
+                concurrency_limit=1, api_visibility='private')
+  state, selected = c['state'], c['selected']
+  c['canvas'].change(app.on_canvas, [c['canvas'], state, selected], trigger_mode='always_last',
+                     show_progress='hidden', **common)
+  c['seed'].change(app.on_seed, [c['seed'], state, selected], trigger_mode='always_last', **common)
+  c['truncation'].release(app.on_truncation, [c['truncation'], state, selected], **common)
+  c['new_image_z'].click(app.on_new_image_z, [state, selected], **common)
+  c['new_all'].click(app.on_new_everything, [state, selected], **common)
+  c['new_object_z'].click(app.on_new_object_z, [state, selected], **common)
+  c['delete'].click(app.on_delete, [state, selected], **common)
+  c['category'].input(app.on_category, [c['category'], state, selected], **common)
+  selected.input(app.on_select, [selected, state], c['category'], api_visibility='private')
+  c['clear'].click(app.on_clear, [state], **common)
+  c['upload'].upload(app.on_upload, [c['upload'], state], **common)
+  c['save'].click(app.on_save, [state], [c['files'], c['status']], concurrency_id='generate',
+                  concurrency_limit=1, api_visibility='private')
+  if 'examples' in c:
+    c['examples'].click(app.on_example, [c['examples'], state], **common)
+  gr.api(app.api_generate, api_name='generate', concurrency_id='generate', concurrency_limit=1)
+
+
 def build(app: StudioApp) -> gr.Blocks:
-  """The page: canvas and help on the left; pictures, controls, objects and files on the right."""
-  engine = app.engine
+  """The page: canvas and files on the left; pictures, controls and objects on the right."""
   with gr.Blocks(title='LAMA layout studio', delete_cache=(600, 1800)) as blocks:
-    state = gr.State(Session())
+    components = {'state': gr.State(Session())}
     gr.Markdown(_header(app))
     with gr.Row():
       with gr.Column(scale=5, min_width=420):
-        canvas = image_annotator(
-            {'image': app.background, 'boxes': []}, label='Layout', elem_id='studio-canvas',
-            label_list=engine.categories,
-            label_colors=[engine.color_hex(c) for c in engine.categories],
-            image_type='pil', sources=[], show_clear_button=False, show_remove_button=True,
-            show_download_button=False, box_min_size=4, handle_size=6)
-        # The handlers read the boxes only: skip decoding the background on every edit (5–18 ms).
-        canvas.preprocess_image = lambda image: None
-        gr.Markdown(app_lib.HELP)
-        if app.examples:
-          examples = gr.Dataset(components=['textbox'], samples=[[n] for n, _ in app.examples],
-                                type='index', label='Examples (click to load)',
-                                samples_per_page=20, elem_id='studio-examples')
-        with gr.Row():
-          upload = gr.UploadButton('Load layout JSON', file_types=['.json'], size='sm',
-                                   elem_id='studio-upload')
-          save = gr.Button('Save layout, image and masks', size='sm', elem_id='studio-save')
-          clear = gr.Button('Clear', size='sm', elem_id='studio-clear')
-        files = gr.File(label='Saved files', file_count='multiple', interactive=False,
-                        height=140, elem_id='studio-files')
+        components.update(_left_column(app))
       with gr.Column(scale=6):
-        with gr.Row():
-          kw = dict(format='png', interactive=False, height=PANEL_HEIGHT, buttons=['download'])
-          image = gr.Image(label='Image', elem_id='studio-image', **kw)
-          raw = gr.Image(label='Raw masks', elem_id='studio-raw', **kw)
-          mask = gr.Image(label='Adapted masks', elem_id='studio-mask', **kw)
-        legend = gr.HTML(elem_id='studio-legend')
-        status = gr.HTML(app.status_html('Draw a box on the canvas to start.'),
-                         elem_id='studio-status')
-        info = gr.HTML(elem_id='studio-info')
-        with gr.Row():
-          seed = gr.Number(0, label='Seed', precision=0, minimum=0, maximum=app_lib.MAX_SEED,
-                           elem_id='studio-seed')
-          truncation = gr.Slider(0.0, 3.0, value=2.0, step=0.1, label='Truncation (0: none)',
-                                 elem_id='studio-truncation')
-        with gr.Row():
-          new_image_z = gr.Button('New image z', size='sm', elem_id='studio-new-image-z')
-          new_all = gr.Button('New everything (new seed)', size='sm', elem_id='studio-new-all')
-        with gr.Row():
-          selected = gr.Dropdown([], label='Object', elem_id='studio-object', scale=1)
-          category = gr.Dropdown(engine.categories, value=None, label='Its category (type to '
-                                 'search)', filterable=True, elem_id='studio-category', scale=2)
-        with gr.Row():
-          new_object_z = gr.Button('New z for this object', size='sm',
-                                   elem_id='studio-new-object-z')
-          delete = gr.Button('Delete this object', size='sm', elem_id='studio-delete')
-        objects = gr.HTML(app.objects_html(Session()), elem_id='studio-objects')
-    components = dict(state=state, canvas=canvas, image=image, raw=raw, mask=mask, legend=legend,
-                      objects=objects, status=status, info=info, selected=selected,
-                      category=category, seed=seed)
-    outputs = [components[k] for k in app_lib.OUTPUTS]
-    common = dict(outputs=outputs, concurrency_id='generate', concurrency_limit=1,
-                  api_visibility='private')
-    canvas.change(app.on_canvas, [canvas, state, selected], trigger_mode='always_last',
-                  show_progress='hidden', **common)
-    seed.change(app.on_seed, [seed, state, selected], trigger_mode='always_last', **common)
-    truncation.release(app.on_truncation, [truncation, state, selected], **common)
-    new_image_z.click(app.on_new_image_z, [state, selected], **common)
-    new_all.click(app.on_new_everything, [state, selected], **common)
-    new_object_z.click(app.on_new_object_z, [state, selected], **common)
-    delete.click(app.on_delete, [state, selected], **common)
-    category.input(app.on_category, [category, state, selected], **common)
-    selected.input(app.on_select, [selected, state], category, api_visibility='private')
-    clear.click(app.on_clear, [state], **common)
-    upload.upload(app.on_upload, [upload, state], **common)
-    save.click(app.on_save, [state], [files, status], concurrency_id='generate',
-               concurrency_limit=1, api_visibility='private')
-    if app.examples:
-      examples.click(app.on_example, [examples, state], **common)
-    gr.api(app.api_generate, api_name='generate', concurrency_id='generate', concurrency_limit=1)
+        components.update(_right_column(app))
+    _wire(app, components)
   return blocks
 
 
