@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from lama_jax.models import init
 from lama_jax.models.init import orthogonal
+from lama_jax.models.numerics import pairwise_mean
 from lama_jax.models.resize import resize_bilinear, upcast
 
 Dtype = Any
@@ -137,8 +138,8 @@ class BatchNorm(nn.Module):
     xf = upcast(x)
     if train:
       axes = tuple(range(x.ndim - 1))
-      mean = xf.mean(axes)
-      var = jnp.square(xf - mean).mean(axes)
+      mean = pairwise_mean(xf, axes)
+      var = pairwise_mean(jnp.square(xf - mean), axes)
       n = xf.size // c
       if not self.is_initializing():
         ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
@@ -156,8 +157,8 @@ def group_norm(x: jax.Array, groups: int = 4, eps: float = 1e-5) -> jax.Array:
   """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups."""
   b, h, w, c = x.shape
   xf = upcast(x).reshape(b, h, w, groups, c // groups)
-  mean = xf.mean((1, 2, 4), keepdims=True)
-  var = jnp.square(xf - mean).mean((1, 2, 4), keepdims=True)
+  mean = pairwise_mean(xf, (1, 2, 4), keepdims=True)
+  var = pairwise_mean(jnp.square(xf - mean), (1, 2, 4), keepdims=True)
   return ((xf - mean) * jax.lax.rsqrt(var + eps)).reshape(b, h, w, c).astype(x.dtype)
 
 
