@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lama_jax.models.layers import BatchNorm, group_norm
-from lama_jax.models.numerics import pairwise_mean, pairwise_sum
+from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean, pairwise_sum
 
 
 @pytest.mark.parametrize('axes,keepdims', [((0,), False), ((1, 3), True), ((0, 1, 2, 3), False),
@@ -42,3 +42,16 @@ def test_long_float32_variance_keeps_its_precision():
                              0.9 + 0.1 * x64.var(0, ddof=1), rtol=2e-7)
   assert np.abs(np.asarray(y).reshape(-1, 64) - (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
                 ).max() < 2e-6
+
+
+def test_pairwise_broadcast_is_a_broadcast_with_the_summed_gradient():
+  x = jnp.asarray(np.random.default_rng(2).standard_normal((1, 3, 1)).astype(np.float32))
+  y = pairwise_broadcast(x, (4, 5, 3, 7))
+  np.testing.assert_array_equal(y, jnp.broadcast_to(x, (4, 5, 3, 7)))
+  w = jnp.asarray(np.random.default_rng(3).standard_normal((4, 5, 3, 7)).astype(np.float32))
+  got = jax.grad(lambda a: (pairwise_broadcast(a, w.shape) * w).sum())(x)
+  np.testing.assert_allclose(got, np.asarray(w, np.float64).sum((0, 1, 3), keepdims=True)[0],
+                             rtol=1e-5)
+  alpha = jnp.asarray(0.3)
+  got = jax.grad(lambda a: (pairwise_broadcast(a, w.shape) * w).sum())(alpha)
+  np.testing.assert_allclose(got, np.asarray(w, np.float64).sum(), rtol=1e-5)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from lama_jax.models import init
 from lama_jax.models.init import orthogonal
-from lama_jax.models.numerics import pairwise_mean
+from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean
 from lama_jax.models.resize import resize_bilinear, upcast
 
 Dtype = Any
@@ -139,14 +139,16 @@ class BatchNorm(nn.Module):
     if train:
       axes = tuple(range(x.ndim - 1))
       mean = pairwise_mean(xf, axes)
-      var = pairwise_mean(jnp.square(xf - mean), axes)
+      var = pairwise_mean(jnp.square(xf - pairwise_broadcast(mean, xf.shape)), axes)
       n = xf.size // c
       if not self.is_initializing():
         ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
         ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * var * n / max(n - 1, 1)
     else:
       mean, var = ra_mean.value, ra_var.value
-    y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+    # Broadcasts whose gradients sum pairwise: their transposes add up every pixel of the batch.
+    y = ((xf - pairwise_broadcast(mean, xf.shape)) *
+         pairwise_broadcast(jax.lax.rsqrt(var + self.eps), xf.shape))
     if self.use_affine:
       y = y * self.param('scale', nn.initializers.ones, (c,))
       y = y + self.param('bias', nn.initializers.zeros, (c,))
@@ -157,9 +159,10 @@ def group_norm(x: jax.Array, groups: int = 4, eps: float = 1e-5) -> jax.Array:
   """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups."""
   b, h, w, c = x.shape
   xf = upcast(x).reshape(b, h, w, groups, c // groups)
-  mean = pairwise_mean(xf, (1, 2, 4), keepdims=True)
+  mean = pairwise_broadcast(pairwise_mean(xf, (1, 2, 4), keepdims=True), xf.shape)
   var = pairwise_mean(jnp.square(xf - mean), (1, 2, 4), keepdims=True)
-  return ((xf - mean) * jax.lax.rsqrt(var + eps)).reshape(b, h, w, c).astype(x.dtype)
+  inv = pairwise_broadcast(jax.lax.rsqrt(var + eps), xf.shape)
+  return ((xf - mean) * inv).reshape(b, h, w, c).astype(x.dtype)
 
 
 class GroupNorm(nn.Module):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from lama_jax.models.layers import (EPS_DEFAULT, BatchNorm, Dtype, GroupNorm, SNConv, SNDense,
                                     leaky_relu)
+from lama_jax.models.numerics import pairwise_broadcast
 from lama_jax.models.resize import resize_bilinear, tent_weights, upcast
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -87,7 +88,9 @@ class MaskAdjustBlock(nn.Module):
     h = leaky_relu(GroupNorm(4, name='gn')(x))
     h = SNConv(x.shape[-1], 3, use_bias=False, eps=EPS_DEFAULT, dtype=self.dtype, name='conv')(
         h, train)
-    return x + self.param('alpha', nn.initializers.zeros, ()).astype(h.dtype) * h
+    # α's gradient sums over the whole 64×64 grid of every image: pairwise, to keep float32 precision.
+    alpha = self.param('alpha', nn.initializers.zeros, ()).astype(h.dtype)
+    return x + pairwise_broadcast(alpha, h.shape) * h
 
 
 class LAMA(nn.Module):
@@ -115,6 +118,7 @@ class LAMA(nn.Module):
       local = MaskAdjustBlock(self.dtype, name=f'query_local_{i}')(local, train)
     energy = upcast(jnp.einsum('bod,bijd->boij', key, local))
     alpha = jnp.clip(self.param('alpha', nn.initializers.zeros, ()), -1.0, 1.0)
+    alpha = pairwise_broadcast(alpha, energy.shape)  # its gradient sums over every grid pixel
     # tanh(αE) + 1 written as 2·sigmoid(2αE): the same function without the cancellation of tanh + 1
     # where tanh ≈ −1, which float32 would otherwise amplify through the mask normalisation.
     factors = resize_bilinear(2.0 * jax.nn.sigmoid(2.0 * alpha * energy), s, s, h_axis=2, w_axis=3)

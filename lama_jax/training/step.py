@@ -65,8 +65,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *
   b, o = labels.shape
   key = jax.random.fold_in(key, state.step)
   k_zo, k_zi, k_noise = jax.random.split(key, 3)
-  z_obj = jax.random.normal(k_zo, (b, o, generator.z_dim), jnp.float32)
-  z_im = jax.random.normal(k_zi, (b, generator.z_dim), jnp.float32)
+  if 'z_obj' in batch:  # noise given with the batch: reproducing a recorded iteration (parity tests)
+    z_obj, z_im = batch['z_obj'], batch['z_im']
+  else:
+    z_obj = jax.random.normal(k_zo, (b, o, generator.z_dim), jnp.float32)
+    z_im = jax.random.normal(k_zi, (b, generator.z_dim), jnp.float32)
   if batch_sharding is not None:
     z_obj = jax.lax.with_sharding_constraint(z_obj, batch_sharding)
     z_im = jax.lax.with_sharding_constraint(z_im, batch_sharding)

@@ -1,0 +1,101 @@
+"""Official PyTorch discriminator state dicts → our variables (lama_jax/discriminator_mapping.py)."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from lama_jax.discriminator_mapping import (convert_discriminator_state_dict,
+                                            official_discriminator_shapes,
+                                            random_discriminator_state_dict)
+from lama_jax.models import make_discriminator
+from lama_jax.torch_mapping import ConversionError
+
+REFERENCE = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference')
+
+
+@pytest.mark.parametrize('size', [64, 128, 256])
+def test_official_shapes_match_reference_key_lists(size):
+  path = os.path.join(REFERENCE, f'keys_D{size}.json')
+  if not os.path.exists(path):
+    pytest.skip('shared/reference key lists not available')
+  with open(path) as f:
+    ref = json.load(f)
+  shapes = official_discriminator_shapes(size)
+  assert shapes == {k: tuple(v['shape']) for k, v in ref['keys'].items()}
+  assert sum(int(np.prod(s)) for k, s in shapes.items()
+             if ref['keys'][k]['kind'] == 'param') == ref['total_params']
+
+
+def _where(key: str):
+  """(collection, our path) of an official key, by rules written apart from the converter."""
+  path, _, leaf = key.removeprefix('module.').removeprefix('obD.').rpartition('.')
+  path = path.replace('.', '/')
+  if leaf == 'alpha':
+    return 'params', f'{path}/alpha' if path else 'alpha'
+  col, name = {'weight_orig': ('params', 'embedding' if path == 'l_y' else 'kernel'),
+               'weight_u': ('spectral', 'u'), 'weight_v': ('spectral', 'v'),
+               'bias': ('params', 'bias')}[leaf]
+  return col, f'{path}/{name}'
+
+
+@pytest.mark.parametrize('size,prefix', [(64, ''), (128, 'module.'), (256, '')])
+def test_every_tensor_lands_where_it_should(size, prefix):
+  sd = random_discriminator_state_dict(size, seed=size, ch=4, num_classes=11)
+  spec, variables = convert_discriminator_state_dict({prefix + k: v for k, v in sd.items()}, size)
+  assert spec == {'image_size': size, 'ch': 4, 'num_classes': 11}
+  flat = {(col, '/'.join(k)): v for col, tree in variables.items()
+          for k, v in traverse_util.flatten_dict(tree).items()}
+  placed = set()
+  for key, x in sd.items():
+    loc = _where(key)
+    placed.add(loc)
+    ours = flat[loc]
+    if key.endswith('weight_orig') and x.ndim == 4:
+      np.testing.assert_array_equal(ours, x.transpose(2, 3, 1, 0), err_msg=key)
+    elif key.endswith('weight_orig') and loc[1] != 'l_y/embedding':
+      np.testing.assert_array_equal(ours, x.T, err_msg=key)
+    elif key.endswith('weight_v'):  # our v is flattened (kh, kw, in): the same W v
+      w = sd[key.replace('weight_v', 'weight_orig')]
+      kernel = flat[_where(key.replace('weight_v', 'weight_orig'))]
+      kernel = kernel.T if loc[1] == 'l_y/v' else kernel
+      np.testing.assert_allclose(kernel.reshape(-1, kernel.shape[-1]).T @ ours,
+                                 w.reshape(w.shape[0], -1) @ x, rtol=1e-5, atol=1e-6, err_msg=key)
+    else:
+      np.testing.assert_array_equal(ours, x.reshape(ours.shape), err_msg=key)
+  sigmas = {k for k in flat if k[1].endswith('/sigma')}
+  assert set(flat) - placed == sigmas
+
+
+def test_converted_discriminator_runs_and_matches_its_spectral_norm():
+  sd = random_discriminator_state_dict(64, seed=1, ch=4, num_classes=11)
+  spec, variables = convert_discriminator_state_dict(sd, 64)
+  d = make_discriminator(**spec)
+  images = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3), minval=-1.0, maxval=1.0)
+  boxes = jnp.array([[[0.1, 0.1, 0.5, 0.5], [-0.6, -0.6, 0.5, 0.5]]] * 2)
+  labels = jnp.array([[3, 0]] * 2)
+  out_im, out_obj, valid = d.apply(variables, images, boxes, labels, train=False)
+  assert out_im.shape == (2,) and out_obj.shape == (2, 2) and valid.tolist() == [[True, False]] * 2
+  assert bool(jnp.isfinite(out_im).all() and jnp.isfinite(out_obj).all())
+  w = sd['obD.l_y.weight_orig'].astype(np.float64)
+  sigma = sd['obD.l_y.weight_u'] @ w @ sd['obD.l_y.weight_v']
+  np.testing.assert_allclose(variables['spectral']['l_y']['sigma'], sigma, rtol=1e-6)
+
+
+def test_missing_unmapped_and_misnamed_keys_are_named():
+  sd = random_discriminator_state_dict(64, ch=4, num_classes=11)
+  bad = dict(sd)
+  del bad['obD.block3.conv2.bias']
+  bad['obD.block9.alpha'] = np.zeros(())
+  with pytest.raises(ConversionError, match=r'missing keys: obD\.block3\.conv2\.bias; '
+                                            r'unmapped keys: obD\.block9\.alpha'):
+    convert_discriminator_state_dict(bad, 64)
+  with pytest.raises(ConversionError, match='pass --image_size 64'):
+    convert_discriminator_state_dict(sd, 128)
+  bad = dict(sd)
+  bad['obD.block2.conv1.bias'] = np.zeros((5,), np.float32)
+  with pytest.raises(ConversionError, match=r'obD\.block2\.conv1: shape \(5,\)'):
+    convert_discriminator_state_dict(bad, 64)
