@@ -1,4 +1,4 @@
-"""Official PyTorch discriminator state dicts → our variables (lama_jax/discriminator_mapping.py)."""
+"""Official PyTorch discriminator state dicts → our variables (lama_jax/conversion/discriminator_mapping.py)."""
 import json
 import os
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from lama_jax.discriminator_mapping import (convert_discriminator_state_dict,
-                                            official_discriminator_shapes,
-                                            random_discriminator_state_dict)
+from lama_jax.conversion.discriminator_mapping import (convert_discriminator_state_dict,
+                                                       official_discriminator_shapes,
+                                                       random_discriminator_state_dict)
+from lama_jax.conversion.torch_io import ConversionError
 from lama_jax.models import make_discriminator
-from lama_jax.torch_mapping import ConversionError
 
 REFERENCE = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference')
 

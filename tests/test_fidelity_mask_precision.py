@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from lama_jax.models import generator_from_spec
-from lama_jax.torch_mapping import convert_state_dict
+from lama_jax.conversion.torch_mapping import convert_state_dict
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 OUTPUTS = ('image', 'mask', 'raw')

@@ -45,12 +45,12 @@ import optax
 import pytest
 from flax import traverse_util
 
-from lama_jax import optimizers
-from lama_jax.discriminator_mapping import convert_discriminator_state_dict
+from lama_jax.conversion.discriminator_mapping import convert_discriminator_state_dict
+from lama_jax.conversion.torch_mapping import convert_state_dict
 from lama_jax.models import generator_from_spec, make_discriminator
-from lama_jax.torch_mapping import convert_state_dict
-from lama_jax.train_state import TrainState
-from lama_jax.train_step import train_step
+from lama_jax.training import optimizers
+from lama_jax.training.state import TrainState
+from lama_jax.training.step import make_train_step
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 DELTA_SCALE = 1e4  # updates are stored as float16 of update·1e4
@@ -130,11 +130,13 @@ def run_ours(gsd, dsd, batch):
       g_state={k: v for k, v in g_vars.items() if k != 'params'},
       g_opt_state=g_tx.init(g_vars['params']), d_params=d_vars['params'],
       d_state={'spectral': d_vars['spectral']}, d_opt_state=d_tx.init(d_vars['params']))
-  step = jax.jit(lambda s, b: train_step(
-      s, b, jax.random.key(0), generator=g, discriminator=d, g_tx=g_tx, d_tx=d_tx,
-      steps_per_epoch=1000, d_only_iters=0, milestones=(), lr_gamma=0.1,
-      base_lrs={'g': G_LR, 'd': D_LR}, lambda_obj=1.0, lambda_img=0.1))
-  new_state, metrics = step(state, {k: jnp.asarray(v) for k, v in batch.items()})
+  step = make_train_step(
+      g, d, g_tx, d_tx, steps_per_epoch=1000,
+      schedule={'milestone_epochs': (), 'gamma': 0.1, 'd_only_iters': 0},
+      loss={'lambda_obj': 1.0, 'lambda_img': 0.1},
+      base_lrs=optimizers.group_learning_rates(G_LR, D_LR))
+  new_state, metrics = jax.jit(step)(state, {k: jnp.asarray(v) for k, v in batch.items()},
+                                     jax.random.key(0))
   return state, new_state, metrics
 
 

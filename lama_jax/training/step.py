@@ -54,6 +54,34 @@ def scalar_summaries(g_params, d_params) -> dict[str, jax.Array]:
   return out
 
 
+def _d_update(state: TrainState, images: jax.Array, fake: jax.Array, boxes: jax.Array,
+              labels: jax.Array, factor: jax.Array, *, discriminator: models.Discriminator,
+              d_tx: optax.GradientTransformation, lambda_obj: float, lambda_img: float):
+  """Step 2: D's hinge loss on real and (detached) fake images, and its Adam update.
+
+  Returns:
+    (loss, loss terms, mean D outputs, D's spectral state after its two applies, new D parameters,
+    new D optimizer state).
+  """
+  def d_loss_fn(d_params):
+    (r_im, r_obj, valid), s1 = discriminator.apply(
+        {'params': d_params, **state.d_state}, images, boxes, labels, train=True,
+        mutable=['spectral'])
+    (f_im, f_obj, _), s2 = discriminator.apply(
+        {'params': d_params, **s1}, fake, boxes, labels, train=True, mutable=['spectral'])
+    loss, terms = losses.d_hinge_loss(r_im, r_obj, f_im, f_obj, valid, lambda_obj, lambda_img)
+    outs = {'d_out_real': r_im.mean(), 'd_out_fake': f_im.mean(),
+            'd_out_robj': losses.masked_mean(r_obj, valid),
+            'd_out_fobj': losses.masked_mean(f_obj, valid)}
+    return loss, (terms, outs, s2)
+
+  (loss, (terms, outs, d_state)), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+      state.d_params)
+  updates, opt_state = d_tx.update(grads, state.d_opt_state, state.d_params)
+  updates = jax.tree.map(lambda u: u * factor, updates)
+  return loss, terms, outs, d_state, optax.apply_updates(state.d_params, updates), opt_state
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
                generator: models.Generator, discriminator: models.Discriminator,
                g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
@@ -88,25 +116,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *
   fake, g_vjp, (mask, raw_mask, g_state) = jax.vjp(g_forward, state.g_params, has_aux=True)
 
   # 2. D update on real and detached fake images.
-  def d_loss_fn(d_params):
-    (r_im, r_obj, valid), s1 = discriminator.apply(
-        {'params': d_params, **state.d_state}, images, boxes, labels, train=True,
-        mutable=['spectral'])
-    (f_im, f_obj, _), s2 = discriminator.apply(
-        {'params': d_params, **s1}, jax.lax.stop_gradient(fake), boxes, labels, train=True,
-        mutable=['spectral'])
-    loss, terms = losses.d_hinge_loss(r_im, r_obj, f_im, f_obj, valid, lambda_obj, lambda_img)
-    outs = {'d_out_real': r_im.mean(), 'd_out_fake': f_im.mean(),
-            'd_out_robj': losses.masked_mean(r_obj, valid),
-            'd_out_fobj': losses.masked_mean(f_obj, valid)}
-    return loss, (terms, outs, s2)
-
-  (d_loss, (d_terms, d_outs, d_state)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-      state.d_params)
   factor = optimizers.lr_factor(state.step, milestones, lr_gamma)
-  d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-  d_updates = jax.tree.map(lambda u: u * factor, d_updates)
-  d_params = optax.apply_updates(state.d_params, d_updates)
+  d_loss, d_terms, d_outs, d_state, d_params, d_opt_state = _d_update(
+      state, images, jax.lax.stop_gradient(fake), boxes, labels, factor, discriminator=discriminator,
+      d_tx=d_tx, lambda_obj=lambda_obj, lambda_img=lambda_img)
 
   # 3. G update: the same fakes scored by the updated D.
   def g_loss_fn(fake_images):

@@ -22,8 +22,9 @@ from flax import traverse_util
 
 from lama_jax.models import Discriminator, make_discriminator
 from lama_jax.models.discriminator import DISCRIMINATOR_SPECS
-from lama_jax.torch_mapping import (ConversionError, _convert_sn, _Reader, _shape_of, _sigma,
-                                    strip_ddp_prefix)
+from lama_jax.conversion.torch_io import ConversionError
+from lama_jax.conversion.torch_mapping import (_convert_sn, _Reader, _shape_of, _sigma,
+                                               strip_ddp_prefix)
 
 PREFIX = 'obD.'  # CombineDiscriminator holds the ResnetDiscriminator as `obD`
 
