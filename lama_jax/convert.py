@@ -1,4 +1,4 @@
-r"""Convert an official LAMA generator checkpoint (PyTorch) into a generator directory.
+r"""Convert an official LAMA checkpoint (PyTorch) into a generator directory or a training workdir.
 
   python -m lama_jax.convert --torch_checkpoint G_coco128.pth --image_size 128 \
       --out runs/official_coco128 [--dataset coco|vg]
@@ -7,6 +7,18 @@ The official checkpoints (COCO-Stuff and Visual Genome at 64, 128 and 256) are l
 README of github.com/ZejianLi/LAMA ("Pretrained Models": Google Drive and Weiyun). The output loads
 with `LayoutGenerator.load(DIR)` and `python -m lama_jax.sample --workdir DIR`. PyTorch is needed
 for this command only: `pip install -r requirements-convert.txt`.
+
+To fine-tune, convert a discriminator of the same run too: a `CombineDiscriminator{64,128,256}`
+state dict (the official release ships generators only, and train.py saves only G: save
+`netD.state_dict()` alongside it):
+
+  python -m lama_jax.convert --torch_checkpoint G_200.pth --torch_discriminator D_200.pth \
+      --image_size 128 --out runs/finetune_coco128
+  python -m lama_jax.main --config configs/coco128.py --workdir runs/finetune_coco128
+
+The output is then a training workdir at step 0 (G, D and fresh Adam states: the official
+checkpoints hold none) that `main` resumes from, given a config whose model matches the checkpoint;
+it is a generator directory as well.
 """
 from collections.abc import Sequence
 import sys
@@ -20,9 +32,13 @@ from lama_jax.errors import LamaError
 FLAGS = cli.flag_values()
 flags.DEFINE_string('torch_checkpoint', None, 'Official generator state dict (.pth), with or '
                     'without DDP\'s "module." prefix.', flag_values=FLAGS, required=True)
+flags.DEFINE_string('torch_discriminator', None, 'Official discriminator state dict (.pth) of the '
+                    'same model, for fine-tuning: --out becomes a training workdir at step 0.',
+                    flag_values=FLAGS)
 flags.DEFINE_enum('image_size', None, ['64', '128', '256'], 'Resolution of the official generator '
                   '(fixes its block names).', flag_values=FLAGS, required=True)
-flags.DEFINE_string('out', None, 'New generator directory to write.', flag_values=FLAGS,
+flags.DEFINE_string('out', None, 'New generator directory (training workdir with '
+                    '--torch_discriminator) to write.', flag_values=FLAGS,
                     required=True)
 flags.DEFINE_enum('dataset', 'coco', sorted(converter.DATASETS), 'What the checkpoint was trained '
                   'on: coco (COCO-Stuff, 184 classes, 8 objects) or vg (Visual Genome, 179 classes, '
@@ -37,8 +53,10 @@ def _main(fv: flags.FlagValues) -> None:
   if fv.max_objects is not None and fv.max_objects < 1:
     raise LamaError(f'--max_objects must be at least 1, got {fv.max_objects}')
   spec = converter.convert(fv.torch_checkpoint, int(fv.image_size), fv.out, fv.dataset, fv.vocab,
-                           fv.max_objects)
-  print(f'wrote {fv.out}: {fv.image_size}×{fv.image_size} generator, ch={spec["ch"]}, '
+                           fv.max_objects, fv.torch_discriminator)
+  what = (f'training workdir at step 0 (discriminator ch={spec["d_ch"]}), '
+          if fv.torch_discriminator else '')
+  print(f'wrote {fv.out}: {what}{fv.image_size}×{fv.image_size} generator, ch={spec["ch"]}, '
         f'{spec["num_classes"]} classes')
 
 

@@ -99,3 +99,46 @@ def test_missing_unmapped_and_misnamed_keys_are_named():
   bad['obD.block2.conv1.bias'] = np.zeros((5,), np.float32)
   with pytest.raises(ConversionError, match=r'obD\.block2\.conv1: shape \(5,\)'):
     convert_discriminator_state_dict(bad, 64)
+
+
+def test_convert_cli_with_discriminator_writes_a_workdir_training_resumes(tmp_path, capsys):
+  """`convert --torch_discriminator`: a step-0 training workdir that the trainer of a matching config
+  restores (what `main --workdir` does on start), still loadable as a generator directory."""
+  torch = pytest.importorskip('torch')
+  from lama_jax import convert
+  from lama_jax.conversion.torch_mapping import random_state_dict
+  from lama_jax.inference.generator import LayoutGenerator
+  from lama_jax.training import checkpointing
+  from lama_jax.training import trainer as trainer_lib
+  from tests.train_helpers import tiny_config
+
+  def save(sd, name):
+    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()}, tmp_path / name)
+    return str(tmp_path / name)
+
+  g_path = save(random_state_dict(64, seed=4, num_classes=184, ch=4, mask_hidden=8), 'G.pth')
+  dsd = random_discriminator_state_dict(64, seed=5, ch=4, num_classes=184)
+  d_path = save({'module.' + k: v for k, v in dsd.items()}, 'D.pth')
+  out = tmp_path / 'finetune'
+  assert convert.main(['--torch_checkpoint', g_path, '--torch_discriminator', d_path,
+                       '--image_size', '64', '--out', str(out)]) == 0
+  assert 'training workdir at step 0 (discriminator ch=4)' in capsys.readouterr().out
+  assert LayoutGenerator.load(str(out)).generator.ch == 4
+  config = tiny_config(**{'model.num_classes': 184, 'data.max_objects': 8})
+  trainer = trainer_lib.Trainer(config, steps_per_epoch=10)
+  manager = checkpointing.make_manager(str(out), 1)
+  state = trainer_lib.to_host(checkpointing.restore_latest(manager, trainer.abstract_state))
+  manager.close()
+  assert int(state.step) == 0
+  _, want = convert_discriminator_state_dict(dsd, 64)
+  got = traverse_util.flatten_dict({'params': state.d_params, **state.d_state})
+  for key, value in traverse_util.flatten_dict(want).items():
+    np.testing.assert_array_equal(got[key], value, err_msg=str(key))
+  assert all(not np.any(x) for x in jax.tree.leaves(state.d_opt_state))  # fresh Adam
+  # A discriminator of another model: one line, exit code 2, nothing written.
+  other = save(random_discriminator_state_dict(64, ch=4, num_classes=11), 'D11.pth')
+  assert convert.main(['--torch_checkpoint', g_path, '--torch_discriminator', other,
+                       '--image_size', '64', '--out', str(tmp_path / 'x')]) == 2
+  err = capsys.readouterr().err
+  assert 'discriminator has 11 classes but the generator 184' in err and err.count('\n') == 1
+  assert not (tmp_path / 'x').exists()
