@@ -6,7 +6,10 @@ Usage:
   python -m lama_jax.prepare --dataset shapes --manual_dir data/shapes --data_dir data/tfds
 
 Nothing is downloaded. Each finished split prints one JSON line to stdout:
-  {"split": "train", "images": N, "objects": M, "skipped_degenerate_boxes": K}
+  {"split": "train", "images": N, "objects": M, "skipped_degenerate_boxes": K, ...}
+with what the filters counted; for COCO-Stuff and shapes also clipped_boxes (boxes reaching more
+than a pixel outside their image, clipped to it), skipped_boxes_outside (nothing inside) and
+masks_wrong_size (RLE masks of another size than their image, stored as full boxes).
 TFDS writes into a temporary folder and renames it when every split is done, so an interrupted run
 leaves no half-written dataset; a finished one is reused, not rebuilt.
 """

@@ -43,6 +43,12 @@ IMAGES = {
                        ('s', SKY, BIG, {})]),  # landscape, non-square
         12: (100, 50, [('i', PERSON, (0, 0, 9, 9), {}), ('i', CAR, (0, 0, 9, 9), {}),
                        ('s', SKY, (0, 0, 9, 9), {}), ('s', GRASS, BIG, {})]),  # small: too few
+        13: (100, 50, [('i', PERSON, (-500, -500, 600, 530), {}),  # far outside: clipped
+                       ('i', DOG, (60.5, 10, 40.2, 30), {}),  # sub-pixel overhang: kept as is
+                       ('i', CAR, (200, 200, 10, 10), {}),  # wholly outside: skipped
+                       ('s', GRASS, BIG, {'segmentation': {'size': [10, 10], 'counts': [100]}})]),
+        14: (100, 50, [('i', DOG, (-1, 0, 101, 30), {}),  # overhangs by the tolerance: as is
+                       ('i', PERSON, BIG, {}), ('s', GRASS, BIG, {})]),
     },
     'val': {
         101: (80, 80, [('i', PERSON, BIG, {}), ('i', CAR, BIG, {}), ('s', SKY, BIG, {})]),
@@ -58,10 +64,16 @@ _KEEP = {
     9: [(CAR, BIG)] * 6 + [(SKY, BIG), (GRASS, BIG)],
     10: [(CAR, (6, 12, 13, 12)), (SKY, (0, 0, 60, 40)), (GRASS, (0, 60, 60, 60))],
     11: [(CAR, BIG), (DOG, (60, 0, 60, 40)), (SKY, BIG)],
+    13: [(PERSON, (0, 0, 100, 30)), (DOG, (60.5, 10, 40.2, 30)), (GRASS, BIG)],
+    14: [(DOG, (-1, 0, 101, 30)), (PERSON, BIG), (GRASS, BIG)],
     101: [(PERSON, BIG), (CAR, BIG), (SKY, BIG)],
 }
 EXPECTED = {split: {i: _KEEP[i] for i in images if i in _KEEP} for split, images in IMAGES.items()}
 DEGENERATE = {'train': 1, 'val': 0}
+# What image 13 makes `prepare` count beyond the official rules (the mask of another size is
+# stored as a full box, so it is also an object without segmentation).
+OUTSIDE = {'train': {'clipped_boxes': 1, 'skipped_boxes_outside': 1, 'masks_wrong_size': 1},
+           'val': {'clipped_boxes': 0, 'skipped_boxes_outside': 0, 'masks_wrong_size': 0}}
 
 _CATEGORIES = {
     'instances': [{'id': PERSON, 'name': 'person'}, {'id': CAR, 'name': 'car'},

@@ -10,7 +10,7 @@ from lama_jax.datasets import input_pipeline
 from lama_jax.datasets import preparation as prepare_lib
 from tests import coco_fixture
 
-N_TRAIN = len(coco_fixture.EXPECTED['train'])  # 8
+N_TRAIN = len(coco_fixture.EXPECTED["train"])  # 10
 
 
 @pytest.fixture(scope='module')

@@ -45,9 +45,9 @@ def test_kept_images_and_objects_follow_official_rules(prepared, split):
     want = np.array([(x / w, y / h, bw / w, bh / h) for _, (x, y, bw, bh) in objects], np.float32)
     np.testing.assert_allclose(ex['boxes'], want, rtol=1e-6)
     assert ex['image'][:2] == b'\xff\xd8'  # the original JPEG, stored as is
-  assert summaries[split] == {
-      'split': split, 'images': len(expected), 'objects': sum(map(len, expected.values())),
-      'skipped_degenerate_boxes': coco_fixture.DEGENERATE[split]}
+  want = {'split': split, 'images': len(expected), 'objects': sum(map(len, expected.values())),
+          'skipped_degenerate_boxes': coco_fixture.DEGENERATE[split], **coco_fixture.OUTSIDE[split]}
+  assert {k: summaries[split][k] for k in want} == want
 
 
 def test_prepared_dataset_found_by_name(prepared):

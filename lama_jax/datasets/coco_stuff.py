@@ -6,6 +6,10 @@ The official loader's rules (LAMA `data/cocostuff_loader.py`, from sg2im), appli
     it is not crowd, and its category is not `other` (id 183);
   * images with 3 to 8 kept objects are kept; objects are ordered instances first, then stuff, each in
     annotation-file order; labels are the raw COCO category ids.
+Beyond the official rules (none of which fires on COCO-Stuff 2017 itself): a box reaching more than
+one pixel outside its image is clipped to it before the size rule (skipped when nothing of it is
+inside), and an RLE mask whose size is not its image's is stored as a full box; `prepare` reports
+both counts (clipped_boxes, skipped_boxes_outside, masks_wrong_size) with the split.
 TFDS stores the images in a fixed order (shuffled once by key hash, deterministically). Boxes are
 normalised by the image size, which must match the size the annotations state. Each object's
 segmentation (polygons or RLE; stuff annotations are RLE) is stored as a 32×32 box-local mask
@@ -34,6 +38,9 @@ from lama_jax.datasets import common
 MIN_OBJECT_SIZE = 0.02  # a kept box covers strictly more than this fraction of the image
 MIN_OBJECTS, MAX_OBJECTS = 3, 8  # kept images have this many kept objects, inclusive
 OTHER_NAME = 'other'  # COCO-Stuff id 183, dropped like the official loader does
+# Boxes overhanging their image by at most this (pixels) are kept as they are, as the official
+# loader keeps them: COCO's own overhangs are sub-pixel (rounding), so its result is unchanged.
+OVERHANG_TOLERANCE = 1.0
 SPLITS = ('train', 'val')
 
 
@@ -47,6 +54,9 @@ class SplitStats:
   images_too_few_objects: int = 0
   images_too_many_objects: int = 0
   objects_without_segmentation: int = 0  # kept objects stored with a full-box mask
+  clipped_boxes: int = 0  # boxes reaching > OVERHANG_TOLERANCE px outside their image, clipped
+  skipped_boxes_outside: int = 0  # boxes with nothing inside their image, skipped
+  masks_wrong_size: int = 0  # RLE masks whose size is not their image's: stored as full boxes
 
 
 def _load_coco(path: str) -> coco_api.COCO:
@@ -71,6 +81,32 @@ def _box(ann: dict, path: str) -> tuple[float, float, float, float]:
   if not all(math.isfinite(v) for v in (x, y, w, h)):
     raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a non-finite bbox {bbox}.')
   return x, y, w, h
+
+
+def clip_box(box: tuple[float, float, float, float], width: int, height: int
+             ) -> tuple[float, float, float, float] | None:
+  """`box` (x, y, w, h pixels) unchanged when it overhangs its image by at most
+  OVERHANG_TOLERANCE; else clipped to the image, or None when nothing of it is inside."""
+  x, y, w, h = box
+  t = OVERHANG_TOLERANCE
+  if x >= -t and y >= -t and x + w <= width + t and y + h <= height + t:
+    return box
+  x0, y0 = max(x, 0.0), max(y, 0.0)
+  x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+  if x1 <= x0 or y1 <= y0:
+    return None
+  return x0, y0, x1 - x0, y1 - y0
+
+
+def _check_mask_size(ann: dict, width: int, height: int, path: str, stats: SplitStats):
+  """The annotation's segmentation, or None (a full-box mask) for an RLE of another size."""
+  seg = ann.get('segmentation')
+  if isinstance(seg, dict) and 'size' in seg and list(seg['size']) != [height, width]:
+    stats.masks_wrong_size += 1
+    logging.warning('%s: annotation id %s has a %s mask on a %dx%d image; stored as a full box.',
+                    path, ann.get('id'), 'x'.join(map(str, seg['size'][::-1])), width, height)
+    return None
+  return seg
 
 
 def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord], SplitStats]:
@@ -119,9 +155,20 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
                         ann['bbox'])
         continue
       width, height = images[image_id]['width'], images[image_id]['height']
+      box = clip_box((x, y, w, h), width, height)
+      if box != (x, y, w, h):
+        kind = 'skipped' if box is None else 'clipped'
+        logging.warning('%s: annotation id %s: box %s reaches outside its %dx%d image; %s.',
+                        path, ann.get('id'), ann['bbox'], width, height, kind)
+        if box is None:
+          stats.skipped_boxes_outside += 1
+          continue
+        stats.clipped_boxes += 1
+        x, y, w, h = box
       if (w * h / (width * height) > MIN_OBJECT_SIZE and ann.get('iscrowd', 0) != 1
           and names[category] != OTHER_NAME):
-        objects[image_id].append(((x, y, w, h), category, ann.get('segmentation')))
+        objects[image_id].append(((x, y, w, h), category,
+                                  _check_mask_size(ann, width, height, path, stats)))
 
   records = []
   for image_id, img in images.items():

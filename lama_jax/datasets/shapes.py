@@ -18,6 +18,7 @@ whatever the number of worker processes.
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ THING_SIZE = (0.15, 0.60)  # thing side as a fraction of the image side
 HORIZON = (0.30, 0.70)  # horizon height as a fraction of the image height
 NOISE_STD = 4.0  # texture noise on stuff, in 0..255 units
 VAL_ID_OFFSET = 1_000_000  # val image ids start above this, so ids are unique across splits
+MAX_IMAGES = 200_000  # per split: ~17 KB a PNG, 3.4 GB at the limit (and the ids stay unique)
 
 THING_COLORS = {
     1: (220, 40, 40),  # disk, red
@@ -195,6 +197,10 @@ def _coco_json(images: list[dict], annotations: list[dict], categories: Sequence
   }
 
 
+def _ignore_sigint() -> None:
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _write_split(root: str, split_index: int, split: str, count: int, seed: int,
                  num_workers: int, min_pool_size: int) -> None:
   """Draws one split's images into ROOT/SPLIT2017/ and writes its two annotation files."""
@@ -203,7 +209,8 @@ def _write_split(root: str, split_index: int, split: str, count: int, seed: int,
   jobs = [(image_dir, seed, split_index, i) for i in range(count)]
   if num_workers > 1 and count >= min_pool_size:
     # spawn, not fork: the caller may hold TensorFlow or JAX threads.
-    with multiprocessing.get_context('spawn').Pool(num_workers) as pool:
+    # Workers ignore Ctrl-C (sent to the whole process group): the parent alone stops and cleans up.
+    with multiprocessing.get_context('spawn').Pool(num_workers, initializer=_ignore_sigint) as pool:
       results = pool.map(_render_and_write, jobs, chunksize=64)
   else:
     results = [_render_and_write(job) for job in jobs]
@@ -242,6 +249,9 @@ def generate(out_dir: str, num_train: int = 10000, num_val: int = 500, seed: int
   """
   if os.path.isdir(out_dir) and os.listdir(out_dir):
     raise FileExistsError(f'{out_dir} exists and is not empty; remove it or choose another --out.')
+  if not (0 < num_train <= MAX_IMAGES and 0 < num_val <= MAX_IMAGES):
+    raise ValueError(f'num_train and num_val must lie in [1, {MAX_IMAGES}], got {num_train} and '
+                     f'{num_val}')
   # By default small sets are drawn in this process: starting workers costs more than it saves.
   min_pool_size = 200 if num_workers is None else 0
   num_workers = num_workers or os.cpu_count() or 1
@@ -257,9 +267,9 @@ FLAGS = cli.flag_values()
 flags.DEFINE_string('out', None, 'Destination folder (must not exist or be empty).',
                     flag_values=FLAGS, required=True)
 flags.DEFINE_integer('num_train', 10000, 'Number of training images.', lower_bound=1,
-                     flag_values=FLAGS)
+                     upper_bound=MAX_IMAGES, flag_values=FLAGS)
 flags.DEFINE_integer('num_val', 500, 'Number of validation images.', lower_bound=1,
-                     flag_values=FLAGS)
+                     upper_bound=MAX_IMAGES, flag_values=FLAGS)
 flags.DEFINE_integer('seed', 0, 'Dataset seed; the same seed gives byte-identical files.',
                      lower_bound=0, flag_values=FLAGS)
 flags.DEFINE_integer('num_workers', None, 'Worker processes (default: the CPU count).',
@@ -267,6 +277,7 @@ flags.DEFINE_integer('num_workers', None, 'Worker processes (default: the CPU co
 
 
 def _main(fv: flags.FlagValues) -> None:
+  files.check_folder_target(fv.out, '--out', empty=True)
   generate(fv.out, fv.num_train, fv.num_val, fv.seed, fv.num_workers)
 
 
