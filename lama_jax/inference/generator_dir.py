@@ -24,6 +24,7 @@ from etils import epath
 from lama_jax import files
 from lama_jax.datasets import vocabulary as vocabulary_lib
 from lama_jax.errors import LamaError
+from lama_jax.inference import checkpoint_errors
 from lama_jax.models import generator_from_spec, generator_spec
 
 GENERATOR_JSON = 'generator.json'
@@ -35,6 +36,11 @@ COLLECTIONS = ('params', 'batch_stats', 'spectral')
 
 class GeneratorDirError(LamaError, ValueError):
   """A path that is not a usable generator directory or training workdir."""
+
+
+class CheckpointDamagedError(GeneratorDirError):
+  """A checkpoint step whose files are missing, cut short or corrupt; the message names the step,
+  the variable, and the steps that still load."""
 
 
 @dataclasses.dataclass
@@ -104,8 +110,10 @@ def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
     generator = generator_from_spec(config)
   except (KeyError, TypeError, ValueError) as e:
     raise GeneratorDirError(f'{root / GENERATOR_JSON} is not a generator config: {e!r}') from e
-  if 'max_objects' not in config:
-    raise GeneratorDirError(f'{root / GENERATOR_JSON} lacks "max_objects".')
+  max_objects = config.get('max_objects')
+  if not isinstance(max_objects, int) or isinstance(max_objects, bool) or max_objects < 1:
+    raise GeneratorDirError(f'{root / GENERATOR_JSON}: "max_objects" must be a positive integer, '
+                            f'not {json.dumps(max_objects)}.')
   if vocab.num_classes != generator.num_classes:
     raise GeneratorDirError(f'{root}: the vocabulary has {vocab.num_classes} classes but the '
                             f'generator {generator.num_classes}.')
@@ -114,27 +122,74 @@ def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
     raise GeneratorDirError(f'{root} has no {CHECKPOINTS}/ directory.')
   mngr = ocp.CheckpointManager(ckpt_dir.absolute(), item_names=(ITEM,))
   try:
+    steps = mngr.all_steps()
     if step is None:
       step = mngr.latest_step()
       if step is None:
         raise GeneratorDirError(f'{ckpt_dir} holds no checkpoint.')
-    elif step not in mngr.all_steps():
-      raise GeneratorDirError(f'{ckpt_dir} has no step {step} (steps: {mngr.all_steps()}).')
-    # Restore onto this process's first device, whatever mesh the run was saved from.
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    # A generator trained on given masks (Sec. 3) may have been saved without the mask network.
-    item_dir = epath.Path(ckpt_dir.absolute()) / str(step) / ITEM
-    saved = ocp.StandardCheckpointHandler().metadata(item_dir)
-    with_mask_net = 'mask_regress' in saved.get('params', {})
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-        abstract_variables(generator, int(config['max_objects']), with_mask_net))
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        **{ITEM: ocp.args.StandardRestore(target)}))[ITEM]
+    elif step not in steps:
+      raise GeneratorDirError(f'{ckpt_dir} has no step {step} (steps: {steps}).')
+    try:
+      restored = _restore(mngr, ckpt_dir, step, generator, max_objects)
+    except LamaError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      if not checkpoint_errors.is_damage(e):
+        raise GeneratorDirError(f'cannot read checkpoint {ckpt_dir / str(step)}: '
+                                f'{checkpoint_errors.describe(e)}') from e
+      raise CheckpointDamagedError(_damage_message(
+          mngr, ckpt_dir, step, e, generator, max_objects)) from e
   finally:
     mngr.close()
   variables = {k: restored.get(k, {}) for k in COLLECTIONS}
   return LoadedGenerator(generator, variables, config, vocab, int(step))
+
+
+def _restore(mngr: ocp.CheckpointManager, ckpt_dir: Path, step: int, generator: nn.Module,
+             max_objects: int) -> dict[str, Any]:
+  """The generator item of `step`, on this process's first device.
+
+  Raises:
+    GeneratorDirError: the checkpoint holds another model than generator.json describes.
+  """
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  # A generator trained on given masks (Sec. 3) may have been saved without the mask network.
+  item_dir = epath.Path(ckpt_dir.absolute()) / str(step) / ITEM
+  saved = checkpoint_errors.read_metadata(item_dir)
+  with_mask_net = 'mask_regress' in saved.get('params', {})
+  abstract = abstract_variables(generator, max_objects, with_mask_net)
+  target = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(
+        **{ITEM: ocp.args.StandardRestore(target)}))[ITEM]
+  except Exception as e:  # pylint: disable=broad-except
+    mismatch = None if checkpoint_errors.is_damage(e) else checkpoint_errors.shape_mismatch(
+        {k: v for k, v in saved.items() if k in COLLECTIONS}, abstract)
+    if mismatch:
+      raise GeneratorDirError(f'{ckpt_dir / str(step)} does not fit the generator that '
+                              f'{GENERATOR_JSON} describes: {mismatch}.') from e
+    raise
+
+
+def _damage_message(mngr: ocp.CheckpointManager, ckpt_dir: Path, step: int, error: Exception,
+                    generator: nn.Module, max_objects: int) -> str:
+  """Names the damaged step and variable, and the other steps that still load (tried in turn)."""
+  intact = []
+  for other in sorted(mngr.all_steps(), reverse=True):
+    if other != step:
+      try:
+        _restore(mngr, ckpt_dir, other, generator, max_objects)
+        intact.append(other)
+      except Exception:  # pylint: disable=broad-except
+        pass
+  if intact:
+    advice = (f'intact: step{"s" if len(intact) > 1 else ""} {", ".join(map(str, intact))}; '
+              f'load one with --step {intact[0]}')
+  else:
+    advice = 'no other step loads' if len(mngr.all_steps()) > 1 else 'there is no other step'
+  return (f'checkpoint {ckpt_dir / str(step)} is damaged ({checkpoint_errors.describe(error)}); '
+          f'{advice}.')
 
 
 def generator_config(generator: nn.Module, max_objects: int, dataset: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
+from lama_jax import cli
 from lama_jax import evaluation
 from lama_jax import files
 from lama_jax.datasets import loaders
@@ -43,13 +44,30 @@ def _say(message: str) -> None:
 
 
 class StopRequests:
-  """SIGTERM and the first Ctrl-C (SIGINT) ask the loop to save and stop; a second Ctrl-C aborts."""
+  """SIGTERM and the first Ctrl-C (SIGINT) ask the loop to save and stop; a second Ctrl-C aborts.
+
+  Until `arm()` is called (while the run is set up: nothing to save yet) both abort at once, so
+  that a Ctrl-C during dataset preparation or restoring does not wait for a whole first step.
+  """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.reason = ''
+    self.armed = False
+    self._aborted: KeyboardInterrupt | None = None
     self._previous = {}
+
+  def arm(self) -> None:
+    """From now on a signal asks for a checkpoint and a stop at the end of the step.
+
+    Raises:
+      KeyboardInterrupt (or cli.Terminated): a signal came during the set-up and its exception was
+        swallowed (a handler that runs inside a garbage-collector callback cannot raise).
+    """
+    if self._aborted is not None:
+      raise self._aborted
+    self.armed = True
 
   def __enter__(self):
     for sig in self.SIGNALS:
@@ -61,6 +79,9 @@ class StopRequests:
 
   def _handle(self, signum, frame):
     del frame
+    if not self.armed:
+      self._aborted = cli.Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+      raise self._aborted
     if signum == signal.SIGINT and self.reason:
       raise KeyboardInterrupt  # the second Ctrl-C: stop at once
     self.reason = signal.Signals(signum).name
@@ -204,20 +225,22 @@ def _batches(config, start_step: int) -> Iterator[dict[str, np.ndarray]]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the final state."""
   started = time.monotonic()
-  with StopRequests() as stop:
-    os.makedirs(workdir, exist_ok=True)
+  # A new workdir that a failure or Ctrl-C leaves without a checkpoint is removed again.
+  with StopRequests() as stop, files.output_dir(
+      workdir, keep=lambda: jax.process_index() != 0 or checkpointing.has_checkpoint(workdir)):
     loaders.ensure_prepared(config.data)
     spe = loaders.steps_per_epoch(config.data, config.batch_size)
     num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
     trainer = Trainer(config, spe)
     vocab = loaders.load_vocabulary(config.data, config.model.num_classes)
     is_main = jax.process_index() == 0
+    manager = checkpointing.make_manager(workdir, config.log.keep_checkpoints, owner=True)
+    state = _restore_or_init(trainer, manager)
+    # After the restore: a config that does not fit the checkpoints leaves the run as it was.
     if is_main:
       write_run_files(workdir, config, trainer, vocab)
     writer = (metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir)) if is_main
               else metric_writers.MultiWriter([]))
-    manager = checkpointing.make_manager(workdir, config.log.keep_checkpoints, owner=True)
-    state = _restore_or_init(trainer, manager)
     if int(to_host(state.step)) == 0 and is_main:
       writer.write_hparams(_scalar_fields(config))
     _say(f'{spe} steps per epoch; training to step {num_steps} on {jax.device_count()} '
@@ -230,7 +253,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       local = stop.reason or (f'time budget of {budget:g} min' if over else '')
       return local or ('another process stopping' if _agreed(bool(local)) else '')
 
-    state = _loop(config, trainer, state, num_steps, manager, writer, evaluation, should_stop)
+    stop.arm()
+    try:
+      state = _loop(config, trainer, state, num_steps, manager, writer, evaluation, should_stop,
+                    signalled=lambda: _agreed(bool(stop.reason)))
+    finally:
+      manager.wait_until_finished()  # a save in flight completes: never a half-written step
+      checkpointing.remove_partial_saves(manager)
   manager.wait_until_finished()
   manager.close()
   writer.flush()
@@ -238,8 +267,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 
 def _loop(config, trainer: Trainer, state: TrainState, num_steps: int, manager, writer,
-          evaluation: Evaluation, should_stop) -> TrainState:
-  """Steps until `num_steps` or a stop; logs, samples and checkpoints on the way and at the end."""
+          evaluation: Evaluation, should_stop, signalled=lambda: False) -> TrainState:
+  """Steps until `num_steps` or a stop; logs, samples and checkpoints on the way and at the end.
+
+  A stop saves before anything else; one asked for by a signal (Ctrl-C, SIGTERM: perhaps a
+  preemption with a short grace period) skips the final sample grid and scores.
+  """
   step = start_step = int(to_host(state.step))
   log = config.log
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
@@ -262,14 +295,14 @@ def _loop(config, trainer: Trainer, state: TrainState, num_steps: int, manager, 
         if jax.process_index() == 0:
           writer.write_scalars(step, summary)
         progress(step, summary)
-      if step % log.sample_every_steps == 0 or is_last:
-        progress.scores = evaluation(state, step)
-        if is_last and progress.scores:
-          _say(json.dumps({'step': step, **progress.scores}))
       if step % log.checkpoint_every_steps == 0 or is_last:
         _check_finite(pending)
         pending = []
         checkpointing.save(manager, state)
+      if step % log.sample_every_steps == 0 or (is_last and not (reason and signalled())):
+        progress.scores = evaluation(state, step)
+        if is_last and progress.scores:
+          _say(json.dumps({'step': step, **progress.scores}))
       if reason:
         _say(f'Stopped at step {step} ({reason}); saved a checkpoint.')
         break
