@@ -21,13 +21,16 @@ checkpoints hold none) that `main` resumes from, given a config whose model matc
 it is a generator directory as well.
 """
 from collections.abc import Sequence
+import os
 import sys
 
 from absl import flags
 
 from lama_jax import cli
+from lama_jax import files
 from lama_jax.conversion import converter
 from lama_jax.errors import LamaError
+from lama_jax.inference import layouts
 
 FLAGS = cli.flag_values()
 flags.DEFINE_string('torch_checkpoint', None, 'Official generator state dict (.pth), with or '
@@ -46,12 +49,13 @@ flags.DEFINE_enum('dataset', 'coco', sorted(converter.DATASETS), 'What the check
 flags.DEFINE_string('vocab', None, 'Vocabulary JSON to use instead of the shipped one (e.g. the '
                     'vocab.json that `prepare` wrote for Visual Genome).', flag_values=FLAGS)
 flags.DEFINE_integer('max_objects', None, 'Objects per layout (default: 8 for coco, 10 for vg).',
-                     flag_values=FLAGS)
+                     lower_bound=1, upper_bound=layouts.MAX_OBJECTS, flag_values=FLAGS)
 
 
 def _main(fv: flags.FlagValues) -> None:
-  if fv.max_objects is not None and fv.max_objects < 1:
-    raise LamaError(f'--max_objects must be at least 1, got {fv.max_objects}')
+  files.check_folder_target(fv.out, '--out', empty=True)
+  if fv.vocab is not None and not os.path.isfile(fv.vocab):
+    raise LamaError(f'--vocab {fv.vocab}: no such file')
   spec = converter.convert(fv.torch_checkpoint, int(fv.image_size), fv.out, fv.dataset, fv.vocab,
                            fv.max_objects, fv.torch_discriminator)
   what = (f'training workdir at step 0 (discriminator ch={spec["d_ch"]}), '

@@ -54,10 +54,12 @@ from absl import flags
 
 from lama_jax import cli
 from lama_jax import files
+from lama_jax.datasets import builders
 from lama_jax.evaluation import driver
 from lama_jax.evaluation import registry
 from lama_jax.evaluation import report as report_lib
 from lama_jax.evaluation.common import EvalError, Settings, check_counts
+from lama_jax.inference.layouts import MAX_SEED
 
 FLAGS = cli.flag_values()
 flags.DEFINE_string('workdir', None, 'Training workdir (latest checkpoint), or an exported or '
@@ -82,7 +84,8 @@ flags.DEFINE_integer('num_samples', None, 'Samples per layout (default 5 for COC
                      'shapes, 1 for VG).', flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 16, 'Layouts per generator batch.', flag_values=FLAGS)
 flags.DEFINE_integer('inception_batch_size', 50, 'Images per Inception pass.', flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'Sampling seed (as `sample --val`).', flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Sampling seed (as `sample --val`).', lower_bound=0,
+                     upper_bound=MAX_SEED, flag_values=FLAGS)
 flags.DEFINE_float('truncation', 2.0, 'z entries beyond ±T are redrawn once (official); 0 or less: '
                    'plain N(0, 1).', flag_values=FLAGS)
 flags.DEFINE_integer('max_layouts', None, 'Evaluate only the first N val layouts (quick runs; not '
@@ -90,8 +93,10 @@ flags.DEFINE_integer('max_layouts', None, 'Evaluate only the first N val layouts
 flags.DEFINE_integer('cas_epochs', 20, 'CAS classifier training epochs.', flag_values=FLAGS)
 flags.DEFINE_string('dataset', None, "The val split to use (default: the generator's dataset).",
                     flag_values=FLAGS)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/eval).', flag_values=FLAGS)
+cli.not_nan(FLAGS, 'truncation')
 
 
 def settings_from_flags(fv: flags.FlagValues) -> Settings:
@@ -102,6 +107,8 @@ def settings_from_flags(fv: flags.FlagValues) -> Settings:
   """
   check_counts(batch_size=fv.batch_size, inception_batch_size=fv.inception_batch_size,
                cas_epochs=fv.cas_epochs, num_samples=fv.num_samples, max_layouts=fv.max_layouts)
+  if fv.dataset is not None and fv.dataset not in builders.BUILDERS:
+    raise EvalError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
   if fv.detections and not fv.instances:
     raise EvalError('--detections needs --instances (instances_val2017.json)')
   return Settings(
@@ -119,6 +126,9 @@ def _main(fv: flags.FlagValues) -> None:
                                  lambda: driver.dataset_of(fv.workdir, fv.dataset))
   out = fv.out or os.path.join(fv.workdir, 'eval')
   writes_yolo = 'yolo' in names and fv.yolo_dir and not fv.detections
+  files.check_folder_target(out, '--out')
+  if writes_yolo:
+    files.check_folder_target(fv.yolo_dir, '--yolo_dir')
   with contextlib.ExitStack() as stack:
     if writes_yolo:
       stack.enter_context(files.output_dir(fv.yolo_dir))

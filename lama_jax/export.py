@@ -21,6 +21,7 @@ import sys
 from absl import flags
 
 from lama_jax import cli
+from lama_jax import files
 from lama_jax.errors import LamaError
 from lama_jax.inference import export
 from lama_jax.inference import portable
@@ -30,7 +31,8 @@ flags.DEFINE_string('workdir', None, 'Training workdir (or any generator directo
                     flag_values=FLAGS, required=True)
 flags.DEFINE_string('out', None, 'New folder to write (must not exist, or be empty).',
                     flag_values=FLAGS, required=True)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_enum('format', 'dir', export.FORMATS, "'dir': a generator directory (Orbax "
                   "checkpoint); 'stablehlo': a portable jax.export artifact that runs without "
                   'lama_jax or Flax.', flag_values=FLAGS)
@@ -45,6 +47,7 @@ def _main(fv: flags.FlagValues) -> None:
   bad = [p for p in fv.platforms if p not in _PLATFORMS]
   if bad or not fv.platforms:
     raise LamaError(f'--platforms {",".join(fv.platforms)}: choose from {", ".join(_PLATFORMS)}')
+  files.check_folder_target(fv.out, '--out', empty=True)
   step = export.export(fv.workdir, fv.out, fv.step, fv.format, fv.platforms)
   print(f'exported step {step} of {fv.workdir} to {fv.out} ({fv.format})')
 

@@ -10,10 +10,12 @@ import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
+
+from lama_jax.errors import LamaError
 
 
 @contextlib.contextmanager
@@ -71,22 +73,46 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     raise
 
 
+def check_folder_target(path: str | os.PathLike, flag: str, empty: bool = False) -> None:
+  """Raises LamaError unless `path` is a folder (an empty one if `empty`), or one can be created
+  there, writable by us.
+
+  Called before a command loads or computes anything, so that `--out` naming a file, a folder
+  below a file or a folder we may not write into is one line at once, not a traceback at the end.
+  """
+  if not os.fspath(path):
+    raise LamaError(f'{flag} is empty; give a folder')
+  out = Path(path).absolute()
+  if out.exists() and not out.is_dir():
+    raise LamaError(f'{flag} {path}: exists and is not a folder')
+  if empty and out.is_dir() and any(out.iterdir()):
+    raise LamaError(f'{flag} {path}: exists and is not empty; choose a new folder')
+  ancestor = next(p for p in (out, *out.parents) if p.exists())
+  if not ancestor.is_dir():
+    raise LamaError(f'{flag} {path}: {ancestor} is a file, not a folder')
+  if not os.access(ancestor, os.W_OK | os.X_OK):
+    raise LamaError(f'{flag} {path}: no permission to write in {ancestor}')
+
+
 @contextlib.contextmanager
-def output_dir(path: str | os.PathLike) -> Iterator[Path]:
+def output_dir(path: str | os.PathLike, keep: Callable[[], bool] | None = None) -> Iterator[Path]:
   """Creates a command's output folder (parents too) and removes it again if the block fails.
 
   A folder that existed before is kept (with whatever it held); only folders this call created are
   removed, so a failed or interrupted run never leaves an empty or partial new output folder.
+  `keep`, when given, is asked on failure: True keeps the new folder (e.g. a training run that has
+  saved a checkpoint before it failed).
   """
   out = Path(path)
   created = []
   for folder in reversed([out, *out.parents]):
     if not folder.exists():
       created.append(folder)
-  out.mkdir(parents=True, exist_ok=True)
-  try:
+  try:  # the mkdir inside: a Ctrl-C right after it still removes the folder
+    out.mkdir(parents=True, exist_ok=True)
     yield out
   except BaseException:
-    for folder in reversed(created):
-      shutil.rmtree(folder, ignore_errors=True)
+    if keep is None or not keep():
+      for folder in reversed(created):
+        shutil.rmtree(folder, ignore_errors=True)
     raise

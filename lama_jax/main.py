@@ -5,8 +5,11 @@ Override any config field on the command line (`--config.batch_size=8`,
 with --coordinator_address/--num_processes/--process_id, or through the environment variables
 `jax.distributed.initialize()` reads (JAX_COORDINATOR_ADDRESS, SLURM, TPU pods, ...).
 
-A killed run resumes from its latest checkpoint; SIGTERM or Ctrl-C saves a checkpoint and stops
-(a second Ctrl-C aborts at once).
+The config is checked (every field known, typed and in range; the batch divisible by the devices)
+before the workdir is created. A killed run resumes from its latest checkpoint (from the newest intact
+one if the latest is damaged, which is moved to WORKDIR/damaged_checkpoints/); SIGTERM or Ctrl-C
+during training saves a checkpoint and stops with exit code 0 (a second Ctrl-C aborts at once;
+during the set-up, before the first step, there is nothing to save and both abort at once).
 """
 from collections.abc import Sequence
 import os
@@ -19,6 +22,8 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from lama_jax import cli
+from lama_jax import files
+from lama_jax.training import config_checks
 from lama_jax.training import loop
 
 # Environment variables that mean a multi-process launch `jax.distributed.initialize()` understands.
@@ -58,6 +63,9 @@ def _main(fv: flags.FlagValues) -> None:
   _init_distributed(fv)
   logging.info('JAX process %d / %d, %d local / %d devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+  # Everything is checked before the workdir is created: a bad field stops here, in one line.
+  config_checks.check(fv.config, jax.device_count())
+  files.check_folder_target(fv.workdir, '--workdir')
   loop.train_and_evaluate(fv.config, fv.workdir)
 
 

@@ -37,10 +37,12 @@ from absl import flags
 
 from lama_jax import cli
 from lama_jax import files
+from lama_jax.datasets import builders
 from lama_jax.evaluation import driver
 from lama_jax.evaluation import mask_clarity
 from lama_jax.evaluation import registry
-from lama_jax.evaluation.common import Settings, check_counts
+from lama_jax.evaluation.common import EvalError, Settings, check_counts
+from lama_jax.inference.layouts import MAX_SEED
 
 FLAGS = cli.flag_values()
 flags.DEFINE_string('workdir', None, 'Generator directory or training workdir of a GT-mask '
@@ -48,7 +50,8 @@ flags.DEFINE_string('workdir', None, 'Generator directory or training workdir of
 flags.DEFINE_string('data_dir', None, 'TFDS data dir holding the prepared dataset.',
                     flag_values=FLAGS, required=True)
 flags.DEFINE_string('dataset', None, "Default: the generator's dataset.", flag_values=FLAGS)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).', lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_string('taus', mask_clarity.DEFAULT_TAUS, 'Comma-separated τ values.',
                     flag_values=FLAGS)
 flags.DEFINE_string('metrics', None, 'Comma-separated from alignment, fid, scene_fid (default: '
@@ -59,14 +62,18 @@ flags.DEFINE_integer('inception_batch_size', 50, 'Images per Inception pass.', f
 flags.DEFINE_integer('max_layouts', None, 'Use the first N val layouts.', flag_values=FLAGS)
 flags.DEFINE_integer('num_samples', 1, 'Samples per layout and τ.', flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 16, 'Layouts per generator batch.', flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'Sampling seed (as `sample --val`).', flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Sampling seed (as `sample --val`).', lower_bound=0,
+                     upper_bound=MAX_SEED, flag_values=FLAGS)
 flags.DEFINE_float('truncation', 2.0, 'z truncation; 0 or less disables it.', flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (default RUN/mask_clarity).', flag_values=FLAGS)
+cli.not_nan(FLAGS, 'truncation')
 
 
 def _settings(fv: flags.FlagValues) -> Settings:
   check_counts(num_samples=fv.num_samples, batch_size=fv.batch_size,
                inception_batch_size=fv.inception_batch_size, max_layouts=fv.max_layouts)
+  if fv.dataset is not None and fv.dataset not in builders.BUILDERS:
+    raise EvalError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
   return Settings(num_samples=fv.num_samples, seed=fv.seed,
                   truncation=fv.truncation if fv.truncation > 0 else None,
                   batch_size=fv.batch_size, max_layouts=fv.max_layouts, data_dir=fv.data_dir,
@@ -82,6 +89,7 @@ def _main(fv: flags.FlagValues) -> None:
                              choices=mask_clarity.METRICS, defaults=mask_clarity.default_metrics,
                              allow_all=False)
   out = fv.out or os.path.join(fv.workdir, 'mask_clarity')
+  files.check_folder_target(out, '--out')
   with files.output_dir(out):
     report = mask_clarity.run(fv.workdir, taus, names, settings, fv.step, fv.dataset)
     paths = mask_clarity.write_outputs(report, out)

@@ -24,7 +24,9 @@ from absl import flags
 
 from lama_jax import cli
 from lama_jax import files
+from lama_jax.datasets import builders
 from lama_jax.errors import LamaError
+from lama_jax.inference import layouts as layouts_lib
 from lama_jax.inference import sampling
 from lama_jax.inference.generator import LayoutGenerator
 
@@ -36,8 +38,10 @@ flags.DEFINE_string('layouts', None, 'Layout JSON file: one layout or a list of 
 flags.DEFINE_string('out', None, 'Output folder (created if missing).', flag_values=FLAGS,
                     required=True)
 flags.DEFINE_integer('num_samples', None, 'Samples per layout (default 1; with --val 5 for '
-                     'COCO-Stuff and shapes, 1 for VG).', flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'Random seed for z and the noise maps.', flag_values=FLAGS)
+                     'COCO-Stuff and shapes, 1 for VG).', lower_bound=1,
+                     upper_bound=sampling.MAX_SAMPLES_PER_LAYOUT, flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Random seed for z and the noise maps.', lower_bound=0,
+                     upper_bound=layouts_lib.MAX_SEED, flag_values=FLAGS)
 flags.DEFINE_float('truncation', 2.0, 'z entries beyond ±T are redrawn once, as the official '
                    'sampler does; 0 or less draws plain N(0, 1).', flag_values=FLAGS)
 flags.DEFINE_boolean('fix_z', False, "Keep each object's z across the layouts of the file "
@@ -49,21 +53,26 @@ flags.DEFINE_string('data_dir', None, 'Where `prepare` wrote the datasets (for -
                     flag_values=FLAGS)
 flags.DEFINE_string('dataset', None, "Dataset for --val (default: the generator's own).",
                     flag_values=FLAGS)
-flags.DEFINE_integer('batch_size', 16, 'Layouts per batch for --val.', flag_values=FLAGS)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 16, 'Images per generator call (layouts per batch for --val).',
+                     lower_bound=1, upper_bound=sampling.MAX_BATCH, flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
+                     flag_values=FLAGS)
+cli.not_nan(FLAGS, 'truncation')
 
 
 def _check_flags(fv: flags.FlagValues) -> None:
+  """Everything that can be checked before the generator is loaded or --out created."""
   if fv.val == bool(fv.layouts):
     raise LamaError('give either --layouts FILE or --val (with --data_dir)')
   if fv.val and not fv.data_dir:
     raise LamaError('--val needs --data_dir (where `prepare` wrote the datasets)')
-  if fv.num_samples is not None and fv.num_samples < 1:
-    raise LamaError(f'--num_samples must be at least 1, got {fv.num_samples}')
-  if fv.batch_size < 1:
-    raise LamaError(f'--batch_size must be at least 1, got {fv.batch_size}')
+  if fv.val and fv.dataset is not None and fv.dataset not in builders.BUILDERS:
+    raise LamaError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
+  if fv.layouts and os.path.isdir(fv.layouts):
+    raise LamaError(f'--layouts {fv.layouts}: a folder, not a layout file')
   if fv.layouts and not os.path.isfile(fv.layouts):
     raise LamaError(f'--layouts {fv.layouts}: no such layout file')
+  files.check_folder_target(fv.out, '--out')
 
 
 def _main(fv: flags.FlagValues) -> None:
@@ -81,7 +90,7 @@ def _main(fv: flags.FlagValues) -> None:
   layouts = gen.parse_layouts(fv.layouts)
   with files.output_dir(fv.out):
     written = sampling.sample_layouts(gen, layouts, fv.out, fv.num_samples or 1, fv.seed,
-                                      truncation, fv.fix_z)
+                                      truncation, fv.fix_z, fv.batch_size)
   print(f'wrote {len(written)} files for {len(layouts)} layouts to {fv.out}')
 
 

@@ -137,7 +137,7 @@ def test_check_arrays_replaces_padding_boxes():
     (np.full((1, 9, 4), 0.2), np.ones((1, 9)), '9 objects per layout, more than'),
     (np.full((1, 2, 4), 0.2), np.array([[1, 14]]), 'layout 0, object 1: label 14 outside'),
     (np.full((1, 2, 4), 0.2), np.array([[1, -1]]), 'label -1 outside'),
-    (np.full((1, 2, 4), 0.2), np.array([[1.5, 1]]), 'labels must be integers'),
+    (np.full((1, 2, 4), 0.2), np.array([[1.5, 1]]), 'label 1.5 is not an integer'),
     (np.array([[[0.2, 0.2, np.nan, 0.1]]]), np.array([[2]]), 'layout 0, object 0 (label 2): bbox'),
     (np.array([[[0.2, 0.2, 0.0, 0.1]]]), np.array([[2]]), 'zero or negative size'),
     (np.array([[[0.9, 0.2, 0.5, 0.1]]]), np.array([[2]]), 'outside [0, 1]'),

@@ -34,12 +34,14 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   except ImportError as e:
     raise ImportError(f'Reading {path} needs PyTorch (the CPU build is enough): '
                       'pip install -r requirements-convert.txt') from e
+  if os.path.isdir(path):
+    raise ConversionError(f'{path}: a folder, not a .pth file')
   if not os.path.isfile(path):
     raise ConversionError(f'{path}: no such file')
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except  # torch raises many kinds
-    first = str(e).splitlines()[0] if str(e) else ''
+    first = str(e).splitlines()[0].split('. ')[0] if str(e) else ''
     raise ConversionError(f'{path}: not a readable PyTorch checkpoint ({type(e).__name__}: '
                           f'{first})') from None
   for key in WRAPPER_KEYS:

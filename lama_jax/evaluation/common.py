@@ -154,11 +154,21 @@ class Evaluator:
     raise NotImplementedError
 
 
+# Upper limits of counts: beyond them a typo would exhaust the memory (batches) or the disk.
+MAX_INCEPTION_BATCH = 250
+COUNT_LIMITS = {'batch_size': sampling.MAX_BATCH, 'num_samples': sampling.MAX_SAMPLES_PER_LAYOUT,
+                'inception_batch_size': MAX_INCEPTION_BATCH}
+
+
 def check_counts(**counts: int | None) -> None:
-  """Raises EvalError naming the first flag (keyword) given a count below 1; None is unset."""
+  """Raises EvalError naming the first flag (keyword) given a count below 1 or above its limit
+  (`COUNT_LIMITS`); None is unset."""
   for flag, value in counts.items():
     if value is not None and value < 1:
       raise EvalError(f'--{flag} must be at least 1, got {value}')
+    limit = COUNT_LIMITS.get(flag)
+    if value is not None and limit is not None and value > limit:
+      raise EvalError(f'--{flag} {value} is more than the limit of {limit}')
 
 
 def load_weights(flag: str, loader: Callable[..., Any], *paths: str) -> Any:

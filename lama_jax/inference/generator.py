@@ -45,10 +45,10 @@ def truncated_normal(key: jax.Array, shape: Sequence[int], truncation: float | N
   return jnp.where(jnp.abs(z) > truncation, jax.random.normal(k2, shape, jnp.float32), z)
 
 
-def row_keys(seed: int, batch: int) -> jax.Array:
-  """Per-row keys: row b's randomness depends on (seed, b) only."""
+def row_keys(seed: int, batch: int, first: int = 0) -> jax.Array:
+  """Per-row keys of rows first..first+batch-1: row b's randomness depends on (seed, b) only."""
   base = jax.random.key(seed)
-  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(batch))
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + batch))
 
 
 def draw_z(keys: jax.Array, num_objects: int, z_dim: int, truncation: float | None
@@ -130,14 +130,16 @@ class LayoutGenerator:
     return self.generator.z_dim
 
   def sample_z(self, batch: int, seed: int = 0, truncation: float | None = 2.0,
-               num_objects: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               num_objects: int | None = None, first_row: int = 0
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The z that `generate` draws for `seed`: (z_obj [B, num_objects, z_dim], z_im [B, z_dim]).
 
-    Row b depends on (seed, b) only; object slot j of a row on (seed, b, j) only — more slots add
-    columns without changing the first ones.
+    Row b depends on (seed, first_row + b) only; object slot j of a row on (seed, b, j) only —
+    more slots add columns without changing the first ones.
     """
+    layouts_lib.check_sampling(seed, truncation)
     num_objects = self.max_objects if num_objects is None else num_objects
-    z_obj, z_im = draw_z(row_keys(seed, batch), num_objects, self.z_dim, truncation)
+    z_obj, z_im = draw_z(row_keys(seed, batch, first_row), num_objects, self.z_dim, truncation)
     return np.asarray(z_obj), np.asarray(z_im)
 
   def parse_layouts(self, layouts: Any, source: str = '<layouts>') -> list[Layout]:
@@ -158,7 +160,7 @@ class LayoutGenerator:
 
   def generate(self, boxes: Any, labels: Any = None, z_obj: Any = None, z_im: Any = None,
                seed: int = 0, truncation: float | None = 2.0, strict: bool = True,
-               masks: Any = None) -> Generated:
+               masks: Any = None, first_row: int = 0) -> Generated:
     """Generates images from layouts.
 
     Args:
@@ -170,11 +172,14 @@ class LayoutGenerator:
       seed: seeds z (when not given) and the noise-injection maps.
       truncation: entries of the drawn z beyond ±truncation are redrawn once (official: 2.0);
         None draws plain N(0, 1).
-      strict: check every real box (finite, positive size, inside [0, 1]); False skips the box
-        checks, for prepared datasets whose boxes may overshoot the image by a hair.
+      strict: check every real box (finite, positive size, inside [0, 1]); False checks only that
+        it is finite, for prepared datasets whose boxes may overshoot the image by a hair. Labels
+        are range-checked either way (`layouts.check_arrays`, the check of layout files too).
       masks: [B, O, H, W] semantic masks that replace the layout-to-mask stage (the mask-to-image
         experiment of Sec. 3; `place_masks` builds them from box-local masks). The returned mask
         and raw mask are then these masks.
+      first_row: the batch holds rows first_row.. of a larger one: their noise is that of those
+        rows, so a large batch can be generated in chunks with the same result.
 
     Returns:
       Generated(image [B, H, W, 3], mask [B, O, H, W], raw_mask [B, O, H, W]) as NumPy.
@@ -188,12 +193,11 @@ class LayoutGenerator:
         return self.generate_layouts(layouts, z_obj=z_obj, z_im=z_im, seed=seed,
                                      truncation=truncation)
       raise LayoutError('labels are missing: pass boxes [B, O, 4] and labels [B, O], or layouts')
-    if strict:
-      boxes, labels = layouts_lib.check_arrays(boxes, labels, self.num_classes, self.max_objects)
-    else:
-      boxes, labels = self._check_shapes(boxes, labels)
+    layouts_lib.check_sampling(seed, truncation)
+    boxes, labels = layouts_lib.check_arrays(boxes, labels, self.num_classes, self.max_objects,
+                                             strict)
     b, o = labels.shape
-    z_obj_full, z_im_drawn = self.sample_z(b, seed, truncation) if (
+    z_obj_full, z_im_drawn = self.sample_z(b, seed, truncation, first_row=first_row) if (
         z_obj is None or z_im is None) else (None, None)
     if z_obj is None:
       z_obj = z_obj_full
@@ -206,7 +210,7 @@ class LayoutGenerator:
     boxes = np.concatenate([boxes, np.tile(np.asarray(layouts_lib.PAD_BOX, np.float32),
                                            (b, pad, 1))], 1)
     labels = np.concatenate([labels, np.full((b, pad), layouts_lib.PAD_LABEL, np.int32)], 1)
-    keys = noise_keys(row_keys(seed, b))
+    keys = noise_keys(row_keys(seed, b, first_row))
     if masks is not None:
       masks = self._check_masks(masks, (b, o, self.image_size, self.image_size))
       masks = np.concatenate([masks, np.zeros((b, pad, *masks.shape[2:]), np.float32)], 1)
@@ -234,21 +238,6 @@ class LayoutGenerator:
     """
     return np.asarray(masks_to_layout(jnp.asarray(boxes, jnp.float32),
                                       jnp.asarray(local_masks, jnp.float32), self.image_size))
-
-  def _check_shapes(self, boxes, labels):
-    boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
-    if boxes.ndim != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
-      raise LayoutError(f'boxes [B, O, 4] and labels [B, O] expected, got {list(boxes.shape)} and '
-                        f'{list(labels.shape)}')
-    if labels.shape[1] > self.max_objects:
-      raise LayoutError(f'{labels.shape[1]} objects per layout, more than the model takes '
-                        f'({self.max_objects})')
-    labels = labels.astype(np.int32)
-    if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
-      raise LayoutError(f'labels must lie in [0, {self.num_classes})')
-    boxes = np.where((labels == layouts_lib.PAD_LABEL)[..., None],
-                     np.asarray(layouts_lib.PAD_BOX, np.float32), boxes)
-    return boxes, labels
 
   @staticmethod
   def _check_masks(masks, shape):

@@ -26,6 +26,8 @@ PAD_LABEL = 0  # `__image__`
 PAD_BOX = (-0.6, -0.6, 0.5, 0.5)  # the official loader's padding box
 _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
 _TOLERANCE = 1e-6  # boxes may overshoot [0, 1] by rounding error
+MAX_SEED = 2**32 - 1
+MAX_OBJECTS = 64  # the most objects per layout a model may take (COCO-Stuff 8, VG 10)
 
 
 class LayoutError(LamaError, ValueError):
@@ -188,15 +190,45 @@ def load_layouts(path: str, vocab: Vocabulary, max_objects: int) -> list[Layout]
   return parse_layouts(data, vocab, max_objects, source=path)
 
 
-def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _as_array(x: Any, what: str, shape: str) -> np.ndarray:
+  """np.asarray, with a ragged or non-numeric input named (numpy's own errors say neither)."""
+  try:
+    array = np.asarray(x)
+  except (ValueError, TypeError) as e:
+    raise LayoutError(f'{what} must be a regular {shape} array of numbers (rows of equal '
+                      f'length): {" ".join(str(e).split()[:8])}...') from None
+  if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) or
+                                   np.issubdtype(array.dtype, np.floating)):
+    raise LayoutError(f'{what} must be real numbers in a regular {shape} array, got dtype '
+                      f'{array.dtype}')
+  return array
+
+
+def _check_labels(labels: np.ndarray, num_classes: int) -> None:
+  """Labels in their own dtype: integral and in [0, num_classes) before any cast (a cast to int32
+  would turn 2**32 + 1 into 1, and 1.9 into 1)."""
+  if np.issubdtype(labels.dtype, np.floating):
+    bad = ~np.isfinite(labels) | (labels != np.round(labels))
+    for i, j in zip(*np.nonzero(bad)):
+      raise LayoutError(f'layout {i}, object {j}: label {labels[i, j]} is not an integer')
+  for i, j in zip(*np.nonzero((labels < 0) | (labels >= num_classes))):
+    raise LayoutError(f'layout {i}, object {j}: label {labels[i, j]} outside [0, {num_classes})')
+
+
+def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int,
+                 strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
   """Validates generator inputs given as arrays; padding (label 0) boxes are replaced.
+
+  The one check of array inputs (`LayoutGenerator.generate`, strict or not); layout files go
+  through `parse_layouts`, whose per-object checks (`check_box`) are the same.
 
   Args:
     boxes: [B, O, 4] normalised (x, y, w, h).
-    labels: [B, O] int, 0 = padding.
+    labels: [B, O] integers (any integer dtype, or integral floats), 0 = padding.
     num_classes: labels must lie in [0, num_classes).
     max_objects: O must not exceed it.
+    strict: check every real box fully (finite, positive size, inside [0, 1]); False checks only
+      that it is finite, for prepared datasets whose boxes may overshoot the image by a hair.
 
   Returns:
     (boxes float32 [B, O, 4], padding rows set to the official padding box; labels int32 [B, O]).
@@ -204,37 +236,43 @@ def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int
   Raises:
     LayoutError: naming the layout (batch row), the object and the problem.
   """
-  boxes = np.asarray(boxes)
-  labels = np.asarray(labels)
+  boxes = _as_array(boxes, 'boxes', '[B, O, 4]')
+  labels = _as_array(labels, 'labels', '[B, O]')
   if boxes.ndim != 3 or boxes.shape[-1] != 4:
     raise LayoutError(f'boxes must have shape [B, O, 4], got {list(boxes.shape)}')
   if labels.shape != boxes.shape[:2]:
     raise LayoutError(f'labels must have shape [B, O] = {list(boxes.shape[:2])} to match boxes, '
                       f'got {list(labels.shape)}')
-  if not np.issubdtype(boxes.dtype, np.number) or np.issubdtype(boxes.dtype, np.complexfloating):
-    raise LayoutError(f'boxes must be real numbers, got dtype {boxes.dtype}')
-  if not (np.issubdtype(labels.dtype, np.integer) or (
-      np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels)) and
-      np.all(labels == np.round(labels)))):
-    raise LayoutError(f'labels must be integers, got dtype {labels.dtype}')
   b, o = labels.shape
   if b == 0:
     raise LayoutError('boxes and labels hold no layouts (B = 0)')
   if o > max_objects:
     raise LayoutError(f'{o} objects per layout, more than the model takes ({max_objects})')
-  labels = labels.astype(np.int64)
-  boxes = boxes.astype(np.float32)
-  for i, j in zip(*np.nonzero((labels < 0) | (labels >= num_classes))):
-    raise LayoutError(f'layout {i}, object {j}: label {labels[i, j]} outside [0, {num_classes})')
-  for i in range(b):
-    for j in range(o):
-      if labels[i, j] != PAD_LABEL:
-        try:
-          check_box(boxes[i, j].astype(np.float64).tolist())
-        except LayoutError as e:
-          raise LayoutError(f'layout {i}, object {j} (label {labels[i, j]}): {e}') from None
-  boxes = np.where((labels == PAD_LABEL)[..., None], np.asarray(PAD_BOX, np.float32), boxes)
-  return boxes.astype(np.float32), labels.astype(np.int32)
+  _check_labels(labels, num_classes)
+  labels = labels.astype(np.int32)  # safe now: every label is an integer in [0, num_classes)
+  real = labels != PAD_LABEL
+  for i, j in zip(*np.nonzero(real)):
+    try:
+      if strict:
+        check_box(boxes[i, j].astype(np.float64).tolist())
+      elif not np.all(np.isfinite(boxes[i, j])):
+        raise LayoutError(f'bbox {boxes[i, j].tolist()} is not finite')
+    except LayoutError as e:
+      raise LayoutError(f'layout {i}, object {j} (label {labels[i, j]}): {e}') from None
+  boxes = np.where(real[..., None], boxes.astype(np.float32), np.asarray(PAD_BOX, np.float32))
+  return boxes.astype(np.float32), labels
+
+
+def check_sampling(seed: Any, truncation: Any) -> None:
+  """Raises LayoutError for a seed that is not an integer in [0, 2**32) (JAX keys keep 32 bits:
+  larger or negative seeds would alias others) or a truncation that is not positive or None."""
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    raise LayoutError(f'seed must be an integer, not {seed!r}')
+  if not 0 <= int(seed) <= MAX_SEED:
+    raise LayoutError(f'seed {seed} is outside [0, {MAX_SEED}]')
+  if truncation is not None and (isinstance(truncation, bool) or not _is_number(
+      truncation) and not isinstance(truncation, np.floating) or not truncation > 0):
+    raise LayoutError(f'truncation must be a positive number or None, not {truncation!r}')
 
 
 def stack_layouts(layouts: Sequence[Layout], num_objects: int) -> tuple[np.ndarray, np.ndarray]:

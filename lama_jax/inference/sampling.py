@@ -22,6 +22,11 @@ from lama_jax.inference.layouts import Layout
 VAL_SAMPLES_PER_LAYOUT = {'coco_stuff': 5, 'shapes': 5, 'visual_genome': 1}
 LAYOUT_CANVAS = 256  # the side of NAME_layout.png at least, so names are readable
 SHEET_TILE = 128  # the side of a contact-sheet tile at least
+SHEET_SAMPLES = 8  # samples per layout shown on the contact sheet
+# Limits of the commands' flags: beyond them a typo would fill the disk or the memory. A generator
+# batch at 256×256 (ch 64) needs about 0.11 GiB per row (XLA's memory analysis), 14 GiB at the limit.
+MAX_SAMPLES_PER_LAYOUT = 1000
+MAX_BATCH = 128
 
 
 def val_samples_per_layout(dataset: str) -> int:
@@ -102,41 +107,72 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
+def _samples(gen: LayoutGenerator, layout: Layout, k: int, batch_size: int, seed: int,
+             truncation: float | None, z: tuple[np.ndarray, np.ndarray] | None
+             ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+  """Samples 0..k-1 of one layout, `batch_size` at a time (uint8 images, masks, raw masks); the
+  same images whatever the batch size (`generate`'s first_row)."""
+  boxes, labels = layout.arrays(gen.max_objects)
+  for first in range(0, k, batch_size):
+    n = min(batch_size, k - first)
+    rows = (np.repeat(boxes[None], n, 0), np.repeat(labels[None], n, 0))
+    if z is not None:
+      z_obj, z_im = z[0][first:first + n], z[1][first:first + n]
+      out = gen.generate(*rows, z_obj=z_obj, z_im=z_im, seed=seed, first_row=first)
+    else:
+      out = gen.generate(*rows, seed=seed, truncation=truncation, first_row=first)
+    yield (first, visualize.to_uint8_truncated(out.image),
+           visualize.colorize_masks(out.mask, rows[1], gen.num_classes),
+           visualize.colorize_masks(out.raw_mask, rows[1], gen.num_classes))
+
+
+def _fixed_z(gen: LayoutGenerator, layouts: Sequence[Layout], k: int, seed: int,
+             truncation: float | None) -> list[tuple[np.ndarray, np.ndarray]]:
+  """For --fix_z: per layout, (z_obj [k, max_objects, z], z_im [k, z]) from one shared table."""
+  slots = fixed_z_slots(layouts)
+  table_obj, table_im = gen.sample_z(k, seed, truncation,
+                                     num_objects=max(1 + max(max(r) for r in slots), 1))
+  out = []
+  for row in slots:
+    z_obj = np.zeros((k, gen.max_objects, gen.z_dim), np.float32)
+    z_obj[:, :len(row)] = table_obj[:, row]
+    out.append((z_obj, table_im))
+  return out
+
+
 def sample_layouts(gen: LayoutGenerator, layouts: Sequence[Layout], out_dir: str,
-                   num_samples: int, seed: int, truncation: float | None, fix_z: bool
-                   ) -> list[str]:
+                   num_samples: int, seed: int, truncation: float | None, fix_z: bool,
+                   batch_size: int = 16) -> list[str]:
   """Writes NAME_k.png, NAME_k_mask.png, NAME_k_raw_mask.png, NAME_layout.png per layout and a
-  labelled contact sheet into the existing folder `out_dir`; returns the paths written."""
-  k, size, o_max = num_samples, gen.image_size, gen.max_objects
-  if fix_z:
-    slots = fixed_z_slots(layouts)
-    table_obj, table_im = gen.sample_z(k, seed, truncation,
-                                       num_objects=max(1 + max(max(r) for r in slots), 1))
+  labelled contact sheet into the existing folder `out_dir`; returns the paths written.
+
+  The samples of a layout are generated `batch_size` at a time (memory follows the batch, not
+  --num_samples); the contact sheet shows the first SHEET_SAMPLES of them.
+  """
+  k, size = num_samples, gen.image_size
+  fixed = _fixed_z(gen, layouts, k, seed, truncation) if fix_z else None
   written, rows = [], []
   canvas, tile = max(LAYOUT_CANVAS, size), max(size, SHEET_TILE)
   for i, layout in enumerate(tqdm(layouts, desc='layouts', unit='layout',
                                   disable=len(layouts) < 2)):
-    boxes, labels = layout.arrays(o_max)
-    boxes, labels = np.repeat(boxes[None], k, 0), np.repeat(labels[None], k, 0)
-    if fix_z:
-      z_obj = np.zeros((k, o_max, gen.z_dim), np.float32)
-      z_obj[:, :len(slots[i])] = table_obj[:, slots[i]]
-      out = gen.generate(boxes, labels, z_obj=z_obj, z_im=table_im, seed=seed)
-    else:
-      out = gen.generate(boxes, labels, seed=layout_seed(seed, i), truncation=truncation)
-    images = visualize.to_uint8_truncated(out.image)
-    masks = visualize.colorize_masks(out.mask, labels, gen.num_classes)
-    raw = visualize.colorize_masks(out.raw_mask, labels, gen.num_classes)
-    for s in range(k):
-      for suffix, picture in (('', images[s]), ('_mask', masks[s]), ('_raw_mask', raw[s])):
-        written.append(os.path.join(out_dir, f'{layout.name}_{s}{suffix}.png'))
-        files.write_png(written[-1], picture)
+    shown = []
+    for first, images, masks, raw in _samples(gen, layout, k, batch_size,
+                                              seed if fix_z else layout_seed(seed, i),
+                                              truncation, fixed[i] if fix_z else None):
+      for s in range(len(images)):
+        for suffix, picture in (('', images[s]), ('_mask', masks[s]), ('_raw_mask', raw[s])):
+          written.append(os.path.join(out_dir, f'{layout.name}_{first + s}{suffix}.png'))
+          files.write_png(written[-1], picture)
+      if first == 0:
+        first_masks = (raw[0], masks[0])
+      shown += list(images[:max(0, SHEET_SAMPLES - first)])
     drawing = visualize.draw_layout(np.zeros((canvas, canvas, 3), np.uint8), layout.boxes,
                                     layout.labels, gen.vocabulary.id_to_name, gen.num_classes)
     written.append(os.path.join(out_dir, f'{layout.name}_layout.png'))
     files.write_png(written[-1], drawing)
-    rows.append([_resize(p, tile) for p in (drawing, *images, raw[0], masks[0])])
-  titles = ['layout', *(f'sample {s}' for s in range(k)), 'raw mask 0', 'adapted mask 0']
+    rows.append([_resize(p, tile) for p in (drawing, *shown, *first_masks)])
+  titles = ['layout', *(f'sample {s}' for s in range(min(k, SHEET_SAMPLES))), 'raw mask 0',
+            'adapted mask 0']
   sheet = visualize.labelled_grid(rows, titles, [layout.name for layout in layouts])
   written.append(os.path.join(out_dir, 'contact_sheet.png'))
   files.write_png(written[-1], sheet)
