@@ -27,8 +27,11 @@ import sys
 from absl import flags
 
 from lama_jax import cli
+from lama_jax.datasets import builders
 from lama_jax.errors import LamaError
 from lama_jax.inference import coco_export
+from lama_jax.inference import layouts as layouts_lib
+from lama_jax.inference import sampling
 from lama_jax.inference import synthesis
 from lama_jax.inference.generator import LayoutGenerator
 
@@ -50,16 +53,20 @@ flags.DEFINE_integer('samples_per_layout', 1, 'Images per (jittered) layout, eac
 flags.DEFINE_float('jitter', 0.0, 'Box jitter: centres move by up to jitter·(w, h), sides scale by '
                    'up to 1 ± jitter, then clipped to the image (0 = layouts as given; 0.1 is a '
                    'good start for new layouts).', flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'Seed for z, the noise maps and the jitter.', flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Seed for z, the noise maps and the jitter.', lower_bound=0,
+                     upper_bound=layouts_lib.MAX_SEED, flag_values=FLAGS)
 flags.DEFINE_float('truncation', 2.0, 'z entries beyond ±T are redrawn once (official sampler); 0 '
                    'or less draws plain N(0, 1).', flag_values=FLAGS)
-flags.DEFINE_integer('batch_size', 8, 'Images per generator call.', flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 8, 'Images per generator call.',
+                     upper_bound=sampling.MAX_BATCH, flag_values=FLAGS)
 flags.DEFINE_float('mask_threshold', coco_export.DEFAULT_THRESHOLD, "An object's mask holds the "
                    'pixels of its box where its share of the normalised adapted mask exceeds this.',
                    flag_values=FLAGS)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_boolean('resume', False, 'Continue the interrupted run in --out with its settings.',
                      flag_values=FLAGS)
+cli.not_nan(FLAGS, 'truncation')
 
 # The flags a run is made of: synthesis.json records them, --resume restores them.
 _RECORDED = ('model', 'step', 'layouts', 'split', 'data_dir', 'dataset', 'num_images',
@@ -92,6 +99,10 @@ def _check_flags(fv: flags.FlagValues) -> None:
     raise LamaError('give either --layouts FILE or --split train|val (with --data_dir)')
   if fv.split and not fv.data_dir:
     raise LamaError('--split needs --data_dir (where `prepare` wrote the datasets)')
+  if fv.split and fv.dataset is not None and fv.dataset not in builders.BUILDERS:
+    raise LamaError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
+  if fv.layouts and os.path.isdir(fv.layouts):
+    raise LamaError(f'--layouts {fv.layouts}: a folder, not a layout file')
   if fv.layouts and not os.path.isfile(fv.layouts):
     raise LamaError(f'--layouts {fv.layouts}: no such layout file')
   if fv.samples_per_layout < 1:

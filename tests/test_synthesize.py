@@ -199,10 +199,16 @@ def _bad_cases(model, layouts, tmp_path):
       (['--model', str(tmp_path), *n, '--layouts', layouts], 'no generator.json'),
       ([*m, *n, '--layouts', layouts, '--out', str(used)], 'not empty; pass --resume'),
       (['--resume'], 'nothing to resume'),
+      ([*m, *n, '--layouts', layouts, '--seed', '-5'], '-5 is not an integer in the range'),
+      ([*m, *n, '--layouts', layouts, '--seed', str(2**64)], 'not an integer in the range'),
+      ([*m, *n, '--layouts', layouts, '--truncation', 'nan'], 'not a number (NaN)'),
+      ([*m, *n, '--layouts', layouts, '--batch_size', '100000'], '100000 is not integer <= 128'),
+      ([*m, *n, '--layouts', str(tmp_path)], 'a folder, not a layout file'),
+      ([*m, *n, '--split', 'val', '--data_dir', '/d', '--dataset', 'bogus'], '--dataset bogus'),
   ]
 
 
-@pytest.mark.parametrize('case', range(14))
+@pytest.mark.parametrize('case', range(20))
 def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, capsys, case):
   args, expected = _bad_cases(model, layouts, tmp_path)[case]
   if '--out' not in args:

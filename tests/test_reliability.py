@@ -1,0 +1,331 @@
+"""Issue 15: bad inputs are one line `error: ...` with exit code 2 and leave nothing behind; damaged
+checkpoints are named and skipped; Ctrl-C during training saves like SIGTERM.
+
+The command cases run in-process (`cmd.main(argv)`); only the no-traceback check and Ctrl-C start a
+subprocess. The tiny generator workdir is test_inference's (steps 3 and 7)."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lama_jax import cli
+from lama_jax import convert
+from lama_jax import export
+from lama_jax import main as main_cmd
+from lama_jax import prepare
+from lama_jax import sample
+from lama_jax.datasets import coco_stuff
+from lama_jax.inference import generator_dir
+from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.inference.layouts import LayoutError
+from lama_jax.training import checkpointing
+from lama_jax.training import loop
+from tests import test_inference
+from tests.test_kill_restart import _entries, _train_until
+from tests.train_helpers import tiny_config
+
+workdir = test_inference.workdir  # the fixtures: a tiny generator workdir (steps 3, 7)
+gen = test_inference.gen
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYOUTS = os.path.join(REPO, 'data', 'layouts', 'shapes.json')
+BOXES = np.array([[[0.0, 0.0, 1.0, 0.5], [0.2, 0.3, 0.4, 0.4]]], np.float32)
+
+
+def _one_error(capsys) -> str:
+  """The command's stderr, which must be exactly one `error: ...` line."""
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1, err
+  return err
+
+
+@pytest.fixture
+def afile(tmp_path):
+  path = tmp_path / 'afile'
+  path.write_text('x')
+  return str(path)
+
+
+# --- sample: flags checked before --out is created ------------------------------------------------
+
+@pytest.mark.parametrize('args, expected', [
+    (['--num_samples', '100000000'], '100000000 is not an integer in the range [1, 1000]'),
+    (['--seed', '-5'], '-5 is not an integer in the range [0, 4294967295]'),
+    (['--seed', str(2**64)], f'{2**64} is not an integer in the range [0, 4294967295]'),
+    (['--seed', '1.5'], "'1.5' is not an integer"),
+    (['--truncation', 'nan'], 'not a number (NaN)'),
+    (['--batch_size', '0'], '--batch_size=0: 0 is not an integer in the range [1, 128]'),
+    (['--batch_size', '100000'], 'not an integer in the range [1, 128]'),
+    (['--step', '-1'], '--step=-1: -1 is not a non-negative integer'),
+])
+def test_sample_refuses_bad_values_before_writing(workdir, tmp_path, capsys, args, expected):
+  out = tmp_path / 'out'
+  assert sample.main(['--workdir', workdir, '--layouts', LAYOUTS, '--out', str(out), *args]) == 2
+  assert expected in _one_error(capsys)
+  assert not out.exists()
+
+
+def test_sample_refuses_bad_paths(workdir, tmp_path, afile, capsys):
+  base = ['--workdir', workdir]
+  out = str(tmp_path / 'out')
+  cases = [
+      (['--layouts', str(tmp_path), '--out', out], 'a folder, not a layout file'),
+      (['--val', '--data_dir', str(tmp_path), '--dataset', 'bogus', '--out', out],
+       '--dataset bogus: unknown; choose from'),
+      (['--layouts', LAYOUTS, '--out', afile], f'--out {afile}: exists and is not a folder'),
+      (['--layouts', LAYOUTS, '--out', f'{afile}/sub'], 'is a file, not a folder'),
+  ]
+  for args, expected in cases:
+    assert sample.main(base + args) == 2
+    assert expected in _one_error(capsys)
+    assert not os.path.exists(out)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root may write anywhere')
+def test_sample_refuses_an_unwritable_out(workdir, tmp_path, capsys):
+  locked = tmp_path / 'locked'
+  locked.mkdir(mode=0o555)
+  assert sample.main(['--workdir', workdir, '--layouts', LAYOUTS, '--out', str(locked / 'o')]) == 2
+  assert 'no permission to write' in _one_error(capsys)
+
+
+def test_sample_in_batches_matches_one_batch(workdir, tmp_path):
+  """--batch_size bounds the memory of many samples without changing them (first_row)."""
+  layouts = test_inference._write(tmp_path, [{'name': 'scene', 'objects': test_inference.SCENE},
+                                             {'name': 'moved', 'objects': test_inference.MOVED}])
+  outs = []
+  for batch in ('2', '16'):
+    outs.append(tmp_path / batch)
+    assert sample.main(['--workdir', workdir, '--layouts', layouts, '--out', str(outs[-1]),
+                        '--num_samples', '3', '--batch_size', batch]) == 0
+  names = sorted(n for n in os.listdir(outs[0]) if re.search(r'_\d\.png$', n))
+  assert len(names) == 6
+  for name in names:
+    assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+
+# --- the API: one validator, labels range-checked before any cast --------------------------------
+
+@pytest.mark.parametrize('strict', [True, False])
+@pytest.mark.parametrize('labels, expected', [
+    (np.array([[9, 2**32 + 1]]), f'label {2**32 + 1} outside [0, 14)'),
+    (np.array([[9, 1.9]]), 'label 1.9 is not an integer'),
+    (np.array([[9, -1]]), 'label -1 outside'),
+    (np.array([['sky', 'disk']]), 'labels must be real numbers'),
+])
+def test_labels_checked_before_any_cast(gen, strict, labels, expected):
+  with pytest.raises(LayoutError, match=re.escape(expected)):
+    gen.generate(BOXES, labels, strict=strict)
+
+
+def test_non_strict_still_refuses_non_finite_boxes_but_takes_overhangs(gen):
+  with pytest.raises(LayoutError, match='not finite'):
+    gen.generate(BOXES * np.nan, np.array([[9, 1]]), strict=False)
+  gen.generate(BOXES + 0.01, np.array([[9, 1]]), strict=False)  # a hair outside: fine
+
+
+@pytest.mark.parametrize('kwargs, expected', [
+    (dict(boxes=[[[0, 0, 1, 1], [0, 0, 1]]], labels=[[1, 2]]), 'boxes must be a regular'),
+    (dict(boxes=BOXES, labels=[[1, 2]], seed=-1), 'seed -1 is outside [0, 4294967295]'),
+    (dict(boxes=BOXES, labels=[[1, 2]], seed=2**64), 'is outside [0, 4294967295]'),
+    (dict(boxes=BOXES, labels=[[1, 2]], seed=1.5), 'seed must be an integer, not 1.5'),
+    (dict(boxes=BOXES, labels=[[1, 2]], truncation=float('nan')), 'truncation must be a positive'),
+])
+def test_bad_api_values_are_layout_errors(gen, kwargs, expected):
+  with pytest.raises(LayoutError, match=re.escape(expected)):
+    gen.generate(**kwargs)
+
+
+# --- damaged checkpoints --------------------------------------------------------------------------
+
+def _damage(step_dir: str) -> str:
+  """Cuts the largest data file of the step's generator item in half; returns its path."""
+  item = os.path.join(step_dir, 'generator')
+  data = [os.path.join(d, f) for d, _, names in os.walk(item) for f in names
+          if os.sep + 'd' + os.sep in os.path.join(d, f) + os.sep]
+  victim = max(data, key=os.path.getsize)
+  with open(victim, 'r+b') as f:
+    f.truncate(os.path.getsize(victim) // 2)
+  return victim
+
+
+@pytest.fixture
+def damaged(workdir, tmp_path):
+  copy = str(tmp_path / 'damaged')
+  shutil.copytree(workdir, copy)
+  _damage(os.path.join(copy, 'checkpoints', '7'))
+  return copy
+
+
+def test_damaged_checkpoint_names_step_variable_and_intact_steps(damaged):
+  with pytest.raises(generator_dir.CheckpointDamagedError) as e:
+    LayoutGenerator.load(damaged)
+  message = str(e.value)
+  assert f'checkpoint {damaged}/checkpoints/7 is damaged' in message, message
+  assert re.search(r'cannot read generator (params|batch_stats|spectral)\.', message), message
+  assert 'intact: step 3; load one with --step 3' in message, message
+  assert 'tensorstore_spec' not in message and '\n' not in message
+  assert LayoutGenerator.load(damaged, step=3).step == 3
+
+
+def test_commands_on_a_damaged_checkpoint_say_one_line(damaged, tmp_path, capsys):
+  out = tmp_path / 'out'
+  layouts = test_inference._write(tmp_path, {'name': 'scene', 'objects': test_inference.SCENE})
+  assert sample.main(['--workdir', damaged, '--layouts', layouts, '--out', str(out)]) == 2
+  assert '--step 3' in _one_error(capsys) and not out.exists()
+  assert export.main(['--workdir', damaged, '--out', str(out)]) == 2
+  assert '--step 3' in _one_error(capsys) and not out.exists()
+  assert export.main(['--workdir', damaged, '--out', str(out), '--step', '3']) == 0
+
+
+# --- main: the config checked before the workdir exists -------------------------------------------
+
+@pytest.fixture
+def config_file(tmp_path):
+  path = tmp_path / 'tiny_config.py'
+  path.write_text('from tests.train_helpers import tiny_config\n\n\n'
+                  'def get_config():\n  return tiny_config()\n')
+  return str(path)
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--config.batch_size=0'], '--config.batch_size=0: must be at least 1'),
+    (['--config.batch_size=-4'], '--config.batch_size=-4: must be at least 1'),
+    (['--config.batch_size=4096'], 'more than the limit of 1024 per device'),
+    (['--config.data.max_objects=1000'], '--config.data.max_objects=1000: must be in [1, 64]'),
+    (['--config.seed=-1'], '--config.seed=-1: must be in [0, 4294967295]'),
+    (['--config.model.chh=4'], "--config.model.chh: the config"),
+    (['--config.model.ch=abc'], '--config.model.ch'),
+])
+def test_main_refuses_bad_config_values(config_file, tmp_path, capsys, args, expected):
+  workdir = tmp_path / 'run'
+  assert main_cmd.main(['--config', config_file, '--workdir', str(workdir), *args]) == 2
+  assert expected in _one_error(capsys)
+  assert not workdir.exists()
+
+
+def test_main_refuses_bad_config_files(config_file, tmp_path, afile, capsys):
+  workdir = tmp_path / 'run'
+  broken = tmp_path / 'broken.py'
+  broken.write_text('def get_config():\n  return 1 +\n')
+  for config, expected in [('configs/nope.py', '--config configs/nope.py: no such config file'),
+                           (str(tmp_path), 'not a file'),
+                           (str(broken), f'--config {broken} line 2')]:
+    assert main_cmd.main(['--config', config, '--workdir', str(workdir)]) == 2
+    assert expected in _one_error(capsys)
+    assert not workdir.exists()
+  assert main_cmd.main(['--config', config_file, '--workdir', afile]) == 2
+  assert 'exists and is not a folder' in _one_error(capsys)
+
+
+def test_main_error_is_one_line_without_traceback(tmp_path, config_file):
+  """Issue case 7 as a user runs it: no TensorFlow traceback, no files."""
+  workdir = tmp_path / 'run'
+  proc = subprocess.run([sys.executable, '-m', 'lama_jax.main', '--config', config_file,
+                         '--config.batch_size=-4', '--workdir', str(workdir)], cwd=REPO,
+                        capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO))
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+  assert [l for l in proc.stderr.splitlines() if l.startswith('error: ')] == [
+      "error: --config.batch_size=-4: must be at least 1"]
+  assert not workdir.exists()
+
+
+def test_debug_shows_the_traceback(workdir, tmp_path, capsys):
+  args = ['--workdir', workdir, '--layouts', str(tmp_path), '--out', str(tmp_path / 'o')]
+  assert sample.main(args + ['--debug']) == 2
+  err = capsys.readouterr().err
+  assert 'Traceback' in err and err.rstrip().splitlines()[-1].startswith('error: ')
+
+
+# --- training: Ctrl-C saves like SIGTERM; a damaged latest checkpoint is skipped ------------------
+
+def test_ctrl_c_saves_then_resume_skips_a_damaged_checkpoint(tmp_path, capsys):
+  workdir = str(tmp_path / 'run')
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  proc, _ = _train_until(workdir, signal.SIGINT, 1, str(tmp_path / 'int.log'))
+  log = open(tmp_path / 'int.log').read()
+  assert proc.returncode == 0, log[-3000:]
+  stopped = re.search(r'Stopped at step (\d+) \(SIGINT\); saved a checkpoint', log)
+  assert stopped, log[-3000:]
+  steps, leftovers = _entries(ckpt_dir)
+  assert steps[-1] == int(stopped[1]) and not leftovers, (steps, leftovers)
+  assert len(steps) >= 2, steps
+
+  latest = steps[-1]
+  _damage(os.path.join(ckpt_dir, str(latest)))
+  capsys.readouterr()
+  config = tiny_config(num_train_steps=latest + 1, keep_checkpoints=3, sample_every_steps=1000)
+  state = loop.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  assert f'Checkpoint {latest} is damaged (cannot read generator' in out, out
+  assert f'resuming from step {steps[-2]}, the newest intact checkpoint' in out, out
+  assert int(loop.to_host(state.step)) == latest + 1
+  assert os.path.isdir(os.path.join(workdir, checkpointing.DAMAGED, str(latest)))
+
+
+def test_interrupt_during_setup_leaves_no_new_workdir(tmp_path, monkeypatch):
+  def interrupted(data):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(loop.loaders, 'ensure_prepared', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    loop.train_and_evaluate(tiny_config(), str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+# --- prepare, convert -----------------------------------------------------------------------------
+
+def test_prepare_refuses_empty_manual_dir_and_file_data_dir(tmp_path, afile, capsys):
+  empty = tmp_path / 'manual'
+  empty.mkdir()
+  data_dir = tmp_path / 'tfds'
+  assert prepare.main(['--dataset', 'shapes', '--manual_dir', str(empty), '--data_dir',
+                       str(data_dir)]) == 2
+  assert f'--manual_dir {empty} is empty' in _one_error(capsys)
+  assert not data_dir.exists()
+  assert prepare.main(['--dataset', 'shapes', '--manual_dir', os.path.join(REPO, 'configs'),
+                       '--data_dir', afile]) == 2
+  assert f'--data_dir {afile}: exists and is not a folder' in _one_error(capsys)
+
+
+@pytest.mark.parametrize('box, expected', [
+    ((10.0, 10.0, 20.0, 20.0), (10.0, 10.0, 20.0, 20.0)),
+    ((-0.4, 0.0, 100.9, 50.0), (-0.4, 0.0, 100.9, 50.0)),  # sub-pixel overhang (COCO): kept as is
+    ((-500.0, -500.0, 600.0, 530.0), (0.0, 0.0, 100.0, 30.0)),
+    ((90.0, 40.0, 30.0, 30.0), (90.0, 40.0, 10.0, 10.0)),
+    ((200.0, 10.0, 5.0, 5.0), None),
+])
+def test_clip_box(box, expected):
+  assert coco_stuff.clip_box(box, 100, 50) == expected
+
+
+def test_convert_refuses_a_folder_checkpoint_and_a_file_out(tmp_path, afile, capsys):
+  assert convert.main(['--torch_checkpoint', str(tmp_path), '--image_size', '64', '--out',
+                       str(tmp_path / 'c')]) == 2
+  assert 'a folder, not a .pth file' in _one_error(capsys)
+  assert not (tmp_path / 'c').exists()
+  assert convert.main(['--torch_checkpoint', afile, '--image_size', '64', '--out', afile]) == 2
+  assert 'exists and is not a folder' in _one_error(capsys)
+
+
+def test_sigterm_in_a_command_removes_its_new_output(tmp_path, capsys):
+  """SIGTERM unwinds a command like Ctrl-C (exit 143), so output_dir removes what it created."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from lama_jax import files  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'new' / 'out'
+
+  def command(fv):
+    del fv
+    with files.output_dir(out):
+      (out / 'half.png').write_bytes(b'x')
+      os.kill(os.getpid(), signal.SIGTERM)
+  before = signal.getsignal(signal.SIGTERM)
+  assert cli.run(command, flags.FlagValues(), []) == cli.EXIT_TERMINATED
+  assert capsys.readouterr().err == 'terminated\n'
+  assert not (tmp_path / 'new').exists()
+  assert signal.getsignal(signal.SIGTERM) == before
