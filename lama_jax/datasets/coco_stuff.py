@@ -109,6 +109,28 @@ def _check_mask_size(ann: dict, width: int, height: int, path: str, stats: Split
   return seg
 
 
+def _kept_box(ann: dict, path: str, width: int, height: int, stats: SplitStats
+              ) -> tuple[float, float, float, float] | None:
+  """The annotation's box, clipped to its image (`clip_box`); None (counted) when it is empty or
+  wholly outside."""
+  x, y, w, h = _box(ann, path)
+  if w <= 0 or h <= 0:
+    stats.skipped_degenerate_boxes += 1
+    logging.warning('%s: annotation id %s has an empty box %s; skipped.', path, ann.get('id'),
+                    ann['bbox'])
+    return None
+  box = clip_box((x, y, w, h), width, height)
+  if box != (x, y, w, h):
+    logging.warning('%s: annotation id %s: box %s reaches outside its %dx%d image; %s.', path,
+                    ann.get('id'), ann['bbox'], width, height,
+                    'skipped' if box is None else 'clipped')
+    if box is None:
+      stats.skipped_boxes_outside += 1
+    else:
+      stats.clipped_boxes += 1
+  return box
+
+
 def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord], SplitStats]:
   """Applies the official COCO-Stuff rules to one split.
 
@@ -148,23 +170,11 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
                                   f'{category}, which neither annotation file defines.')
       if coco is stuff:
         with_stuff.add(image_id)
-      x, y, w, h = _box(ann, path)
-      if w <= 0 or h <= 0:
-        stats.skipped_degenerate_boxes += 1
-        logging.warning('%s: annotation id %s has an empty box %s; skipped.', path, ann.get('id'),
-                        ann['bbox'])
-        continue
       width, height = images[image_id]['width'], images[image_id]['height']
-      box = clip_box((x, y, w, h), width, height)
-      if box != (x, y, w, h):
-        kind = 'skipped' if box is None else 'clipped'
-        logging.warning('%s: annotation id %s: box %s reaches outside its %dx%d image; %s.',
-                        path, ann.get('id'), ann['bbox'], width, height, kind)
-        if box is None:
-          stats.skipped_boxes_outside += 1
-          continue
-        stats.clipped_boxes += 1
-        x, y, w, h = box
+      box = _kept_box(ann, path, width, height, stats)
+      if box is None:
+        continue
+      x, y, w, h = box
       if (w * h / (width * height) > MIN_OBJECT_SIZE and ann.get('iscrowd', 0) != 1
           and names[category] != OTHER_NAME):
         objects[image_id].append(((x, y, w, h), category,
