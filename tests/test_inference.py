@@ -288,7 +288,8 @@ def test_sample_cli_refuses_bad_layouts(workdir, tmp_path, capsys, content, expe
     (['--layouts', 'missing.json'], 'missing.json: no such layout file'),
     ([], 'give either --layouts FILE or --val'),
     (['--val'], '--val needs --data_dir'),
-    (['--layouts', 'data/layouts/shapes.json', '--num_samples', '0'], '--num_samples=0: 0 is not an integer'),
+    (['--layouts', 'data/layouts/shapes.json', '--num_samples', '0'],
+     '--num_samples=0: 0 is not an integer'),
 ])
 def test_sample_cli_refuses_bad_flags(workdir, tmp_path, capsys, args, expected):
   assert sample.main(['--workdir', workdir, '--out', str(tmp_path / 'o'), *args]) == 2
