@@ -6,10 +6,10 @@ with --coordinator_address/--num_processes/--process_id, or through the environm
 `jax.distributed.initialize()` reads (JAX_COORDINATOR_ADDRESS, SLURM, TPU pods, ...).
 
 The config is checked (every field known, typed and in range; the batch divisible by the devices)
-before the workdir is created. A killed run resumes from its latest checkpoint (from the newest intact
-one if the latest is damaged, which is moved to WORKDIR/damaged_checkpoints/); SIGTERM or Ctrl-C
-during training saves a checkpoint and stops with exit code 0 (a second Ctrl-C aborts at once;
-during the set-up, before the first step, there is nothing to save and both abort at once).
+before the workdir is created. A killed run resumes from its latest checkpoint (from the newest
+intact one if the latest is damaged, which is moved to WORKDIR/damaged_checkpoints/); SIGTERM or
+Ctrl-C during training saves a checkpoint and stops with exit code 0 (a second Ctrl-C aborts at
+once; during the set-up, before the first step, there is nothing to save and both abort at once).
 """
 from collections.abc import Sequence
 import os

@@ -24,7 +24,8 @@ LAYOUT_CANVAS = 256  # the side of NAME_layout.png at least, so names are readab
 SHEET_TILE = 128  # the side of a contact-sheet tile at least
 SHEET_SAMPLES = 8  # samples per layout shown on the contact sheet
 # Limits of the commands' flags: beyond them a typo would fill the disk or the memory. A generator
-# batch at 256×256 (ch 64) needs about 0.11 GiB per row (XLA's memory analysis), 14 GiB at the limit.
+# batch at 256×256 (ch 64) needs about 0.11 GiB per row (XLA's memory analysis), 14 GiB at the
+# limit.
 MAX_SAMPLES_PER_LAYOUT = 1000
 MAX_BATCH = 128
 

@@ -208,6 +208,6 @@ def check(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     raise _fail('batch_size', batch, f'must be divisible by the {num_devices} devices (each '
                 'device takes an equal share)')
   if batch // num_devices > MAX_BATCH_PER_DEVICE:
-    raise _fail('batch_size', batch, f'{batch // num_devices} images per device, more than the limit '
-                f'of {MAX_BATCH_PER_DEVICE} per device (beyond it memory runs out)')
+    raise _fail('batch_size', batch, f'{batch // num_devices} images per device, more than the '
+                f'limit of {MAX_BATCH_PER_DEVICE} per device (beyond it memory runs out)')
   _check_evals(config)
