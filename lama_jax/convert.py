@@ -53,10 +53,12 @@ flags.DEFINE_integer('max_objects', None, 'Objects per layout (default: 8 for co
 
 
 def _main(fv: flags.FlagValues) -> None:
-  if os.path.isdir(fv.torch_checkpoint):
-    raise LamaError(f'--torch_checkpoint {fv.torch_checkpoint}: a folder, not a .pth file')
-  if not os.path.isfile(fv.torch_checkpoint):
-    raise LamaError(f'--torch_checkpoint {fv.torch_checkpoint}: no such file')
+  for flag in ('torch_checkpoint', 'torch_discriminator'):
+    path = fv[flag].value
+    if path is not None and os.path.isdir(path):
+      raise LamaError(f'--{flag} {path}: a folder, not a .pth file')
+    if path is not None and not os.path.isfile(path):
+      raise LamaError(f'--{flag} {path}: no such file')
   files.check_folder_target(fv.out, '--out', empty=True)
   if fv.vocab is not None and not os.path.isfile(fv.vocab):
     raise LamaError(f'--vocab {fv.vocab}: no such file')
