@@ -1,6 +1,5 @@
 """python -m lama_jax.synthesize: the COCO dataset it writes, resume, jitter, bad input."""
 import json
-import os
 from pathlib import Path
 
 import numpy as np
