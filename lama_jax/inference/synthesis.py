@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 import shutil
 import time

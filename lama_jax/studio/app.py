@@ -20,7 +20,6 @@ from typing import Any
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # no calls home; must precede gradio
 
 import gradio as gr  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gradio_image_annotation import image_annotator  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
 

@@ -2,8 +2,9 @@
 import html
 from typing import Any
 
-from lama_jax.studio import app as app_lib
-from lama_jax.studio.app import StudioApp, gr, image_annotator
+from lama_jax.studio import app as app_lib  # first: sets gradio's environment before gradio loads
+from lama_jax.studio.app import StudioApp, gr
+from gradio_image_annotation import image_annotator  # pylint: disable=wrong-import-order
 from lama_jax.studio.session import Session
 
 PANEL_HEIGHT = 230  # pixels; the pictures are scaled up without smoothing (CSS)
