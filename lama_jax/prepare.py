@@ -4,6 +4,11 @@ Usage:
   python -m lama_jax.prepare --dataset coco_stuff --manual_dir /path/to/coco --data_dir data/tfds
   python -m lama_jax.prepare --dataset visual_genome --manual_dir /path/to/datasets/vg --data_dir ...
   python -m lama_jax.prepare --dataset shapes --manual_dir data/shapes --data_dir data/tfds
+  python -m lama_jax.prepare --dataset coco_stuff --image_sizes 128 ...   # one resolution only
+
+The images are stored already resized, one copy per size in --image_sizes (DATA_DIR/DATASET/{S}px/),
+so that training only reads and scales them. Per image that is S·S·3 bytes (64: 12 KB, 128: 48 KB,
+256: 192 KB; for COCO-Stuff's 77,874 images 0.96, 3.8 and 15.3 GB), plus the boxes and masks.
 
 Nothing is downloaded. Each finished split prints one JSON line to stdout:
   {"split": "train", "images": N, "objects": M, "skipped_degenerate_boxes": K, ...}
@@ -22,7 +27,9 @@ import tensorflow as tf
 
 from lama_jax import cli
 from lama_jax.datasets import builders
+from lama_jax.datasets import common
 from lama_jax.datasets import preparation
+from lama_jax.errors import LamaError
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow must not take the accelerators
 
@@ -34,10 +41,23 @@ flags.DEFINE_string('manual_dir', None, 'Folder with the dataset files (COCO-Stu
                     'visual_genome).', flag_values=FLAGS, required=True)
 flags.DEFINE_string('data_dir', 'data/tfds', 'Where the TFRecords go (a TFDS data dir).',
                     flag_values=FLAGS)
+flags.DEFINE_list('image_sizes', [str(s) for s in common.STANDARD_SIZES],
+                  'Image sizes to store the images at (comma-separated; the resolutions you train '
+                  'or evaluate at). Sizes already prepared are kept.', flag_values=FLAGS)
+
+
+def _sizes(values: list[str]) -> list[int]:
+  try:
+    sizes = [int(v) for v in values]
+  except ValueError:
+    raise LamaError(f'--image_sizes must be whole numbers, got {",".join(values)}') from None
+  if not sizes or min(sizes) < 1:
+    raise LamaError(f'--image_sizes must be positive, got {",".join(values)}')
+  return sizes
 
 
 def _main(fv: flags.FlagValues) -> None:
-  summaries = preparation.prepare(fv.dataset, fv.manual_dir, fv.data_dir)
+  summaries = preparation.prepare(fv.dataset, fv.manual_dir, fv.data_dir, _sizes(fv.image_sizes))
   for summary in summaries.values():
     print(json.dumps(summary), flush=True)
 

@@ -1,23 +1,28 @@
-"""The tf.data pipeline: batch contract, official flip, sharding, determinism, resize."""
+"""The tf.data pipeline: batch contract, official flip, sharding, determinism, resize, prepared
+sizes and versions."""
 import os
 
 import jax
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
+from lama_jax.datasets import builders
+from lama_jax.datasets import common
 from lama_jax.datasets import input_pipeline
 from lama_jax.datasets import preparation as prepare_lib
 from tests import coco_fixture
 
-N_TRAIN = len(coco_fixture.EXPECTED["train"])  # 10
+N_TRAIN = len(coco_fixture.EXPECTED['train'])  # 10
+SIZES = (16, 32, 48)
 
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
   manual = coco_fixture.write_coco(str(tmp_path_factory.mktemp('coco')))
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  prepare_lib.prepare('coco_stuff', manual, data_dir)
+  prepare_lib.prepare('coco_stuff', manual, data_dir, image_sizes=SIZES)
   return data_dir, manual
 
 
@@ -59,6 +64,49 @@ def test_resize_matches_pil_bilinear(data):
   pil = Image.open(os.path.join(manual, 'val2017', '000000000101.jpg')).convert('RGB')
   want = np.asarray(pil.resize((48, 48), Image.BILINEAR), np.float32) / 127.5 - 1
   assert np.abs(batch['image'][0] - want).max() <= 3 / 127.5
+
+
+def _resized_at_read_time(data: bytes, size: int) -> np.ndarray:
+  """What the pipeline computed at every read before images were stored resized (version 1.1.0),
+  in a tf.data map as it ran there (a plain tf.function may round the scaling differently)."""
+  def old(encoded):
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method='bilinear',
+                            antialias=True)
+    return tf.clip_by_value(tf.round(image), 0.0, 255.0) / 127.5 - 1.0
+  return next(tf.data.Dataset.from_tensors(data).map(old).as_numpy_iterator())
+
+
+@pytest.mark.parametrize('size', [16, 48])
+def test_stored_images_give_the_batches_the_read_time_resize_gave(data, size):
+  """Resizing once at prepare time changes no pixel of what training sees."""
+  data_dir, manual = data
+  ds = input_pipeline.create_eval_dataset(data_dir, 'coco_stuff', size, 1, 8)
+  (batch,) = ds.as_numpy_iterator()
+  with open(os.path.join(manual, 'val2017', '000000000101.jpg'), 'rb') as f:
+    want = _resized_at_read_time(f.read(), size)
+  np.testing.assert_array_equal(batch['image'][0], want)
+
+
+def test_size_not_prepared_names_the_prepared_sizes_and_the_command(data):
+  data_dir, _ = data
+  assert builders.prepared_sizes(data_dir, 'coco_stuff') == list(SIZES)
+  with pytest.raises(common.DatasetNotPreparedError,
+                     match=r'prepared at 16x16, 32x32, 48x48, not at 64x64\. Run: python -m '
+                           r'lama_jax.prepare --dataset coco_stuff --image_sizes 64 '):
+    input_pipeline.create_train_dataset(data_dir, 'coco_stuff', 64, 2, 8)
+
+
+def test_older_prepared_version_says_to_prepare_again(tmp_path):
+  old = tmp_path / 'coco_stuff' / '1.1.0'
+  old.mkdir(parents=True)
+  (old / 'dataset_info.json').write_text('{}')
+  with pytest.raises(common.DatasetNotPreparedError,
+                     match=r'holds coco_stuff version\(s\) \[.1\.1\.0.\], not the current '
+                           r'2\.0\.0, which stores the images already resized.*Re-run: python -m '
+                           r'lama_jax.prepare '
+                           r'--dataset coco_stuff --image_sizes 128 '):
+    input_pipeline.num_examples(str(tmp_path), 'coco_stuff', 'train', 128)
 
 
 def test_official_flip_mirrors_every_image_once_per_epoch(data):

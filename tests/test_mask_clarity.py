@@ -33,7 +33,7 @@ def data(tmp_path_factory):
   manual = str(tmp_path_factory.mktemp('shapes') / 'shapes')
   shapes.generate(manual, num_train=N_TRAIN, num_val=N_VAL, seed=5, num_workers=1)
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  prepare_lib.prepare('shapes', manual, data_dir)
+  prepare_lib.prepare('shapes', manual, data_dir, image_sizes=(32, 128))
   return data_dir, manual
 
 
@@ -46,7 +46,7 @@ def test_prepared_masks_cover_the_objects_pixels(data):
   data_dir, _ = data
   checked = 0
   for ex in _stored(data_dir, 'train'):
-    image = ex['image']  # [128, 128, 3], the original PNG
+    image = ex['image']  # [128, 128, 3]: stored at the shapes' own size, pixels unchanged
     h, w, _ = image.shape
     masks = ex['masks']
     assert masks.dtype == np.uint8 and masks.shape == (len(ex['labels']), 32, 32)

@@ -9,6 +9,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+from lama_jax import prepare
 from lama_jax.datasets import preparation as prepare_lib
 from lama_jax.datasets import vocabulary
 from lama_jax.datasets import builders
@@ -19,41 +20,55 @@ from tests import coco_fixture
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+SIZES = (16, 128)  # 128: the builders' default config, what `tfds.builder(NAME)` opens
+
+
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory):
   manual = coco_fixture.write_coco(str(tmp_path_factory.mktemp('coco')))
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  return prepare_lib.prepare('coco_stuff', manual, data_dir), data_dir
+  return prepare_lib.prepare('coco_stuff', manual, data_dir, image_sizes=SIZES), data_dir, manual
 
 
-def _read_split(data_dir: str, split: str) -> dict[int, dict]:
-  builder = builders.BUILDERS['coco_stuff'](data_dir=data_dir)
-  ds = builder.as_dataset(split=split, decoders={'image': tfds.decode.SkipDecoding()})
+def _read_split(data_dir: str, split: str, size: int = 128) -> dict[int, dict]:
+  ds = builders.make('coco_stuff', data_dir, size).as_dataset(split=split)
   return {int(ex['image_id']): ex for ex in tfds.as_numpy(ds)}
 
 
 @pytest.mark.parametrize('split', ['train', 'val'])
 def test_kept_images_and_objects_follow_official_rules(prepared, split):
-  summaries, data_dir = prepared
+  summaries, data_dir, _ = prepared
   expected = coco_fixture.EXPECTED[split]
   got = _read_split(data_dir, split)
   assert sorted(got) == sorted(expected)
+  assert sorted(_read_split(data_dir, split, 16)) == sorted(expected)  # every size, same images
   for image_id, objects in expected.items():
     w, h, _ = coco_fixture.IMAGES[split][image_id]
     ex = got[image_id]
     np.testing.assert_array_equal(ex['labels'], [c for c, _ in objects])
     want = np.array([(x / w, y / h, bw / w, bh / h) for _, (x, y, bw, bh) in objects], np.float32)
     np.testing.assert_allclose(ex['boxes'], want, rtol=1e-6)
-    assert ex['image'][:2] == b'\xff\xd8'  # the original JPEG, stored as is
   want = {'split': split, 'images': len(expected), 'objects': sum(map(len, expected.values())),
           'skipped_degenerate_boxes': coco_fixture.DEGENERATE[split], **coco_fixture.OUTSIDE[split]}
   assert {k: summaries[split][k] for k in want} == want
 
 
 def test_prepared_dataset_found_by_name(prepared):
-  summaries, data_dir = prepared
+  summaries, data_dir, _ = prepared
   builder = tfds.builder('coco_stuff', data_dir=data_dir)  # registered by name
   assert builder.info.splits['train'].num_examples == summaries['train']['images']
+  assert tfds.builder('coco_stuff/16px', data_dir=data_dir).info.splits['val'].num_examples == 1
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_images_stored_resized_once(prepared, size):
+  """Each size's copy holds every image resized the official way (test_input_pipeline checks the
+  resize against PIL's and against what the pipeline computed before at every read)."""
+  _, data_dir, manual = prepared
+  for image_id, ex in _read_split(data_dir, 'train', size).items():
+    assert ex['image'].shape == (size, size, 3) and ex['image'].dtype == np.uint8
+    with open(os.path.join(manual, 'train2017', f'{image_id:012d}.jpg'), 'rb') as f:
+      np.testing.assert_array_equal(ex['image'], common.resize_image(f.read(), size))
 
 
 def _broken_copy(tmp_path, break_it) -> str:
@@ -93,10 +108,10 @@ def test_bad_input_gives_clear_error(tmp_path, break_it, message):
   manual = _broken_copy(tmp_path, break_it)
   out = tmp_path / 'tfds'
   with pytest.raises(common.DatasetError, match=message):
-    prepare_lib.prepare('coco_stuff', manual, str(out))
+    prepare_lib.prepare('coco_stuff', manual, str(out), image_sizes=(16,))
   # Nothing half-written is left where a later run would take it for a finished dataset.
   version = str(coco_stuff.CocoStuff.VERSION)
-  assert not (out / 'coco_stuff' / version).exists()
+  assert not list(out.glob(f'coco_stuff/*/{version}'))
 
 
 def test_cli_error_is_one_clear_line(tmp_path):
@@ -109,6 +124,17 @@ def test_cli_error_is_one_clear_line(tmp_path):
   assert 'error: Missing annotation file' in proc.stderr
   assert 'instances_train2017.json' in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('sizes, message', [
+    ('64,1x', '--image_sizes must be whole numbers, got 64,1x'),
+    ('0', '--image_sizes must be positive, got 0')])
+def test_cli_refuses_bad_image_sizes(tmp_path, capsys, sizes, message):
+  manual = str(tmp_path)
+  assert prepare.main(['--dataset', 'shapes', '--manual_dir', manual, '--image_sizes', sizes,
+                       '--data_dir', str(tmp_path / 'tfds')]) == 2
+  assert f'error: {message}' in capsys.readouterr().err
+  assert not (tmp_path / 'tfds').exists()
 
 
 def _write_vg(root) -> str:

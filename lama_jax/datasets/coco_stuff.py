@@ -13,7 +13,8 @@ both counts (clipped_boxes, skipped_boxes_outside, masks_wrong_size) with the sp
 TFDS stores the images in a fixed order (shuffled once by key hash, deterministically). Boxes are
 normalised by the image size, which must match the size the annotations state. Each object's
 segmentation (polygons or RLE; stuff annotations are RLE) is stored as a 32×32 box-local mask
-(`common` describes the format); an object with an empty segmentation gets a full box.
+(`common` describes the format); an object with an empty segmentation gets a full box. Images are
+stored resized, one builder config per size ('64px', '128px', '256px', ...; `common.SizeConfig`).
 
 Manual folder layout (MANUAL_DIR):
   annotations/instances_{train,val}2017.json, annotations/stuff_{train,val}2017.json,
@@ -207,12 +208,15 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
 class CocoStuff(tfds.core.GeneratorBasedBuilder):
   """COCO-Stuff 2017 with the official LAMA filters: 74,777 train and 3,097 val images."""
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('2.0.0')
   RELEASE_NOTES = {
       '1.0.0': 'Official LAMA/sg2im filters; raw COCO ids; boxes (x, y, w, h).',
       '1.1.0': "Adds 'masks' uint8 [N, 32, 32] {0, 1}: each object's segmentation sampled at the "
                'box-local grid of masks_to_layout (full box when it has none).',
+      '2.0.0': common.RESIZED_NOTE,
   }
+  BUILDER_CONFIGS = [common.size_config(s) for s in common.STANDARD_SIZES]
+  DEFAULT_BUILDER_CONFIG_NAME = common.size_config(common.DEFAULT_SIZE).name
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Point --manual_dir at a folder holding the COCO 2017 images and the COCO-Stuff 2017 annotations:
     annotations/instances_train2017.json, annotations/instances_val2017.json  (COCO 2017)
@@ -223,7 +227,8 @@ class CocoStuff(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=common.features(), disable_shuffling=False, metadata=tfds.core.MetadataDict(),
+        features=common.features(self.builder_config.image_size), disable_shuffling=False,
+        metadata=tfds.core.MetadataDict(),
         homepage='https://github.com/nightrome/cocostuff',
         description=self.__doc__)
 
@@ -245,7 +250,7 @@ class CocoStuff(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, records: list[common.ImageRecord]):
     for record in records:
-      yield record.image_id, common.to_example(record)
+      yield record.image_id, common.to_example(record, self.builder_config.image_size)
 
 
 class Shapes(CocoStuff):

@@ -1,7 +1,10 @@
 """What the dataset builders share: the example format, the error type, image checks, object masks.
 
-Stored example (builders' VERSION 1.1.0):
-  image     the encoded image at its original size;
+Each builder has one config per image size S (`SizeConfig`, named '64px', '128px', '256px', or any
+other size on request): `DATA_DIR/DATASET/{S}px/VERSION/`. Stored example (builders' VERSION 2.0.0):
+  image     uint8 [S, S, 3]: the image already resized the official way (square, aspect ignored;
+            bilinear with antialiasing, rounded to 8 bits, as PIL's BILINEAR resize does; see
+            `resize_image`), stored raw, so training only scales it to [-1, 1];
   image_id  the dataset's original image id;
   boxes     float32 [N, 4] normalised (x, y, w, h);
   labels    int64 [N] category ids;
@@ -18,6 +21,7 @@ import os
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from lama_jax.datasets import vocabulary as vocabulary_lib
@@ -25,6 +29,24 @@ from lama_jax.errors import LamaError
 
 
 MASK_SIZE = 32  # side of the stored box-local object masks (the generator's mask resolution)
+STANDARD_SIZES = (64, 128, 256)  # the paper's resolutions: named configs, what `prepare` makes
+DEFAULT_SIZE = 128
+
+
+@dataclasses.dataclass(eq=False)
+class SizeConfig(tfds.core.BuilderConfig):
+  """One prepared copy of a dataset, its images stored at `image_size` × `image_size`."""
+  image_size: int = DEFAULT_SIZE
+
+
+RESIZED_NOTE = ('One config per image size (64px, 128px, 256px or any other): images stored '
+                'resized (uint8 SxSx3, the official square bilinear resize, antialiased and '
+                'rounded), so the pipeline no longer decodes and resizes them at every read.')
+
+
+def size_config(image_size: int) -> SizeConfig:
+  return SizeConfig(name=f'{image_size}px', image_size=image_size,
+                    description=f'Images stored resized to {image_size}x{image_size}.')
 
 
 class DatasetError(LamaError):
@@ -58,10 +80,11 @@ class ImageRecord:
   segmentations: list | None = None
 
 
-def features() -> tfds.features.FeaturesDict:
-  """The stored example: encoded image at its original size, its id, its objects."""
+def features(image_size: int) -> tfds.features.FeaturesDict:
+  """The stored example: the image resized to `image_size`, its id, its objects."""
   return tfds.features.FeaturesDict({
-      'image': tfds.features.Image(shape=(None, None, 3)),
+      'image': tfds.features.Tensor(shape=(image_size, image_size, 3), dtype=np.uint8,
+                                    encoding=tfds.features.Encoding.BYTES),
       'image_id': tfds.features.Scalar(np.int64),
       'boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
       'labels': tfds.features.Tensor(shape=(None,), dtype=np.int64),
@@ -180,11 +203,24 @@ def object_masks(record: ImageRecord, boxes: np.ndarray, width: int, height: int
   return sample_box_masks(full, boxes, width, height)
 
 
-def to_example(record: ImageRecord) -> dict:
+def resize_image(data: bytes, image_size: int) -> np.ndarray:
+  """uint8 [S, S, 3]: an encoded image resized the official way, what training reads.
+
+  Square (aspect ignored) and bilinear like the official loader's PIL resize, with antialiasing and
+  rounding to 8 bits as PIL's BILINEAR does; decoded by TensorFlow. Until builders' version 2.0.0
+  the pipeline computed exactly this at every read (the same ops), so batches are unchanged.
+  """
+  image = tf.io.decode_image(data, channels=3, expand_animations=False)
+  image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size), method='bilinear',
+                          antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8).numpy()
+
+
+def to_example(record: ImageRecord, image_size: int) -> dict:
   """The stored example; boxes are normalised by the image file's size (the official loader's)."""
   data, (width, height) = read_image(record)
   boxes = record.pixel_boxes.astype(np.float64) / np.array([width, height, width, height])
   boxes = boxes.reshape(-1, 4)
-  return {'image': data, 'image_id': record.image_id,
+  return {'image': resize_image(data, image_size), 'image_id': record.image_id,
           'boxes': boxes.astype(np.float32), 'labels': record.labels.astype(np.int64),
           'masks': object_masks(record, boxes, width, height)}

@@ -14,7 +14,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from lama_jax.datasets import common
+from lama_jax.datasets import builders
 from lama_jax.datasets import input_pipeline
 from lama_jax.datasets import preparation
 from lama_jax.datasets import shapes
@@ -49,32 +49,30 @@ def load_vocabulary(data: Mapping[str, Any], num_classes: int) -> vocabulary_lib
   return vocab
 
 
-def ensure_prepared(data: Mapping[str, Any]) -> None:
-  """Generates and prepares the shapes set on first use; other datasets are prepared by the user."""
+def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
+  """Generates the shapes set and prepares it at `image_size` on first use; other datasets are
+  prepared by the user."""
   if data['dataset'] != 'shapes':
     return
-  try:
-    input_pipeline.num_examples(data['data_dir'], 'shapes', 'train')
+  if image_size in builders.prepared_sizes(data['data_dir'], 'shapes'):
     return
-  except common.DatasetNotPreparedError:
-    pass
   start = time.time()
   if jax.process_index() == 0:
     manual = data['shapes']['manual_dir']
     if not (os.path.isdir(manual) and os.listdir(manual)):
       logging.info('Generating the shapes set in %s.', manual)
       shapes.generate(manual, data['shapes']['num_train'], data['shapes']['num_val'], seed=0)
-    preparation.prepare('shapes', manual, data['data_dir'])
+    preparation.prepare('shapes', manual, data['data_dir'], image_sizes=(image_size,))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('shapes_prepared')
   logging.info('Shapes set ready in %.1f s.', time.time() - start)
 
 
-def steps_per_epoch(data: Mapping[str, Any], global_batch_size: int) -> int:
+def steps_per_epoch(data: Mapping[str, Any], global_batch_size: int, image_size: int) -> int:
   if data['dataset'] == SYNTHETIC:
     return synthetic.STEPS_PER_EPOCH
   return input_pipeline.steps_per_epoch(data['data_dir'], data['dataset'], global_batch_size,
-                                        data['flip'])
+                                        data['flip'], image_size)
 
 
 def train_batches(data: Mapping[str, Any], image_size: int, num_classes: int,

@@ -1,4 +1,5 @@
 """Dataset files to TFRecords through the TFDS builders (the library behind `prepare`)."""
+from collections.abc import Sequence
 import contextlib
 import os
 
@@ -24,13 +25,16 @@ def _summaries(builder: tfds.core.DatasetBuilder) -> dict[str, dict]:
   return out
 
 
-def prepare(dataset: str, manual_dir: str, data_dir: str) -> dict[str, dict]:
-  """Builds the TFRecords of one dataset.
+def prepare(dataset: str, manual_dir: str, data_dir: str,
+            image_sizes: Sequence[int] = common.STANDARD_SIZES) -> dict[str, dict]:
+  """Builds the TFRecords of one dataset, one copy per image size.
 
   Args:
     dataset: 'coco_stuff', 'visual_genome' or 'shapes'.
     manual_dir: the folder with the dataset's files (see each builder's docstring).
-    data_dir: the TFDS data dir to write into; the result is `data_dir/DATASET/VERSION`.
+    data_dir: the TFDS data dir to write into; the result is `data_dir/DATASET/{S}px/VERSION`.
+    image_sizes: the sizes S to store the images at (the resolutions you will train or evaluate
+      at); sizes already prepared are kept as they are.
 
   Returns:
     Split name -> {'split', 'images', 'objects', 'skipped_degenerate_boxes', and whatever else
@@ -47,20 +51,23 @@ def prepare(dataset: str, manual_dir: str, data_dir: str) -> dict[str, dict]:
   if not os.listdir(manual_dir):
     raise common.DatasetError(f'--manual_dir {manual_dir} is empty. ' + ' '.join(
         builders.BUILDERS[dataset].MANUAL_DOWNLOAD_INSTRUCTIONS.split()))
+  if not image_sizes or any(s < 1 for s in image_sizes):
+    raise common.DatasetError(f'image sizes must be positive, got {list(image_sizes)}.')
   files.check_folder_target(data_dir, '--data_dir')
+  config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
   # TFDS removes its own temporary folder on failure; these remove the folders around it that a
   # failed or interrupted first preparation would leave empty.
   with contextlib.ExitStack() as stack:
     for folder in (data_dir, os.path.join(data_dir, dataset), os.path.join(data_dir, 'downloads')):
       stack.enter_context(files.output_dir(folder))
-    builder = builders.BUILDERS[dataset](data_dir=data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual_dir, try_download_gcs=False))
+    for size in sorted(set(image_sizes)):
+      builders.make(dataset, data_dir, size).download_and_prepare(download_config=config)
   # Reload from disk: what is reported is what was written.
-  builder = builders.BUILDERS[dataset](data_dir=data_dir)
+  builder = builders.make(dataset, data_dir, image_sizes[0])
   if dataset == 'visual_genome':
     vocab = vocabulary_lib.Vocabulary.from_json(builder.info.metadata['vocabulary'])
     vocabulary_lib.save_vocabulary(vocab, os.path.join(data_dir, dataset, 'vocab.json'))
   summaries = _summaries(builder)
-  logging.info('Prepared %s in %s: %s', dataset, builder.data_dir, summaries)
+  logging.info('Prepared %s at %s in %s: %s', dataset, sorted(set(image_sizes)), data_dir,
+               summaries)
   return summaries

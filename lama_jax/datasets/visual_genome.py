@@ -107,11 +107,14 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
 class VisualGenome(tfds.core.GeneratorBasedBuilder):
   """Visual Genome, sg2im split: 62,565 train and 5,062 val images, <= 10 objects, 179 classes."""
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('2.0.0')
   RELEASE_NOTES = {
       '1.0.0': 'sg2im h5 split and vocabulary; boxes (x, y, w, h).',
       '1.1.0': "Adds 'masks' uint8 [N, 32, 32]: all ones (full boxes; VG has no segmentation).",
+      '2.0.0': common.RESIZED_NOTE,
   }
+  BUILDER_CONFIGS = [common.size_config(s) for s in common.STANDARD_SIZES]
+  DEFAULT_BUILDER_CONFIG_NAME = common.size_config(common.DEFAULT_SIZE).name
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Point --manual_dir at the official `datasets/vg` folder after `scripts/download_vg.sh` and
   `scripts/preprocess_vg.py`: train.h5, val.h5, vocab.json and images/.
@@ -119,7 +122,8 @@ class VisualGenome(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=common.features(), disable_shuffling=False, metadata=tfds.core.MetadataDict(),
+        features=common.features(self.builder_config.image_size), disable_shuffling=False,
+        metadata=tfds.core.MetadataDict(),
         homepage='https://visualgenome.org', description=self.__doc__)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -138,4 +142,4 @@ class VisualGenome(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, records: list[common.ImageRecord]):
     for record in records:
-      yield record.image_id, common.to_example(record)
+      yield record.image_id, common.to_example(record, self.builder_config.image_size)

@@ -228,8 +228,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # A new workdir that a failure or Ctrl-C leaves without a checkpoint is removed again.
   with StopRequests() as stop, files.output_dir(
       workdir, keep=lambda: jax.process_index() != 0 or checkpointing.has_checkpoint(workdir)):
-    loaders.ensure_prepared(config.data)
-    spe = loaders.steps_per_epoch(config.data, config.batch_size)
+    loaders.ensure_prepared(config.data, config.model.image_size)
+    spe = loaders.steps_per_epoch(config.data, config.batch_size, config.model.image_size)
     num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
     trainer = Trainer(config, spe)
     vocab = loaders.load_vocabulary(config.data, config.model.num_classes)
