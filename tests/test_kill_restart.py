@@ -12,6 +12,7 @@ import pytest
 
 from lama_jax.training import checkpointing
 from lama_jax.training import loop as train
+from lama_jax.training import step_cache
 from tests.train_helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,13 +85,19 @@ def test_sigkill_and_sigterm_then_finish_with_intact_checkpoints(tmp_path, monke
   term_steps, leftovers = _entries(ckpt_dir)
   assert term_steps[-1] == int(stopped[1]) < NUM_STEPS and not leftovers
 
-  # 3. The final restart restores (never starts afresh) and finishes.
+  # 3. The final restart restores (never starts afresh) and finishes; it takes the train step and
+  # the abstract state from the cache (lama_jax.training.step_cache): it traces neither.
   def no_fresh_start(self):
     raise AssertionError('the restarted run initialised a new state instead of restoring')
+  def no_trace(*args, **kwargs):
+    raise AssertionError('the restarted run traced instead of loading the cached step')
   monkeypatch.setattr(train.Trainer, 'init_state', no_fresh_start)
+  monkeypatch.setattr(train.Trainer, '_init_fn', no_trace)
+  monkeypatch.setattr(step_cache, '_export', no_trace)
   config = tiny_config(**OVERRIDES)
   state = train.train_and_evaluate(config, workdir)
   assert int(train.to_host(state.step)) == NUM_STEPS
+  monkeypatch.undo()
 
   steps, leftovers = _entries(ckpt_dir)
   assert steps == list(range(NUM_STEPS - KEEP + 1, NUM_STEPS + 1)) and not leftovers, (

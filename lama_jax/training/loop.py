@@ -8,6 +8,7 @@
 The console gets one short line per log step (step, steps/s, ETA, D and G loss, the evaluators'
 headline scores when they ran); the full set of scalars goes to TensorBoard only.
 """
+import concurrent.futures
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from lama_jax import cli
+from lama_jax import compilation_cache
 from lama_jax import evaluation
 from lama_jax import files
 from lama_jax.datasets import loaders
@@ -129,6 +131,10 @@ class Evaluation:
                workdir: str, writer: metric_writers.MetricWriter):
     self.config, self.trainer, self.vocab, self.writer = config, trainer, vocab, writer
     self.folder = os.path.join(workdir, 'samples')
+    self.grid_layouts = self.eval_layouts = None  # read at the first call, not before the 1st step
+
+  def _read_layouts(self) -> None:
+    config = self.config
     count = max(config.log.num_sample_images, config.evals.num_layouts)
     layouts = loaders.val_layouts(config.data, config.model.image_size, config.model.num_classes,
                                   count, with_masks=config.gt_masks)
@@ -137,6 +143,8 @@ class Evaluation:
 
   def __call__(self, state: TrainState, step: int) -> dict[str, float]:
     """Writes the grids (TensorBoard and samples/STEP.png) and returns the evaluators' scalars."""
+    if self.grid_layouts is None:
+      self._read_layouts()
     gen = self.trainer.layout_generator(state, self.vocab)
     pictures = sample_grids.grids(gen, self.grid_layouts, self.vocab.id_to_name)
     scalars = self._scores(gen) if self.config.evals.num_layouts else {}
@@ -225,17 +233,24 @@ def _batches(config, start_step: int) -> Iterator[dict[str, np.ndarray]]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the final state."""
   started = time.monotonic()
+  cache = compilation_cache.configure(config.compilation_cache_dir)
   # A new workdir that a failure or Ctrl-C leaves without a checkpoint is removed again.
   with StopRequests() as stop, files.output_dir(
       workdir, keep=lambda: jax.process_index() != 0 or checkpointing.has_checkpoint(workdir)):
     loaders.ensure_prepared(config.data, config.model.image_size)
     spe = loaders.steps_per_epoch(config.data, config.batch_size, config.model.image_size)
     num_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
-    trainer = Trainer(config, spe)
+    # A local cache folder also keeps the exported step: restarts neither trace nor lower it.
+    trainer = Trainer(config, spe, step_cache_dir=cache if '://' not in cache else '')
     vocab = loaders.load_vocabulary(config.data, config.model.num_classes)
     is_main = jax.process_index() == 0
     manager = checkpointing.make_manager(workdir, config.log.keep_checkpoints, owner=True)
     state = _restore_or_init(trainer, manager)
+    # The step loads (or compiles) while the run files, the evaluation and tf.data start. Not
+    # before the restore: an error there exits at once, not after a compile it cannot stop.
+    pool = concurrent.futures.ThreadPoolExecutor(1, 'compile_step')
+    compiling = pool.submit(trainer.compile_step)
+    pool.shutdown(wait=False)
     # After the restore: a config that does not fit the checkpoints leaves the run as it was.
     if is_main:
       write_run_files(workdir, config, trainer, vocab)
@@ -255,8 +270,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     stop.arm()
     try:
-      state = _loop(config, trainer, state, num_steps, manager, writer, evaluation, should_stop,
-                    signalled=lambda: _agreed(bool(stop.reason)))
+      state = _loop(config, trainer, compiling, state, num_steps, manager, writer, evaluation,
+                    should_stop, signalled=lambda: _agreed(bool(stop.reason)))
     finally:
       manager.wait_until_finished()  # a save in flight completes: never a half-written step
       checkpointing.remove_partial_saves(manager)
@@ -266,12 +281,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   return state
 
 
-def _loop(config, trainer: Trainer, state: TrainState, num_steps: int, manager, writer,
-          evaluation: Evaluation, should_stop, signalled=lambda: False) -> TrainState:
+def _loop(config, trainer: Trainer, compiling: concurrent.futures.Future, state: TrainState,
+          num_steps: int, manager, writer, evaluation: Evaluation, should_stop,
+          signalled=lambda: False) -> TrainState:
   """Steps until `num_steps` or a stop; logs, samples and checkpoints on the way and at the end.
 
-  A stop saves before anything else; one asked for by a signal (Ctrl-C, SIGTERM: perhaps a
-  preemption with a short grace period) skips the final sample grid and scores.
+  `compiling` yields the compiled step (started in the background after the restore). A stop saves
+  before anything else; one asked for by a signal (Ctrl-C, SIGTERM: perhaps a preemption with a
+  short grace period) skips the final sample grid and scores.
   """
   step = start_step = int(to_host(state.step))
   log = config.log
@@ -279,9 +296,13 @@ def _loop(config, trainer: Trainer, state: TrainState, num_steps: int, manager, 
   progress = Progress(num_steps, start_step, tuple(config.evals.metrics))
   batches = _batches(config, start_step)
   pending: list[tuple[int, dict]] = []
+  step_fn = None
   with jax.set_mesh(trainer.mesh):
     while step < num_steps:
-      state, metrics = trainer.step_fn(state, trainer.global_batch(next(batches)), trainer.key)
+      batch = trainer.global_batch(next(batches))
+      if step_fn is None:
+        step_fn = compiling.result()
+      state, metrics = step_fn(state, batch, trainer.key)
       step += 1
       pending.append((step, metrics))
       report(step)
