@@ -1,10 +1,17 @@
-r"""Times the compiled train step and generator sampling on synthetic batches.
+r"""Times the compiled train step and generator sampling (synthetic batches), or the input pipeline.
 
   python -m lama_jax.benchmark --config configs/coco128.py [--batch_size 4 --steps 5]
+  python -m lama_jax.benchmark --mode pipeline --config configs/coco128.py --image_sizes 64,128,256
 
 Prints one JSON line: compile time (apart), median step time, images/s, XLA's FLOP count per step and
 the achieved FLOP/s (with the share of the device's peak where known), peak memory, and the
 generator's eval-mode sampling time per image.
+
+--mode pipeline times the real tf.data training pipeline on the config's prepared dataset
+(`config.data`: data_dir, dataset, flip, shuffle buffer) at each of --image_sizes, batch
+--batch_size, and prints one JSON line per size: images/s in all and per host core, and the CPU time
+per image. --coco_like N first writes N photo-like 640x480 JPEGs in the COCO-Stuff layout to a
+temporary folder and prepares them there (see lama_jax/datasets/pipeline_benchmark.py).
 """
 from collections.abc import Sequence
 import json
@@ -15,6 +22,7 @@ import jax
 from ml_collections import config_flags
 
 from lama_jax import cli
+from lama_jax.datasets import pipeline_benchmark
 from lama_jax.inference import sampling
 from lama_jax.training import benchmark
 from lama_jax.training import config_checks
@@ -28,7 +36,19 @@ flags.DEFINE_integer('steps', 5, 'Timed steps (after the compile and one warm-up
                      lower_bound=1, upper_bound=1000, flag_values=FLAGS)
 flags.DEFINE_integer('sample_batch', 8, 'Batch of the generator-sampling timing.', lower_bound=1,
                      upper_bound=sampling.MAX_BATCH, flag_values=FLAGS)
+flags.DEFINE_enum('mode', 'step', ['step', 'pipeline'], "What to time: the train step and "
+                  "sampling, or the input pipeline.", flag_values=FLAGS)
+flags.DEFINE_list('image_sizes', None, "--mode pipeline: image sizes (default: the config's).",
+                  flag_values=FLAGS)
+flags.DEFINE_integer('batches', 30, '--mode pipeline: timed batches per size (after 5 warm-up).',
+                     lower_bound=1, upper_bound=100_000, flag_values=FLAGS)
+flags.DEFINE_integer('coco_like', 0, '--mode pipeline: time a fresh COCO-like set of this many '
+                     'photo-like 640x480 JPEGs instead of the prepared dataset.', lower_bound=0,
+                     upper_bound=100_000, flag_values=FLAGS)
 flags.mark_flag_as_required('config', flag_values=FLAGS)
+flags.register_validator(
+    'image_sizes', lambda v: v is None or all(x.isdigit() and int(x) > 0 for x in v),
+    '--image_sizes: positive whole numbers, comma-separated', flag_values=FLAGS)
 
 
 def _main(fv: flags.FlagValues) -> None:
@@ -36,6 +56,11 @@ def _main(fv: flags.FlagValues) -> None:
   if fv.batch_size:
     config.batch_size = fv.batch_size
   config_checks.check(config, jax.device_count())  # --batch_size too: per device, divisible
+  if fv.mode == 'pipeline':
+    sizes = [int(s) for s in fv.image_sizes or [config.model.image_size]]
+    for result in pipeline_benchmark.run(config, sizes, fv.batches, fv.coco_like):
+      print(json.dumps(result), flush=True)
+    return
   print(json.dumps(benchmark.run(config, fv.steps, fv.sample_batch)), flush=True)
 
 
