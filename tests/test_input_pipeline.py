@@ -88,6 +88,15 @@ def test_stored_images_give_the_batches_the_read_time_resize_gave(data, size):
   np.testing.assert_array_equal(batch['image'][0], want)
 
 
+def test_read_layouts_from_any_prepared_size(data):
+  data_dir, _ = data
+  layouts = input_pipeline.read_layouts(data_dir, 'coco_stuff', 'val', 8)
+  assert layouts['image_id'].tolist() == [101]
+  assert layouts['labels'][0].tolist() == [1, 3, 157, 0, 0, 0, 0, 0]
+  np.testing.assert_allclose(layouts['boxes'][0, :3], [[5 / 80, 5 / 80, 40 / 80, 30 / 80]] * 3)
+  np.testing.assert_array_equal(layouts['boxes'][0, 3:], np.float32([input_pipeline.PAD_BOX] * 5))
+
+
 def test_size_not_prepared_names_the_prepared_sizes_and_the_command(data):
   data_dir, _ = data
   assert builders.prepared_sizes(data_dir, 'coco_stuff') == list(SIZES)

@@ -51,7 +51,7 @@ def prepared_sizes(data_dir: str, dataset: str) -> list[int]:
 
 
 def not_prepared_message(data_dir: str, dataset: str, image_size: int | None) -> str:
-  """What `data_dir` holds of `dataset` instead of `image_size`, and the command that prepares it."""
+  """What `data_dir` holds of `dataset` instead of `image_size`, and the command to prepare it."""
   want = str(image_size) if image_size else ','.join(map(str, common.STANDARD_SIZES))
   run = (f'python -m lama_jax.prepare --dataset {dataset} --image_sizes {want} --manual_dir DIR '
          f'--data_dir {data_dir}')

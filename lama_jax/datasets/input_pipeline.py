@@ -77,18 +77,22 @@ def steps_per_epoch(data_dir: str, dataset: str, global_batch_size: int,
   return per_process * copies // (global_batch_size // jax.process_count())
 
 
-def _read(builder: tfds.core.DatasetBuilder, split, shuffle: bool, seed: int,
-          with_masks: bool) -> tf.data.Dataset:
-  """The stored examples; without masks, those are dropped undecoded (zlib) right after reading."""
+def _read(builder: tfds.core.DatasetBuilder, split, shuffle: bool, seed: int, with_masks: bool,
+          with_images: bool = True) -> tf.data.Dataset:
+  """The stored examples; what is not wanted (masks, images) is dropped undecoded after reading."""
   options = tf.data.Options()
   options.deterministic = True
   read_config = tfds.ReadConfig(shuffle_seed=seed, options=options)
-  decoders = None if with_masks else {'masks': tfds.decode.SkipDecoding()}
+  dropped = (() if with_masks else ('masks',)) + (() if with_images else ('image',))
   ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config,
-                          decoders=decoders)
-  if with_masks:
+                          decoders={k: tfds.decode.SkipDecoding() for k in dropped} or None)
+  if not dropped:
     return ds
-  return ds.map(lambda ex: {k: v for k, v in ex.items() if k != 'masks'})
+
+  @tf.autograph.experimental.do_not_convert  # plain Python at trace time (a closure autograph loses)
+  def drop(ex):
+    return {k: v for k, v in ex.items() if k not in dropped}
+  return ds.map(drop)
 
 
 def _preprocess(example: dict, flip: tf.Tensor, image_size: int, max_objects: int,
@@ -207,9 +211,9 @@ def read_layouts(data_dir: str, dataset: str, split: str, max_objects: int,
     max_objects dropped).
   """
   _warn_truncation(dataset, max_objects)
-  builder = _builder(data_dir, dataset)
-  ds = _read(builder, _split_name(builder, split), shuffle=False, seed=0)
-  ds = ds.map(lambda ex: {k: ex[k] for k in ('boxes', 'labels', 'image_id')})
+  builder = _builder(data_dir, dataset, None)  # the layouts are the same at every prepared size
+  ds = _read(builder, _split_name(builder, split), shuffle=False, seed=0, with_masks=False,
+             with_images=False)
   if limit is not None:
     ds = ds.take(limit)
   rows = list(ds.as_numpy_iterator())

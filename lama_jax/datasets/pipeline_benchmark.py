@@ -13,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-import jax
 import ml_collections
 import numpy as np
 from PIL import Image
