@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from lama_jax import compilation_cache
 from lama_jax.datasets import synthetic
+from lama_jax.training import compilation_cache
 from lama_jax.training import step_cache
 from lama_jax.training import trainer as trainer_lib
 from tests.train_helpers import tiny_config

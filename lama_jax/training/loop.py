@@ -25,13 +25,13 @@ import ml_collections
 import numpy as np
 
 from lama_jax import cli
-from lama_jax import compilation_cache
 from lama_jax import evaluation
 from lama_jax import files
 from lama_jax.datasets import loaders
 from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.inference import generator_dir
 from lama_jax.training import checkpointing
+from lama_jax.training import compilation_cache
 from lama_jax.training import sample_grids
 from lama_jax.training.state import TrainState
 from lama_jax.training.trainer import Trainer, to_host
