@@ -17,8 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # -1: num_epochs × steps_per_epoch
   config.time_budget_minutes = 0.0  # stop (saving) after this wall time from start; 0 = none
   config.gt_masks = False  # train mask-to-image on ground-truth masks (Sec. 3; mask_clarity)
-  # Compiled programs kept on disk, so a restart skips compiling: 'auto' =
-  # $JAX_COMPILATION_CACHE_DIR or ~/.cache/lama_jax/xla; a folder; '' = off (training/compilation_cache.py).
+  # Compiled programs kept on disk, so a restart skips compiling: 'auto' = the folder in
+  # $JAX_COMPILATION_CACHE_DIR, else ~/.cache/lama_jax/xla; a folder; '' = off
+  # (lama_jax/training/compilation_cache.py).
   config.compilation_cache_dir = 'auto'
 
   config.data = ml_collections.ConfigDict()

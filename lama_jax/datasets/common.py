@@ -45,6 +45,7 @@ RESIZED_NOTE = ('One config per image size (64px, 128px, 256px or any other): im
 
 
 def size_config(image_size: int) -> SizeConfig:
+  """The builder config of images stored at `image_size` (named '{S}px')."""
   return SizeConfig(name=f'{image_size}px', image_size=image_size,
                     description=f'Images stored resized to {image_size}x{image_size}.')
 

@@ -89,7 +89,7 @@ def _read(builder: tfds.core.DatasetBuilder, split, shuffle: bool, seed: int, wi
   if not dropped:
     return ds
 
-  @tf.autograph.experimental.do_not_convert  # plain Python at trace time (a closure autograph loses)
+  @tf.autograph.experimental.do_not_convert  # plain Python at trace time: autograph loses closures
   def drop(ex):
     return {k: v for k, v in ex.items() if k not in dropped}
   return ds.map(drop)

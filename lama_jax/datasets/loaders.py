@@ -69,6 +69,7 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
 
 
 def steps_per_epoch(data: Mapping[str, Any], global_batch_size: int, image_size: int) -> int:
+  """Training steps per epoch of `data` at `image_size` (a fixed count for synthetic batches)."""
   if data['dataset'] == SYNTHETIC:
     return synthetic.STEPS_PER_EPOCH
   return input_pipeline.steps_per_epoch(data['data_dir'], data['dataset'], global_batch_size,

@@ -134,6 +134,7 @@ class Evaluation:
     self.grid_layouts = self.eval_layouts = None  # read at the first call, not before the 1st step
 
   def _read_layouts(self) -> None:
+    """Reads the validation layouts of the grids and the evaluators (once, at the first call)."""
     config = self.config
     count = max(config.log.num_sample_images, config.evals.num_layouts)
     layouts = loaders.val_layouts(config.data, config.model.image_size, config.model.num_classes,

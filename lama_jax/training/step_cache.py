@@ -56,6 +56,7 @@ def _source_digest() -> str:
 
 
 def _versions() -> dict[str, str]:
+  """The installed versions of the packages the compiled step depends on."""
   out = {}
   for name in _PACKAGES:
     try:
@@ -111,6 +112,7 @@ def _wrap(entry: dict, in_shardings, out_shardings) -> tuple[Callable, tuple]:
 
 
 def _read(path: str) -> dict | None:
+  """The entry saved at `path`, or None when there is none or it is damaged."""
   if not os.path.isfile(path):
     return None
   try:

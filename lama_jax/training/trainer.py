@@ -70,6 +70,7 @@ class Trainer:
                                 self.config.model.image_size, self.config.data.max_objects)
 
   def _replicated_spec(self, tree):
+    """`tree`'s shapes and dtypes as ShapeDtypeStructs replicated over the mesh."""
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), tree)
 
@@ -88,6 +89,7 @@ class Trainer:
             for k in self.batch_keys}
 
   def _abstract_args(self) -> tuple:
+    """(abstract state, abstract batch, abstract key): the step's arguments, nothing computed."""
     key = jax.ShapeDtypeStruct(self.key.shape, self.key.dtype, sharding=self.replicated)
     return self.abstract_state, self.abstract_batch(), key
 
