@@ -260,7 +260,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if int(to_host(state.step)) == 0 and is_main:
       writer.write_hparams(_scalar_fields(config))
     _say(f'{spe} steps per epoch; training to step {num_steps} on {jax.device_count()} '
-         f'device(s); logs and checkpoints in {workdir}.')
+         f'device(s); logs and checkpoints in {workdir}; compilation cache '
+         f"{'in ' + cache if cache else 'off'}.")
     evaluation = Evaluation(config, trainer, vocab, workdir, writer)
 
     def should_stop() -> str:
