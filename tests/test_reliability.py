@@ -270,7 +270,7 @@ def test_ctrl_c_saves_then_resume_skips_a_damaged_checkpoint(tmp_path, capsys):
 
 
 def test_interrupt_during_setup_leaves_no_new_workdir(tmp_path, monkeypatch):
-  def interrupted(data):
+  def interrupted(*args):
     raise KeyboardInterrupt
   monkeypatch.setattr(loop.loaders, 'ensure_prepared', interrupted)
   with pytest.raises(KeyboardInterrupt):

@@ -27,7 +27,7 @@ MAX_BATCH_PER_DEVICE = 1024
 MAX_OBJECTS = layouts.MAX_OBJECTS
 MAX_WIDTH = 512  # model.ch, model.d_ch (the paper's is 64)
 MAX_MASK_HIDDEN = 2048
-MAX_SHUFFLE_BUFFER = 20_000  # encoded examples (COCO: ~160 KB each, 3 GB at the limit)
+MAX_SHUFFLE_BUFFER = 20_000  # stored examples (192 KB each at 256×256: 4 GB at the limit)
 MAX_SHAPES_IMAGES = shapes.MAX_IMAGES  # the generated shapes set, per split
 MAX_SAMPLE_IMAGES = 64  # log.num_sample_images: one generator batch per sample step
 MAX_EVAL_LAYOUTS = 5_000  # evals.num_layouts: their real images are held in memory
@@ -104,6 +104,7 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     'num_train_steps': _train_steps,
     'time_budget_minutes': _num(0),
     'gt_masks': _bool,
+    'compilation_cache_dir': _str,  # 'auto', a folder, or '' (off)
     'data.dataset': _one_of(DATASETS),
     'data.data_dir': _str,
     'data.vocabulary': _str,
