@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from lama_jax import cli
@@ -94,7 +95,7 @@ def test_sample_refuses_an_unwritable_out(workdir, tmp_path, capsys):
 
 
 def test_sample_in_batches_matches_one_batch(workdir, tmp_path):
-  """--batch_size bounds the memory of many samples without changing them (first_row)."""
+  """--batch_size bounds the memory of many samples without changing them (beyond rounding)."""
   layouts = test_inference._write(tmp_path, [{'name': 'scene', 'objects': test_inference.SCENE},
                                              {'name': 'moved', 'objects': test_inference.MOVED}])
   outs = []
@@ -105,7 +106,11 @@ def test_sample_in_batches_matches_one_batch(workdir, tmp_path):
   names = sorted(n for n in os.listdir(outs[0]) if re.search(r'_\d\.png$', n))
   assert len(names) == 6
   for name in names:
-    assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    # The same z and layout; XLA may pick another convolution algorithm for another batch size, so
+    # a pixel may round the other way, but never by more than one level.
+    a, b = (np.asarray(Image.open(out / name), np.int16) for out in outs)
+    assert np.abs(a - b).max() <= 1, name
+    assert (a != b).mean() < 1e-3, name
 
 
 # --- the API: one validator, labels range-checked before any cast --------------------------------
