@@ -12,6 +12,7 @@ from flax import traverse_util
 from PIL import Image
 
 from lama_jax import export
+from lama_jax import visualize
 from lama_jax.inference import generator_dir
 from lama_jax import sample
 from lama_jax.inference import sampling
@@ -121,10 +122,10 @@ def test_generate_shapes_ranges_and_determinism(gen):
 def test_compiled_once_per_batch_size(gen):
   from lama_jax.inference import generator as api
   gen.generate(BOXES, LABELS, seed=0)
-  size = api._forward._cache_size()  # pylint: disable=protected-access
+  size = api._program._cache_size()  # pylint: disable=protected-access
   gen.generate(BOXES[:, :1], LABELS[:, :1], seed=5)  # fewer objects: padded to max_objects
   gen.generate(BOXES[:, ::-1], LABELS[:, ::-1], seed=6)
-  assert api._forward._cache_size() == size  # pylint: disable=protected-access
+  assert api._program._cache_size() == size  # pylint: disable=protected-access
 
 
 def test_padding_entries_do_not_matter(gen):
@@ -137,6 +138,29 @@ def test_padding_entries_do_not_matter(gen):
   np.testing.assert_array_equal(a.image, b.image)
   np.testing.assert_allclose(a.image, c.image, atol=1e-6)
   assert np.abs(a.raw_mask[0, 2]).max() == 0
+
+
+def test_uint8_images_and_mask_formats_match_the_float_outputs(gen):
+  ref = gen.generate(BOXES, LABELS, seed=4)
+  small = gen.generate(BOXES, LABELS, seed=4, image_format='uint8', mask_format=None)
+  # Quantised on the device with the rule the sample PNGs and the evaluation use: the same bytes.
+  np.testing.assert_array_equal(small.image, visualize.to_uint8_truncated(ref.image))
+  assert small.mask is None and small.raw_mask is None
+  half = gen.generate(BOXES, LABELS, seed=4, mask_format='float16')
+  assert half.mask.dtype == half.raw_mask.dtype == np.float16
+  assert half.mask.shape == ref.mask.shape == (1, 2, 64, 64)
+  np.testing.assert_allclose(half.mask, ref.mask, rtol=1e-3, atol=1e-4)
+  np.testing.assert_array_equal(half.image, ref.image)
+
+
+def test_generate_many_matches_generate(gen):
+  batches = [{'boxes': np.repeat(BOXES, 2, 0), 'labels': np.repeat(LABELS, 2, 0), 'seed': s}
+             for s in (1, 2, 3)]
+  outs = list(gen.generate_many(iter(batches), image_format='uint8', mask_format=None))
+  assert len(outs) == 3
+  for batch, out in zip(batches, outs):
+    alone = gen.generate(**batch, image_format='uint8', mask_format=None)
+    np.testing.assert_array_equal(out.image, alone.image)
 
 
 def test_given_z_is_used(gen):
@@ -182,6 +206,8 @@ def test_generate_takes_json_layouts(gen):
     (dict(boxes=BOXES, labels=LABELS, z_im=np.zeros((2, 128))), 'z_im must have shape [1, 128]'),
     (dict(boxes=BOXES, labels=LABELS, z_im=np.full((1, 128), np.inf)), 'z_im holds NaN'),
     (dict(boxes=BOXES), 'labels are missing'),
+    (dict(boxes=BOXES, labels=LABELS, image_format='png'), 'image_format must be one of'),
+    (dict(boxes=BOXES, labels=LABELS, mask_format='bfloat16'), 'mask_format must be one of'),
 ])
 def test_bad_api_input(gen, kwargs, expected):
   with pytest.raises(LayoutError) as e:

@@ -11,10 +11,15 @@ padded to the model's `max_objects` with the official padding, so every call wit
 size reuses one compiled program. Each batch row is computed on its own (vmapped), its noise (z and
 the noise-injection maps) derived from (seed, row): a layout's sample does not depend on what else
 is in the batch.
+
+One call is one compiled program: z is drawn, the images are made and, when asked, quantised to
+uint8 on the device, so the host receives only what the caller wants (`image_format='uint8'`,
+`mask_format=None`: 1/4 of the image bytes and no masks; at 256×256 the float32 masks are 5x the
+image). `generate_many` overlaps the copy of one batch's outputs with the compute of the next.
 """
 import functools
 import json
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -29,11 +34,22 @@ from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.models.mask import masks_to_layout
 
 
+IMAGE_FORMATS = ('float32', 'uint8')
+MASK_FORMATS = ('float32', 'float16', None)
+
+
 class Generated(NamedTuple):
-  """What `generate` returns (NumPy float32)."""
-  image: np.ndarray  # [B, H, W, 3] in [-1, 1]
-  mask: np.ndarray  # [B, O, H, W] adapted mask, unnormalised, as the official generator returns it
-  raw_mask: np.ndarray  # [B, O, H, W] masks placed in their boxes, before LAMA
+  """What `generate` returns (NumPy; float32 unless other formats were asked for)."""
+  image: np.ndarray  # [B, H, W, 3] in [-1, 1] (uint8: the official test.py's (x/2 + 1/2)·255, truncated)
+  mask: np.ndarray | None  # [B, O, H, W] adapted mask, unnormalised, as the official generator
+  raw_mask: np.ndarray | None  # [B, O, H, W] masks placed in their boxes, before LAMA
+
+
+class _Formats(NamedTuple):
+  """Static output options of one compiled program."""
+  image: str  # one of IMAGE_FORMATS
+  mask: str | None  # one of MASK_FORMATS; None: no masks
+  truncation: float | None  # of the z drawn in the program
 
 
 def truncated_normal(key: jax.Array, shape: Sequence[int], truncation: float | None) -> jax.Array:
@@ -47,8 +63,11 @@ def truncated_normal(key: jax.Array, shape: Sequence[int], truncation: float | N
 
 def row_keys(seed: int, batch: int, first: int = 0) -> jax.Array:
   """Per-row keys of rows first..first+batch-1: row b's randomness depends on (seed, b) only."""
-  base = jax.random.key(seed)
-  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + batch))
+  return _row_keys(jax.random.key(seed), batch, first)
+
+
+def _row_keys(base: jax.Array, batch: int, first: int | jax.Array = 0) -> jax.Array:
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(batch) + first)
 
 
 def draw_z(keys: jax.Array, num_objects: int, z_dim: int, truncation: float | None
@@ -70,11 +89,30 @@ def noise_keys(keys: jax.Array) -> jax.Array:
   return jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys, masks=None):
+def fill_z(keys: jax.Array, num_objects: int, z_dim: int, truncation: float | None,
+           z_obj: jax.Array | None, z_im: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+  """The given z, with what is None drawn from the row keys (as `draw_z`)."""
+  if z_obj is None or z_im is None:
+    drawn_obj, drawn_im = draw_z(keys, num_objects, z_dim, truncation)
+    z_obj = drawn_obj if z_obj is None else z_obj
+    z_im = drawn_im if z_im is None else z_im
+  return z_obj, z_im
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _sample_z(batch: int, num_objects: int, z_dim: int, truncation: float | None, base: jax.Array,
+              first: jax.Array):
+  return draw_z(_row_keys(base, batch, first), num_objects, z_dim, truncation)
+
+
+def to_uint8_truncated(image: jax.Array) -> jax.Array:
+  """`visualize.to_uint8_truncated` on the device (the same float32 operations, the same bytes)."""
+  return (jnp.clip(image * 0.5 + 0.5, 0.0, 1.0) * 255).astype(jnp.uint8)
+
+
+def _forward_rows(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys, masks=None):
   """Eval-mode generator, one batch row at a time (vmapped) with its own noise key.
 
-  Jitted with the module as a static argument: generators of equal config share compiled programs.
   `masks` [B, O, H, W], when given, replace the layout-to-mask stage (the Sec. 3 experiment).
   """
   def one(z_o, bx, lb, z_i, key, mk):
@@ -83,6 +121,43 @@ def _forward(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys, 
                                        masks=None if mk is None else mk[None])
     return image[0], mask[0], raw[0]
   return jax.vmap(one)(z_obj, boxes, labels, z_im, keys, masks)
+
+
+# `_forward_rows` alone, jitted with the module static: the portable export's forward program.
+_forward = jax.jit(_forward_rows, static_argnums=0)
+
+
+def format_outputs(formats: _Formats, image: jax.Array, mask: jax.Array, raw: jax.Array
+                   ) -> tuple[jax.Array | None, ...]:
+  """(image, mask, raw mask) in `formats` (traceable): uint8 images, float16 or no masks."""
+  if formats.image == 'uint8':
+    image = to_uint8_truncated(image)
+  if formats.mask is None:
+    return image, None, None
+  return image, mask.astype(formats.mask), raw.astype(formats.mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _program(generator: nn.Module, formats: _Formats, variables, base_key, first_row, boxes,
+             labels, z_obj=None, z_im=None, masks=None):
+  """What `generate` runs: z drawn (when None), the forward pass and the output formats, in one
+  program, so only the outputs asked for leave the device.
+
+  Jitted with the module as a static argument: generators of equal config share compiled programs.
+  """
+  keys = _row_keys(base_key, boxes.shape[0], first_row)
+  z_obj, z_im = fill_z(keys, boxes.shape[1], generator.z_dim, formats.truncation, z_obj, z_im)
+  outputs = _forward_rows(generator, variables, z_obj, boxes, labels, z_im, noise_keys(keys),
+                          masks)
+  return format_outputs(formats, *outputs)
+
+
+def _fetch(started: tuple[tuple[jax.Array | None, ...], int]) -> Generated:
+  """Host copies of `_dispatch`'s outputs; the masks keep the caller's `o` objects per row."""
+  (image, mask, raw), o = started
+  if mask is None:
+    return Generated(np.asarray(image), None, None)
+  return Generated(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
 
 
 class LayoutGenerator:
@@ -139,7 +214,8 @@ class LayoutGenerator:
     """
     layouts_lib.check_sampling(seed, truncation)
     num_objects = self.max_objects if num_objects is None else num_objects
-    z_obj, z_im = draw_z(row_keys(seed, batch, first_row), num_objects, self.z_dim, truncation)
+    z_obj, z_im = _sample_z(batch, num_objects, self.z_dim, truncation, jax.random.key(seed),
+                            jnp.int32(first_row))
     return np.asarray(z_obj), np.asarray(z_im)
 
   def parse_layouts(self, layouts: Any, source: str = '<layouts>') -> list[Layout]:
@@ -160,7 +236,8 @@ class LayoutGenerator:
 
   def generate(self, boxes: Any, labels: Any = None, z_obj: Any = None, z_im: Any = None,
                seed: int = 0, truncation: float | None = 2.0, strict: bool = True,
-               masks: Any = None, first_row: int = 0) -> Generated:
+               masks: Any = None, image_format: str = 'float32',
+               mask_format: str | None = 'float32', first_row: int = 0) -> Generated:
     """Generates images from layouts.
 
     Args:
@@ -178,6 +255,10 @@ class LayoutGenerator:
       masks: [B, O, H, W] semantic masks that replace the layout-to-mask stage (the mask-to-image
         experiment of Sec. 3; `place_masks` builds them from box-local masks). The returned mask
         and raw mask are then these masks.
+      image_format: 'float32' ([-1, 1]) or 'uint8' (quantised on the device as the official test.py
+        saves images: `visualize.to_uint8_truncated`, the same bytes).
+      mask_format: 'float32', 'float16' or None (no masks are computed into the outputs or copied:
+        `mask` and `raw_mask` are None).
       first_row: the batch holds rows first_row.. of a larger one: their noise is that of those
         rows, so a large batch can be generated in chunks with the same result.
 
@@ -191,39 +272,75 @@ class LayoutGenerator:
       if isinstance(boxes, (dict, list, str)):
         layouts = self.parse_layouts(boxes)
         return self.generate_layouts(layouts, z_obj=z_obj, z_im=z_im, seed=seed,
-                                     truncation=truncation)
+                                     truncation=truncation, image_format=image_format,
+                                     mask_format=mask_format)
       raise LayoutError('labels are missing: pass boxes [B, O, 4] and labels [B, O], or layouts')
+    return _fetch(self._dispatch(boxes, labels, z_obj, z_im, seed, truncation, strict, masks,
+                                 image_format, mask_format, first_row=first_row))
+
+  def generate_many(self, batches: Iterable[Mapping[str, Any]], **common: Any
+                    ) -> Iterator[Generated]:
+    """`generate` over batches, each a dict of its keyword arguments (boxes, labels, seed, ...).
+
+    Yields one Generated per batch, in order. The next batch is started before the current one's
+    outputs are copied to the host, so the copy overlaps the next batch's compute.
+
+    Args:
+      batches: dicts of `generate`'s arguments for each batch (array layouts only).
+      **common: arguments shared by every batch (e.g. image_format='uint8', mask_format=None).
+    """
+    pending = None
+    for batch in batches:
+      kwargs = {**common, **batch}
+      started = self._dispatch(kwargs.pop('boxes'), kwargs.pop('labels'), **kwargs)
+      if pending is not None:
+        yield _fetch(pending)
+      pending = started
+    if pending is not None:
+      yield _fetch(pending)
+
+  def _dispatch(self, boxes: Any, labels: Any, z_obj: Any = None, z_im: Any = None,
+                seed: int = 0, truncation: float | None = 2.0, strict: bool = True,
+                masks: Any = None, image_format: str = 'float32',
+                mask_format: str | None = 'float32', to_host: bool = True, first_row: int = 0
+                ) -> tuple[tuple[Any, ...], int]:
+    """Checks and pads the inputs and starts the compiled program; returns its device outputs and
+    the caller's number of objects per row. `to_host` starts their copies to the host."""
+    if image_format not in IMAGE_FORMATS:
+      raise LayoutError(f'image_format must be one of {IMAGE_FORMATS}, got {image_format!r}')
+    if mask_format not in MASK_FORMATS:
+      raise LayoutError(f'mask_format must be one of {MASK_FORMATS}, got {mask_format!r}')
     layouts_lib.check_sampling(seed, truncation)
     boxes, labels = layouts_lib.check_arrays(boxes, labels, self.num_classes, self.max_objects,
                                              strict)
     b, o = labels.shape
-    z_obj_full, z_im_drawn = self.sample_z(b, seed, truncation, first_row=first_row) if (
-        z_obj is None or z_im is None) else (None, None)
-    if z_obj is None:
-      z_obj = z_obj_full
-    else:
-      z_obj = self._check_z(z_obj, (b, o, self.z_dim), 'z_obj')
-      pad_z = np.zeros((b, self.max_objects - o, self.z_dim), np.float32)
-      z_obj = np.concatenate([z_obj, pad_z], 1)
-    z_im = z_im_drawn if z_im is None else self._check_z(z_im, (b, self.z_dim), 'z_im')
     pad = self.max_objects - o
+    if z_obj is not None:
+      z_obj = self._check_z(z_obj, (b, o, self.z_dim), 'z_obj')
+      z_obj = np.concatenate([z_obj, np.zeros((b, pad, self.z_dim), np.float32)], 1)
+    if z_im is not None:
+      z_im = self._check_z(z_im, (b, self.z_dim), 'z_im')
     boxes = np.concatenate([boxes, np.tile(np.asarray(layouts_lib.PAD_BOX, np.float32),
                                            (b, pad, 1))], 1)
     labels = np.concatenate([labels, np.full((b, pad), layouts_lib.PAD_LABEL, np.int32)], 1)
-    keys = noise_keys(row_keys(seed, b, first_row))
     if masks is not None:
       masks = self._check_masks(masks, (b, o, self.image_size, self.image_size))
       masks = np.concatenate([masks, np.zeros((b, pad, *masks.shape[2:]), np.float32)], 1)
-    image, mask, raw = self._apply(jnp.asarray(z_obj), jnp.asarray(boxes), jnp.asarray(labels),
-                                   jnp.asarray(z_im), keys,
-                                   None if masks is None else jnp.asarray(masks))
-    return Generated(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
+    outputs = self._start(_Formats(image_format, mask_format, truncation), seed, first_row, boxes,
+                          labels, z_obj, z_im, masks)
+    for x in outputs:
+      if x is not None and to_host:
+        x.copy_to_host_async()  # starts as soon as the program ends (accelerators)
+    return outputs, o
 
-  def _apply(self, z_obj, boxes, labels, z_im, keys, masks):
-    """The padded forward pass: (image, mask, raw mask) for [B, max_objects] inputs."""
-    return _forward(self.generator, self.variables, z_obj, boxes, labels, z_im, keys, masks)
+  def _start(self, formats: _Formats, seed: int, first_row: int, boxes: np.ndarray,
+             labels: np.ndarray, z_obj: np.ndarray | None, z_im: np.ndarray | None,
+             masks: np.ndarray | None) -> tuple[jax.Array | None, ...]:
+    """Starts the padded [B, max_objects] forward pass; returns its (image, mask, raw) outputs."""
+    return _program(self.generator, formats, self.variables, jax.random.key(seed),
+                    jnp.int32(first_row), boxes, labels, z_obj, z_im, masks)
 
-  def generate_layouts(self, layouts: Sequence[Layout], **kwargs) -> Generated:
+  def generate_layouts(self, layouts: Sequence[Layout], **kwargs: Any) -> Generated:
     """Generates one sample per validated layout (see `parse_layouts`); kwargs go to `generate`.
 
     Masks have `max_objects` entries per row; a layout's objects come first.

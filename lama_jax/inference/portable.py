@@ -172,12 +172,16 @@ class PortableLayoutGenerator(generator_lib.LayoutGenerator):
   def z_dim(self) -> int:
     return self.runtime.z_dim
 
-  def _apply(self, z_obj, boxes, labels, z_im, keys, masks):
+  def _start(self, formats, seed, first_row, boxes, labels, z_obj, z_im, masks):
     if masks is not None:
       raise LayoutError(f'{self.runtime.path}: the portable generator generates from layouts only '
                         '(no given masks)')
-    return self.runtime._forward(self.runtime.weights, z_obj, boxes, labels, z_im,  # pylint: disable=protected-access
-                                 jax.random.key_data(keys))
+    keys = generator_lib.row_keys(seed, boxes.shape[0], first_row)
+    z_obj, z_im = generator_lib.fill_z(keys, boxes.shape[1], self.z_dim, formats.truncation,
+                                       z_obj, z_im)
+    outputs = self.runtime._forward(self.runtime.weights, z_obj, boxes, labels, z_im,  # pylint: disable=protected-access
+                                    jax.random.key_data(generator_lib.noise_keys(keys)))
+    return generator_lib.format_outputs(formats, *outputs)
 
 
 def load_layout_generator(path: str, step: int | None = None) -> PortableLayoutGenerator:

@@ -4,6 +4,7 @@ One seed rule serves every consumer: batch `b` of the validation split, sample `
 `sample_seed(seed, b, r)`, and the last (partial) batch is padded by repeating its last layout, so
 `sample --val`, `evaluate` and the mask-clarity experiment draw the same images for the same flags.
 """
+import collections
 from collections.abc import Iterator, Sequence
 import dataclasses
 import os
@@ -184,15 +185,24 @@ def sample_val(gen: LayoutGenerator, data_dir: str, dataset: str, out_dir: str, 
                seed: int, truncation: float | None, batch_size: int) -> int:
   """Writes IMAGEID_k.png for every validation layout into `out_dir`; returns the images written."""
   total = input_pipeline.num_examples(data_dir, dataset, 'val')
-  count = 0
-  with tqdm(total=total * num_samples, desc='val samples', unit='image') as bar:
+  jobs = collections.deque()  # (batch, r) of the requests handed to generate_many, in order
+
+  def requests():
     for batch in val_batches(data_dir, dataset, gen.image_size, batch_size, gen.max_objects):
       for r in range(num_samples):
-        out = gen.generate(batch.boxes, batch.labels, seed=sample_seed(seed, batch.index, r),
-                           truncation=truncation, strict=False)
-        images = visualize.to_uint8_truncated(out.image[:batch.count])
-        for image_id, image in zip(batch.image_ids, images):
-          files.write_png(os.path.join(out_dir, f'{int(image_id)}_{r}.png'), image)
-        count += batch.count
-        bar.update(batch.count)
+        jobs.append((batch, r))
+        yield {'boxes': batch.boxes, 'labels': batch.labels,
+               'seed': sample_seed(seed, batch.index, r)}
+
+  count = 0
+  with tqdm(total=total * num_samples, desc='val samples', unit='image') as bar:
+    # uint8 images made on the device, no masks: the host gets only the PNGs' bytes, and the next
+    # batch computes while this one is written.
+    for out in gen.generate_many(requests(), truncation=truncation, strict=False,
+                                 image_format='uint8', mask_format=None):
+      batch, r = jobs.popleft()
+      for image_id, image in zip(batch.image_ids, out.image[:batch.count]):
+        files.write_png(os.path.join(out_dir, f'{int(image_id)}_{r}.png'), image)
+      count += batch.count
+      bar.update(batch.count)
   return count

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from lama_jax.models import init
+from lama_jax.models.channels import broadcast_channels
 from lama_jax.models.init import orthogonal
 from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean
 from lama_jax.models.resize import resize_bilinear, upcast
@@ -37,8 +38,8 @@ def _l2_normalize(x: jax.Array, eps: float) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x), eps)
 
 
-def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, eps: float) -> jax.Array:
-  """Returns `weight / sigma`, sigma the power-iteration estimate of the largest singular value.
+def spectral_sigma(module: nn.Module, weight: jax.Array, train: bool, eps: float) -> jax.Array:
+  """The power-iteration estimate sigma of the largest singular value of `weight` (with gradient).
 
   Args:
     module: the calling module; the state lives in its `spectral` collection.
@@ -46,8 +47,10 @@ def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, eps: f
     train: run one power iteration and store u, v, sigma.
     eps: normalisation epsilon of the power iteration.
   """
-  w_mat = weight.reshape(-1, weight.shape[-1]).T  # [out, fan_in]
-  out_dim, in_dim = w_mat.shape
+  # PyTorch's matrix is W = [out, fan_in]; we keep its transpose w_t = [fan_in, out], the kernel's own
+  # layout, and contract on the right axis (W·v = v·w_t, Wᵀ·u = w_t·u): no transposed copy of W.
+  w_t = weight.reshape(-1, weight.shape[-1])
+  in_dim, out_dim = w_t.shape
 
   def init_vector(n):
     return lambda: _l2_normalize(init.normal(module.make_rng('params'), (n,)), eps)
@@ -57,14 +60,43 @@ def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, eps: f
   sigma_var = module.variable('spectral', 'sigma', lambda: jnp.ones((), jnp.float32))
   u, v = u_var.value, v_var.value
   if train:
-    w_sg = jax.lax.stop_gradient(w_mat)
-    v = _l2_normalize(w_sg.T @ u, eps)
-    u = _l2_normalize(w_sg @ v, eps)
+    w_sg = jax.lax.stop_gradient(w_t)
+    v = _l2_normalize(jnp.dot(w_sg, u), eps)
+    u = _l2_normalize(jnp.dot(v, w_sg), eps)
     u_var.value, v_var.value = u, v
-  sigma = jnp.dot(u, w_mat @ v)
+  sigma = jnp.dot(jnp.dot(v, w_t), u)
   if train:
     sigma_var.value = jax.lax.stop_gradient(sigma)
-  return weight / sigma
+  return sigma
+
+
+def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, eps: float) -> jax.Array:
+  """Returns `weight / sigma` (see `spectral_sigma`)."""
+  return weight / spectral_sigma(module, weight, train, eps)
+
+
+def _scale_output(output_elements: int, weight: jax.Array) -> bool:
+  """Whether to divide a linear layer's output by sigma rather than its weight.
+
+  Both are the same function (the layer is linear in its weight); the smaller tensor is cheaper to
+  scale, and an unscaled weight is shared by every call of the step (one layout copy, not one per
+  call). Late discriminator convolutions hold 10-20x more weights than outputs.
+  """
+  return output_elements < weight.size
+
+
+def _finish(module: nn.Module, y: jax.Array, sigma: jax.Array | None, features: int, dtype: Dtype
+            ) -> jax.Array:
+  """Divides by sigma (when the weight was not) and adds the bias, in one float32 pass."""
+  use_bias = getattr(module, 'use_bias')
+  if sigma is None and not use_bias:
+    return y
+  if sigma is not None:
+    y = upcast(y) / sigma
+  if use_bias:
+    bias = module.param('bias', nn.initializers.zeros, (features,)).astype(y.dtype)
+    y = y + broadcast_channels(bias, y.shape)
+  return y.astype(dtype)
 
 
 class SNDense(nn.Module):
@@ -77,11 +109,10 @@ class SNDense(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     kernel = self.param('kernel', orthogonal, (x.shape[-1], self.features))
-    kernel = spectral_normalize(self, kernel, train, self.eps)
-    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
+    sigma = spectral_sigma(self, kernel, train, self.eps)
+    on_output = _scale_output(x.size // x.shape[-1] * self.features, kernel)
+    y = jnp.dot(x.astype(self.dtype), (kernel if on_output else kernel / sigma).astype(self.dtype))
+    return _finish(self, y, sigma if on_output else None, self.features, self.dtype)
 
 
 class SNConv(nn.Module):
@@ -96,13 +127,13 @@ class SNConv(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
     kernel = self.param('kernel', orthogonal, (k, k, x.shape[-1], self.features))
-    kernel = spectral_normalize(self, kernel, train, self.eps)
+    sigma = spectral_sigma(self, kernel, train, self.eps)
+    on_output = _scale_output(x.size // x.shape[-1] * self.features, kernel)
     y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1, 1),
-        padding=[(k // 2, k // 2)] * 2, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
+        x.astype(self.dtype), (kernel if on_output else kernel / sigma).astype(self.dtype),
+        window_strides=(1, 1), padding=[(k // 2, k // 2)] * 2,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return _finish(self, y, sigma if on_output else None, self.features, self.dtype)
 
 
 class SNEmbed(nn.Module):
@@ -136,10 +167,12 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
     xf = upcast(x)
+    shape = xf.shape
     if train:
+      # Pairwise sums (models/numerics.py): float32 precision of the statistics and their gradients.
       axes = tuple(range(x.ndim - 1))
       mean = pairwise_mean(xf, axes)
-      var = pairwise_mean(jnp.square(xf - pairwise_broadcast(mean, xf.shape)), axes)
+      var = pairwise_mean(jnp.square(xf - pairwise_broadcast(mean, shape)), axes)
       n = xf.size // c
       if not self.is_initializing():
         ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
@@ -147,11 +180,11 @@ class BatchNorm(nn.Module):
     else:
       mean, var = ra_mean.value, ra_var.value
     # Broadcasts whose gradients sum pairwise: their transposes add up every pixel of the batch.
-    y = ((xf - pairwise_broadcast(mean, xf.shape)) *
-         pairwise_broadcast(jax.lax.rsqrt(var + self.eps), xf.shape))
+    y = ((xf - pairwise_broadcast(mean, shape)) *
+         pairwise_broadcast(jax.lax.rsqrt(var + self.eps), shape))
     if self.use_affine:
-      y = y * self.param('scale', nn.initializers.ones, (c,))
-      y = y + self.param('bias', nn.initializers.zeros, (c,))
+      y = y * broadcast_channels(self.param('scale', nn.initializers.ones, (c,)), shape)
+      y = y + broadcast_channels(self.param('bias', nn.initializers.zeros, (c,)), shape)
     return y.astype(x.dtype)
 
 
@@ -172,9 +205,10 @@ class GroupNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
-    y = group_norm(x, self.groups)
-    return (y * self.param('scale', nn.initializers.ones, (c,)) +
-            self.param('bias', nn.initializers.zeros, (c,))).astype(x.dtype)
+    y = upcast(group_norm(x, self.groups))
+    y = y * broadcast_channels(self.param('scale', nn.initializers.ones, (c,)), y.shape)
+    return (y + broadcast_channels(self.param('bias', nn.initializers.zeros, (c,)), y.shape)
+            ).astype(x.dtype)
 
 
 class NoiseInjection(nn.Module):
@@ -190,7 +224,7 @@ class NoiseInjection(nn.Module):
     if not self.enabled:
       return x
     seed = self.param('noise_weight_seed', init.unit_row, (x.shape[-1],))
-    return x + (jax.nn.softplus(seed) * noise).astype(x.dtype)
+    return x + (noise * broadcast_channels(jax.nn.softplus(seed), x.shape)).astype(x.dtype)
 
 
 class ISLANorm(nn.Module):
