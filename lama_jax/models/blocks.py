@@ -47,7 +47,9 @@ class ResBlockG(nn.Module):
 class ResBlockD(nn.Module):
   """Discriminator block: clamp(α, −1, 1)·residual(x) + shortcut(x).
 
-  residual: LeakyReLU → conv3×3 → LeakyReLU → conv3×3 → avg-pool; shortcut: conv1×1 → avg-pool.
+  residual: LeakyReLU → conv3×3 → LeakyReLU → conv3×3 → avg-pool; shortcut: conv1×1 → avg-pool,
+  computed as avg-pool → conv1×1: both are linear and commute (the bias too), and the convolution
+  then runs on a quarter of the pixels.
   """
   out_ch: int
   downsample: bool = False
@@ -60,11 +62,9 @@ class ResBlockD(nn.Module):
     h = SNConv(self.out_ch, 3, dtype=self.dtype, name='conv2')(leaky_relu(h), train)
     if self.downsample:
       h = avg_pool2(h)
-    sc = x
+    sc = avg_pool2(x) if self.downsample else x
     if in_ch != self.out_ch or self.downsample:
       sc = SNConv(self.out_ch, 1, dtype=self.dtype, name='c_sc')(sc, train)
-      if self.downsample:
-        sc = avg_pool2(sc)
     alpha = jnp.clip(self.param('alpha', nn.initializers.zeros, ()), -1.0, 1.0)
     return alpha.astype(h.dtype) * h + sc
 
