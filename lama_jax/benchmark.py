@@ -3,9 +3,12 @@ r"""Times the compiled train step and generator sampling (synthetic batches), or
   python -m lama_jax.benchmark --config configs/coco128.py [--batch_size 4 --steps 5]
   python -m lama_jax.benchmark --mode pipeline --config configs/coco128.py --image_sizes 64,128,256
 
-Prints one JSON line: compile time (apart), median step time, images/s, XLA's FLOP count per step and
-the achieved FLOP/s (with the share of the device's peak where known), peak memory, and the
-generator's eval-mode sampling time per image.
+Prints one JSON line: compile time (apart), median step time, images/s, the step's FLOPs (XLA's
+count before optimisation: convolutions included on every backend) per step and per image, the
+achieved FLOP/s and its share of the devices' bf16 peak (`mfu`, where the device is known), peak
+memory, and sampling time per image: on the device, end to end as uint8 images, and with the
+float32 outputs. With --profile_dir, a trace of a few more steps aggregated by op kind and model
+code ('profile').
 
 --mode pipeline times the real tf.data training pipeline on the config's prepared dataset
 (`config.data`: data_dir, dataset, flip, shuffle buffer) at each of --image_sizes, batch
@@ -45,6 +48,12 @@ flags.DEFINE_integer('batches', 30, '--mode pipeline: timed batches per size (af
 flags.DEFINE_integer('coco_like', 0, '--mode pipeline: time a fresh COCO-like set of this many '
                      'photo-like 640x480 JPEGs instead of the prepared dataset.', lower_bound=0,
                      upper_bound=100_000, flag_values=FLAGS)
+flags.DEFINE_string('profile_dir', None, 'Trace a few more steps here and add a summary of where '
+                    'the time goes (op kinds, model code, slowest ops).', flag_values=FLAGS)
+flags.DEFINE_integer('profile_steps', 3, 'Steps traced with --profile_dir.', lower_bound=1,
+                     upper_bound=100, flag_values=FLAGS)
+flags.DEFINE_boolean('sample_float32', True, 'Also time sampling with the default float32 image '
+                     'and masks on the host (a second sampler compile).', flag_values=FLAGS)
 flags.mark_flag_as_required('config', flag_values=FLAGS)
 flags.register_validator(
     'image_sizes', lambda v: v is None or all(x.isdigit() and int(x) > 0 for x in v),
@@ -61,7 +70,9 @@ def _main(fv: flags.FlagValues) -> None:
     for result in pipeline_benchmark.run(config, sizes, fv.batches, fv.coco_like):
       print(json.dumps(result), flush=True)
     return
-  print(json.dumps(benchmark.run(config, fv.steps, fv.sample_batch)), flush=True)
+  print(json.dumps(benchmark.run(config, fv.steps, fv.sample_batch, profile_dir=fv.profile_dir,
+                                 profile_steps=fv.profile_steps,
+                                 sample_float32=fv.sample_float32)), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

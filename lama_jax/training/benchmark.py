@@ -22,6 +22,7 @@ import numpy as np
 
 from lama_jax.datasets import synthetic
 from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.training import profiling
 from lama_jax.training.trainer import Trainer
 
 # (substring of jax's device_kind, bf16 dense peak FLOP/s); the first match wins.
@@ -97,12 +98,14 @@ def _time_steps(trainer: Trainer, state, batches, steps: int):
     state, metrics = compiled(state, batch, trainer.key)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
-  figures.update(step_s=float(np.median(times)), step_times_s=times)
+  figures.update(step_s=float(np.median(times)), step_times_s=times, compiled=compiled)
   return figures, state
 
 
-def _time_sampling(trainer: Trainer, state, config, sample_batch: int, repeats: int) -> dict:
-  """Sampling per image: on the device, and end to end in two output formats."""
+def _time_sampling(trainer: Trainer, state, config, sample_batch: int, repeats: int,
+                   float32_outputs: bool = True) -> dict:
+  """Sampling per image: on the device, and end to end as uint8 images (and, with
+  `float32_outputs`, with the default float32 image and masks: a second sampler compile)."""
   gen = trainer.layout_generator(state, Vocabulary.numbered('synthetic', config.model.num_classes))
   layouts = next(synthetic.synthetic_batches(config.model.image_size, config.data.max_objects,
                                              config.model.num_classes, sample_batch, seed=1))
@@ -118,6 +121,8 @@ def _time_sampling(trainer: Trainer, state, config, sample_batch: int, repeats: 
       'float32': lambda seed: gen.generate(layouts['boxes'], layouts['labels'], seed=seed,
                                            strict=False),
   }
+  if not float32_outputs:
+    del modes['float32']
   compile_s = {}
   for name, fn in modes.items():
     t0 = time.perf_counter()
@@ -129,24 +134,46 @@ def _time_sampling(trainer: Trainer, state, config, sample_batch: int, repeats: 
       t0 = time.perf_counter()
       fn(i + 1)
       times[name].append(time.perf_counter() - t0)
-  per_image = {name: float(np.median(t)) / sample_batch * 1000 for name, t in times.items()}
+  per_image = {name: round(float(np.median(t)) / sample_batch * 1000, 3)
+               for name, t in times.items()}
   return {'sample_compile_s': round(compile_s['device'], 2),
-          'sample_device_ms_per_image': round(per_image['device'], 3),
-          'sample_ms_per_image': round(per_image['uint8'], 3),
-          'sample_float32_ms_per_image': round(per_image['float32'], 3)}
+          'sample_device_ms_per_image': per_image['device'],
+          'sample_ms_per_image': per_image['uint8'],
+          'sample_float32_ms_per_image': per_image.get('float32')}
+
+
+def _profile_steps(trainer: Trainer, compiled, state, batches, steps: int, logdir: str):
+  """`profiling.profile` of `steps` train steps (state threaded); returns the summary and state."""
+  holder = {'state': state}
+
+  def run_once():
+    holder['state'], metrics = compiled(holder['state'], trainer.global_batch(next(batches)),
+                                        trainer.key)
+    jax.block_until_ready(metrics)
+  summary = profiling.profile(run_once, compiled.as_text(), steps, logdir)
+  return summary, holder['state']
 
 
 def run(config: ml_collections.ConfigDict, steps: int = 5, sample_batch: int = 8,
-        sample_repeats: int | None = None) -> dict:
-  """Benchmarks `config` (dataset forced to synthetic); returns the figures as a dict."""
+        sample_repeats: int | None = None, profile_dir: str | None = None,
+        profile_steps: int = 3, sample_float32: bool = True) -> dict:
+  """Benchmarks `config` (dataset forced to synthetic); returns the figures as a dict.
+
+  With `profile_dir`, also traces `profile_steps` more steps there and adds `profiling.aggregate`'s
+  summary (op time by kind, by model code, slowest ops) as 'profile'.
+  """
   config.data.dataset = 'synthetic'
   trainer = Trainer(config, steps_per_epoch=synthetic.STEPS_PER_EPOCH)
   batches = synthetic.synthetic_batches(config.model.image_size, config.data.max_objects,
                                         config.model.num_classes,
                                         config.batch_size // jax.process_count(), seed=0)
   step, state = _time_steps(trainer, trainer.init_state(), batches, steps)
+  profile = None
+  if profile_dir:
+    profile, state = _profile_steps(trainer, step['compiled'], state, batches, profile_steps,
+                                    profile_dir)
   sampling = _time_sampling(trainer, state, config, sample_batch,
-                            sample_repeats or max(3, steps))
+                            sample_repeats or max(3, steps), sample_float32)
   device = jax.devices()[0]
   peak = peak_bf16_flops(device)
   peak = peak * jax.device_count() if peak else None
@@ -165,4 +192,5 @@ def run(config: ml_collections.ConfigDict, steps: int = 5, sample_batch: int = 8
       'peak_device_memory_bytes': _peak_memory_bytes(device),
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       'sample_batch': sample_batch, **sampling,
+      **({'profile': profile} if profile else {}),
   }

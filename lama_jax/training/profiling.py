@@ -1,22 +1,26 @@
 """Where a compiled program's time goes: a `jax.profiler` trace aggregated by HLO op and op kind.
 
-    summary = profiling.profile(compiled, args, repeats=3, logdir='/tmp/trace')
-    summary['by_kind']   # {'convolution': {'ms': ..., 'share': ..., 'count': ...}, ...}
-    summary['top_ops']   # the slowest ops: name, kind, ms per run, count per run, share
+    summary = profiling.profile(lambda: jax.block_until_ready(compiled(*args)), compiled.as_text(),
+                                repeats=3, logdir='/tmp/trace')
+    summary['by_kind']      # {'convolution': {'ms': ..., 'share': ..., 'count': ...}, ...}
+    summary['top_sources']  # op time by kind and model code ('D bwd block#/conv#/reduce_sum')
+    summary['top_ops']      # the slowest ops: name, kind, source, ms per run, count per run, share
 
 Op events are those the runtime tags with the HLO instruction they execute (`hlo_op`): the device's
 kernels on a GPU or TPU, the thunks of XLA:CPU's executor threads on a CPU. Their durations are summed
-(kernels that overlap each count fully), so the shares are shares of op time, not of wall time. The op
-kind comes from the compiled HLO: a fusion is a convolution (or dot) fusion when its fused
-computation holds one, a reduce fusion when it reduces, an elementwise fusion otherwise; custom calls
-are named by their target (cuDNN convolutions count as convolutions).
+(kernels that overlap each count fully), so the shares are shares of op time, not of wall time. On a
+CPU, XLA's Eigen convolutions run asynchronously on the intra-op pool and their events do not show
+their compute: there the shares describe the other ops only. The op kind comes from the compiled
+HLO: a fusion is a convolution (or dot) fusion when its fused computation holds one, a reduce fusion
+when it reduces, an elementwise fusion otherwise; custom calls are named by their target (cuDNN
+convolutions count as convolutions). The source is the JAX op_name metadata with indices as '#'.
 """
 import collections
 import glob
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
@@ -128,27 +132,39 @@ def op_kinds(hlo_text: str) -> dict[str, str]:
   return kinds
 
 
-def _op_events(xplane_path: str) -> list[tuple[str, float]]:
-  """(hlo_op, duration in ms) of every op event, from the device planes if they have any."""
+def _op_events(xplane_path: str) -> tuple[list[tuple[str, float]], str]:
+  """(op, duration in ms) of every op event, and what the ops are keyed by.
+
+  Device planes (GPU, TPU) win over the host's when they hold any event; ops are keyed by the
+  `hlo_op` their events carry, or by the event (kernel) name on device planes where none does.
+  """
   data = jax.profiler.ProfileData.from_file(xplane_path)
-  by_plane = collections.defaultdict(list)
+  tagged, named = collections.defaultdict(list), collections.defaultdict(list)
   for plane in data.planes:
     for line in plane.lines:
       if line.name.startswith(_SKIP_LINES):
         continue
       for event in line.events:
+        ms = event.duration_ns / 1e6
         op = dict(event.stats).get('hlo_op')
         if op:
-          by_plane[plane.name].append((str(op), event.duration_ns / 1e6))
-  device = [p for p in by_plane if p.startswith('/device:')]
-  return [e for p in (device or list(by_plane)) for e in by_plane[p]]
+          tagged[plane.name].append((str(op), ms))
+        elif plane.name.startswith('/device:'):
+          named[plane.name].append((event.name, ms))
+  device = [p for p in tagged if p.startswith('/device:')]
+  if device:
+    return [e for p in device for e in tagged[p]], 'hlo_op (device)'
+  if named:
+    return [e for p in named for e in named[p]], 'kernel name (device)'
+  return [e for p in tagged for e in tagged[p]], 'hlo_op (host threads)'
 
 
 def aggregate(xplane_path: str, hlo_text: str, runs: int = 1, top: int = 25) -> dict[str, Any]:
   """Op time per kind and the `top` slowest ops, per run of the program."""
   kinds, sources = op_kinds(hlo_text), op_sources(hlo_text)
   per_op, count = collections.Counter(), collections.Counter()
-  for op, ms in _op_events(xplane_path):
+  events, keyed_by = _op_events(xplane_path)
+  for op, ms in events:
     per_op[op] += ms
     count[op] += 1
   total = sum(per_op.values()) or 1.0
@@ -160,7 +176,7 @@ def aggregate(xplane_path: str, hlo_text: str, runs: int = 1, top: int = 25) -> 
     entry[1] += count[op]
     by_source[f"{kinds.get(op, 'other')} | {sources.get(op, '?')}"] += ms
   return {
-      'op_ms_per_run': round(total / runs, 3),
+      'keyed_by': keyed_by, 'op_ms_per_run': round(total / runs, 3),
       'by_kind': {k: {'ms': round(ms / runs, 3), 'share': round(ms / total, 4), 'count': n // runs}
                   for k, (ms, n) in sorted(by_kind.items(), key=lambda kv: -kv[1][0])},
       'top_sources': [{'source': src, 'ms': round(ms / runs, 3), 'share': round(ms / total, 4)}
@@ -172,20 +188,20 @@ def aggregate(xplane_path: str, hlo_text: str, runs: int = 1, top: int = 25) -> 
   }
 
 
-def profile(compiled, args: tuple, repeats: int, logdir: str, top: int = 25) -> dict[str, Any]:
-  """Runs `compiled(*args)` `repeats` times under a trace in `logdir`; returns `aggregate`'s summary.
+def profile(run_once: Callable[[], Any], hlo_text: str, repeats: int, logdir: str,
+            top: int = 25) -> dict[str, Any]:
+  """Traces `repeats` calls of `run_once` (which must block until its program ends) into `logdir`.
 
-  The program must not donate its arguments (or pass fresh ones): the same `args` run every time.
+  Returns `aggregate`'s summary of the newest trace there, with the wall time per call.
   """
-  jax.block_until_ready(compiled(*args))  # warm-up outside the trace
   jax.profiler.start_trace(logdir)
   t0 = time.perf_counter()
   for _ in range(repeats):
-    jax.block_until_ready(compiled(*args))
+    run_once()
   wall = (time.perf_counter() - t0) / repeats
   jax.profiler.stop_trace()
   paths = sorted(glob.glob(os.path.join(logdir, '**', '*.xplane.pb'), recursive=True),
                  key=os.path.getmtime)
-  summary = aggregate(paths[-1], compiled.as_text(), repeats, top)
+  summary = aggregate(paths[-1], hlo_text, repeats, top)
   summary['wall_ms_per_run'] = round(wall * 1000, 3)
   return summary
