@@ -244,9 +244,12 @@ def measure(size: int, batch: int, args: argparse.Namespace, log) -> dict:
 
 def table(summaries: list[dict]) -> str:
   """The figures the README quotes: medians [min-max] and official/ours ratios."""
+  def num(v):
+    return f'{v:.3g}' if abs(v) < 1000 else f'{v:.0f}'
+
   def cell(stats, scale=1.0, unit='s'):
-    return (f"{stats['median'] * scale:.3g} {unit} "
-            f"[{stats['min'] * scale:.3g}-{stats['max'] * scale:.3g}]")
+    return (f"{num(stats['median'] * scale)} {unit} "
+            f"[{num(stats['min'] * scale)}-{num(stats['max'] * scale)}]")
   lines = ['size/batch | official step | ours step | step ratio | official sample ms/img | '
            'ours sample ms/img (end to end) | on device | sample ratio | load']
   for s in summaries:
