@@ -61,17 +61,36 @@ def _sub_jaxprs(value):
       yield from _sub_jaxprs(v)
 
 
+def _valid_taps(in_size: int, k: int, out_size: int, stride: int, pad_lo: int, lhs_dil: int,
+                rhs_dil: int) -> int:
+  """Kernel taps of one spatial axis, summed over the outputs, that land on the input (not on
+  padding, nor between the samples of a dilated input): the multiply-adds XLA counts too."""
+  pos = (np.arange(out_size)[:, None] * stride + np.arange(k)[None, :] * rhs_dil - pad_lo)
+  return int(np.sum((pos >= 0) & (pos <= (in_size - 1) * lhs_dil) & (pos % lhs_dil == 0)))
+
+
+def _conv_eqn_flops(eqn) -> float:
+  lhs, rhs = (v.aval.shape for v in eqn.invars[:2])
+  out = eqn.outvars[0].aval.shape
+  p = eqn.params
+  lhs_spec, rhs_spec, out_spec = p['dimension_numbers']  # (batch/out feature, feature, spatial...)
+  macs = float(out[out_spec[0]]) * out[out_spec[1]] * rhs[rhs_spec[1]]
+  for d in range(len(out_spec) - 2):
+    macs *= _valid_taps(lhs[lhs_spec[2 + d]], rhs[rhs_spec[2 + d]], out[out_spec[2 + d]],
+                        p['window_strides'][d], p['padding'][d][0],
+                        (p['lhs_dilation'] or (1,) * len(p['padding']))[d],
+                        (p['rhs_dilation'] or (1,) * len(p['padding']))[d])
+  return 2.0 * macs
+
+
 def convolution_flops(jaxpr) -> float:
-  """2·MACs of every convolution in a (closed) jaxpr, its sub-jaxprs included (an analytic count)."""
+  """2·MACs of every convolution in a (closed) jaxpr, its sub-jaxprs included (an analytic count,
+  padding taps excluded as in XLA's cost analysis)."""
   jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
   total = 0.0
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == 'conv_general_dilated':
-      out = eqn.outvars[0].aval.shape
-      rhs = eqn.invars[1].aval.shape
-      rhs_spec = eqn.params['dimension_numbers'].rhs_spec  # (out feature, in feature, spatial...)
-      per_output = np.prod([rhs[d] for d in rhs_spec[1:]], dtype=np.float64)
-      total += 2.0 * np.prod(out, dtype=np.float64) * per_output
+      total += _conv_eqn_flops(eqn)
     for value in eqn.params.values():
       for sub in _sub_jaxprs(value):
         total += convolution_flops(sub)
