@@ -150,7 +150,8 @@ def test_uint8_images_and_mask_formats_match_the_float_outputs(gen):
   assert half.mask.dtype == half.raw_mask.dtype == np.float16
   assert half.mask.shape == ref.mask.shape == (1, 2, 64, 64)
   np.testing.assert_allclose(half.mask, ref.mask, rtol=1e-3, atol=1e-4)
-  np.testing.assert_array_equal(half.image, ref.image)
+  # Another compiled program (float16 masks): XLA may fuse, and so round, the image differently.
+  np.testing.assert_allclose(half.image, ref.image, rtol=0, atol=1e-6)
 
 
 def test_generate_many_matches_generate(gen):
