@@ -157,7 +157,7 @@ def summarise(rounds: list[dict], batch: int) -> dict:
         'per_round': _stats(ratios)}
   for k in ('official_sample_s', 'ours_sample_s', 'ours_sample_device_s'):
     if pooled[k]:
-      out[k.replace('_s', '_ms_per_image')] = round(1000 * float(np.median(pooled[k])) / batch, 2)
+      out[k[:-len('_s')] + '_ms_per_image'] = round(1000 * float(np.median(pooled[k])) / batch, 2)
   out['load'] = _stats([r['load'] for r in rounds])
   return out
 
