@@ -311,6 +311,10 @@ def _loop(config, trainer: Trainer, compiling: concurrent.futures.Future, state:
       # One process checks every step; several agree at the logging steps, which all reach together.
       reason = should_stop() if jax.process_count() == 1 or step % log.every_steps == 0 else ''
       is_last = step == num_steps or bool(reason)
+      # Scored before the step's console line, so that the line shows this step's scores.
+      scored = step % log.sample_every_steps == 0 or (is_last and not (reason and signalled()))
+      if scored:
+        progress.scores = evaluation(state, step)
       if step % log.every_steps == 0 or is_last:
         fetched = _check_finite(pending)
         pending = []
@@ -322,10 +326,8 @@ def _loop(config, trainer: Trainer, compiling: concurrent.futures.Future, state:
         _check_finite(pending)
         pending = []
         checkpointing.save(manager, state)
-      if step % log.sample_every_steps == 0 or (is_last and not (reason and signalled())):
-        progress.scores = evaluation(state, step)
-        if is_last and progress.scores:
-          _say(json.dumps({'step': step, **progress.scores}))
+      if is_last and scored and progress.scores:
+        _say(json.dumps({'step': step, **progress.scores}))
       if reason:
         _say(f'Stopped at step {step} ({reason}); saved a checkpoint.')
         break
