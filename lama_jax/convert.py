@@ -54,11 +54,8 @@ flags.DEFINE_integer('max_objects', None, 'Objects per layout (default: 8 for co
 
 def _main(fv: flags.FlagValues) -> None:
   for flag in ('torch_checkpoint', 'torch_discriminator'):
-    path = fv[flag].value
-    if path is not None and os.path.isdir(path):
-      raise LamaError(f'--{flag} {path}: a folder, not a .pth file')
-    if path is not None and not os.path.isfile(path):
-      raise LamaError(f'--{flag} {path}: no such file')
+    if fv[flag].value is not None:
+      files.check_input_file(fv[flag].value, f'--{flag}', '.pth file')
   files.check_folder_target(fv.out, '--out', empty=True)
   if fv.vocab is not None and not os.path.isfile(fv.vocab):
     raise LamaError(f'--vocab {fv.vocab}: no such file')

@@ -91,8 +91,8 @@ flags.DEFINE_float('truncation', 2.0, 'z entries beyond ±T are redrawn once (of
 flags.DEFINE_integer('max_layouts', None, 'Evaluate only the first N val layouts (quick runs; not '
                      'comparable).', flag_values=FLAGS)
 flags.DEFINE_integer('cas_epochs', 20, 'CAS classifier training epochs.', flag_values=FLAGS)
-flags.DEFINE_string('dataset', None, "The val split to use (default: the generator's dataset).",
-                    flag_values=FLAGS)
+flags.DEFINE_enum('dataset', None, list(builders.BUILDERS),
+                  "The val split to use (default: the generator's dataset).", flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
                      flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/eval).', flag_values=FLAGS)
@@ -107,8 +107,6 @@ def settings_from_flags(fv: flags.FlagValues) -> Settings:
   """
   check_counts(batch_size=fv.batch_size, inception_batch_size=fv.inception_batch_size,
                cas_epochs=fv.cas_epochs, num_samples=fv.num_samples, max_layouts=fv.max_layouts)
-  if fv.dataset is not None and fv.dataset not in builders.BUILDERS:
-    raise EvalError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
   if fv.detections and not fv.instances:
     raise EvalError('--detections needs --instances (instances_val2017.json)')
   return Settings(

@@ -94,6 +94,14 @@ def check_folder_target(path: str | os.PathLike, flag: str, empty: bool = False)
     raise LamaError(f'{flag} {path}: no permission to write in {ancestor}')
 
 
+def check_input_file(path: str | os.PathLike, flag: str, what: str) -> None:
+  """Raises LamaError unless `path` is an existing file (`what` names its kind: 'layout file')."""
+  if os.path.isdir(path):
+    raise LamaError(f'{flag} {path}: a folder, not a {what}')
+  if not os.path.isfile(path):
+    raise LamaError(f'{flag} {path}: no such {what}')
+
+
 @contextlib.contextmanager
 def output_dir(path: str | os.PathLike, keep: Callable[[], bool] | None = None) -> Iterator[Path]:
   """Creates a command's output folder (parents too) and removes it again if the block fails.

@@ -41,7 +41,7 @@ from lama_jax.datasets import builders
 from lama_jax.evaluation import driver
 from lama_jax.evaluation import mask_clarity
 from lama_jax.evaluation import registry
-from lama_jax.evaluation.common import EvalError, Settings, check_counts
+from lama_jax.evaluation.common import Settings, check_counts
 from lama_jax.inference.layouts import MAX_SEED
 
 FLAGS = cli.flag_values()
@@ -49,7 +49,8 @@ flags.DEFINE_string('workdir', None, 'Generator directory or training workdir of
                     'generator.', flag_values=FLAGS, required=True)
 flags.DEFINE_string('data_dir', None, 'TFDS data dir holding the prepared dataset.',
                     flag_values=FLAGS, required=True)
-flags.DEFINE_string('dataset', None, "Default: the generator's dataset.", flag_values=FLAGS)
+flags.DEFINE_enum('dataset', None, list(builders.BUILDERS), "Default: the generator's dataset.",
+                  flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).', lower_bound=0,
                      flag_values=FLAGS)
 flags.DEFINE_string('taus', mask_clarity.DEFAULT_TAUS, 'Comma-separated τ values.',
@@ -72,8 +73,6 @@ cli.not_nan(FLAGS, 'truncation')
 def _settings(fv: flags.FlagValues) -> Settings:
   check_counts(num_samples=fv.num_samples, batch_size=fv.batch_size,
                inception_batch_size=fv.inception_batch_size, max_layouts=fv.max_layouts)
-  if fv.dataset is not None and fv.dataset not in builders.BUILDERS:
-    raise EvalError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
   return Settings(num_samples=fv.num_samples, seed=fv.seed,
                   truncation=fv.truncation if fv.truncation > 0 else None,
                   batch_size=fv.batch_size, max_layouts=fv.max_layouts, data_dir=fv.data_dir,

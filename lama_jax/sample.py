@@ -17,7 +17,6 @@ differ by one moved or added box shows how LAMA reconfigures the scene around th
 shapes, 1 for Visual Genome, as the official test.py), for the metrics.
 """
 from collections.abc import Sequence
-import os
 import sys
 
 from absl import flags
@@ -51,8 +50,8 @@ flags.DEFINE_boolean('val', False, 'Sample the prepared validation split (needs 
                      '--layouts.', flag_values=FLAGS)
 flags.DEFINE_string('data_dir', None, 'Where `prepare` wrote the datasets (for --val).',
                     flag_values=FLAGS)
-flags.DEFINE_string('dataset', None, "Dataset for --val (default: the generator's own).",
-                    flag_values=FLAGS)
+flags.DEFINE_enum('dataset', None, list(builders.BUILDERS),
+                  "Dataset for --val (default: the generator's own).", flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 16, 'Images per generator call (layouts per batch for --val).',
                      lower_bound=1, upper_bound=sampling.MAX_BATCH, flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
@@ -66,12 +65,8 @@ def _check_flags(fv: flags.FlagValues) -> None:
     raise LamaError('give either --layouts FILE or --val (with --data_dir)')
   if fv.val and not fv.data_dir:
     raise LamaError('--val needs --data_dir (where `prepare` wrote the datasets)')
-  if fv.val and fv.dataset is not None and fv.dataset not in builders.BUILDERS:
-    raise LamaError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
-  if fv.layouts and os.path.isdir(fv.layouts):
-    raise LamaError(f'--layouts {fv.layouts}: a folder, not a layout file')
-  if fv.layouts and not os.path.isfile(fv.layouts):
-    raise LamaError(f'--layouts {fv.layouts}: no such layout file')
+  if fv.layouts:
+    files.check_input_file(fv.layouts, '--layouts', 'layout file')
   files.check_folder_target(fv.out, '--out')
 
 

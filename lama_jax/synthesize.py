@@ -27,6 +27,7 @@ import sys
 from absl import flags
 
 from lama_jax import cli
+from lama_jax import files
 from lama_jax.datasets import builders
 from lama_jax.errors import LamaError
 from lama_jax.inference import coco_export
@@ -46,8 +47,8 @@ flags.DEFINE_enum('split', None, ['train', 'val'], 'Take the layouts of this pre
                   '(needs --data_dir).', flag_values=FLAGS)
 flags.DEFINE_string('data_dir', None, 'Where `prepare` wrote the datasets (for --split).',
                     flag_values=FLAGS)
-flags.DEFINE_string('dataset', None, "Dataset for --split (default: the generator's own).",
-                    flag_values=FLAGS)
+flags.DEFINE_enum('dataset', None, list(builders.BUILDERS),
+                  "Dataset for --split (default: the generator's own).", flag_values=FLAGS)
 flags.DEFINE_integer('samples_per_layout', 1, 'Images per (jittered) layout, each with its own z.',
                      flag_values=FLAGS)
 flags.DEFINE_float('jitter', 0.0, 'Box jitter: centres move by up to jitter·(w, h), sides scale by '
@@ -99,12 +100,8 @@ def _check_flags(fv: flags.FlagValues) -> None:
     raise LamaError('give either --layouts FILE or --split train|val (with --data_dir)')
   if fv.split and not fv.data_dir:
     raise LamaError('--split needs --data_dir (where `prepare` wrote the datasets)')
-  if fv.split and fv.dataset is not None and fv.dataset not in builders.BUILDERS:
-    raise LamaError(f'--dataset {fv.dataset}: unknown; choose from {", ".join(builders.BUILDERS)}')
-  if fv.layouts and os.path.isdir(fv.layouts):
-    raise LamaError(f'--layouts {fv.layouts}: a folder, not a layout file')
-  if fv.layouts and not os.path.isfile(fv.layouts):
-    raise LamaError(f'--layouts {fv.layouts}: no such layout file')
+  if fv.layouts:
+    files.check_input_file(fv.layouts, '--layouts', 'layout file')
   if fv.samples_per_layout < 1:
     raise LamaError(f'--samples_per_layout must be at least 1, got {fv.samples_per_layout}')
   if not 0 <= fv.jitter <= 0.5:

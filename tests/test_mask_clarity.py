@@ -33,7 +33,8 @@ def data(tmp_path_factory):
   manual = str(tmp_path_factory.mktemp('shapes') / 'shapes')
   shapes.generate(manual, num_train=N_TRAIN, num_val=N_VAL, seed=5, num_workers=1)
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  prepare_lib.prepare('shapes', manual, data_dir, image_sizes=(32, 128))
+  # 32: the pipeline test's size; 64: test_end_to_end's generator; 128: the shapes' own size.
+  prepare_lib.prepare('shapes', manual, data_dir, image_sizes=(32, 64, 128))
   return data_dir, manual
 
 

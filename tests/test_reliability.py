@@ -76,7 +76,7 @@ def test_sample_refuses_bad_paths(workdir, tmp_path, afile, capsys):
   cases = [
       (['--layouts', str(tmp_path), '--out', out], 'a folder, not a layout file'),
       (['--val', '--data_dir', str(tmp_path), '--dataset', 'bogus', '--out', out],
-       '--dataset bogus: unknown; choose from'),
+       '--dataset=bogus: value should be one of'),
       (['--layouts', LAYOUTS, '--out', afile], f'--out {afile}: exists and is not a folder'),
       (['--layouts', LAYOUTS, '--out', f'{afile}/sub'], 'is a file, not a folder'),
   ]

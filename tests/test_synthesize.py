@@ -203,7 +203,8 @@ def _bad_cases(model, layouts, tmp_path):
       ([*m, *n, '--layouts', layouts, '--truncation', 'nan'], 'not a number (NaN)'),
       ([*m, *n, '--layouts', layouts, '--batch_size', '100000'], '100000 is not integer <= 128'),
       ([*m, *n, '--layouts', str(tmp_path)], 'a folder, not a layout file'),
-      ([*m, *n, '--split', 'val', '--data_dir', '/d', '--dataset', 'bogus'], '--dataset bogus'),
+      ([*m, *n, '--split', 'val', '--data_dir', '/d', '--dataset', 'bogus'],
+       '--dataset=bogus: value should be one of'),
   ]
 
 

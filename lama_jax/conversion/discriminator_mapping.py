@@ -24,7 +24,7 @@ from lama_jax.models import Discriminator, make_discriminator
 from lama_jax.models.discriminator import DISCRIMINATOR_SPECS
 from lama_jax.conversion.torch_io import ConversionError
 from lama_jax.conversion.torch_mapping import (_convert_sn, _Reader, _shape_of, _sigma,
-                                               strip_ddp_prefix)
+                                               add_spectral_vectors, strip_ddp_prefix)
 
 PREFIX = 'obD.'  # CombineDiscriminator holds the ResnetDiscriminator as `obD`
 
@@ -190,14 +190,5 @@ def random_discriminator_state_dict(image_size: int, seed: int = 0, ch: int = 64
   for name, shape in official_discriminator_shapes(image_size, ch, num_classes).items():
     if not name.endswith(('weight_u', 'weight_v')):
       sd[name] = (rng.standard_normal(shape) * 0.1).astype(np.float32)
-  for name in [k for k in sd if k.endswith('.weight_orig')]:
-    w = sd[name].reshape(sd[name].shape[0], -1).astype(np.float64)
-    v = rng.standard_normal(w.shape[1])
-    for _ in range(30):
-      u = w @ v
-      u /= np.linalg.norm(u)
-      v = w.T @ u
-      v /= np.linalg.norm(v)
-    prefix = name[:-len('weight_orig')]
-    sd[prefix + 'weight_u'], sd[prefix + 'weight_v'] = u.astype(np.float32), v.astype(np.float32)
+  add_spectral_vectors(sd, rng)
   return sd

@@ -360,6 +360,12 @@ def random_state_dict(image_size: int, seed: int = 0, **kwargs) -> dict[str, np.
       sd[name] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
     elif not name.endswith(('weight_u', 'weight_v')):
       sd[name] = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+  add_spectral_vectors(sd, rng)
+  return sd
+
+
+def add_spectral_vectors(sd: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+  """Each spectral-norm layer's u, v after 30 power iterations on its weight_orig (in place)."""
   for name in [k for k in sd if k.endswith('.weight_orig')]:
     w = sd[name].reshape(sd[name].shape[0], -1).astype(np.float64)
     v = rng.standard_normal(w.shape[1])
@@ -370,4 +376,3 @@ def random_state_dict(image_size: int, seed: int = 0, **kwargs) -> dict[str, np.
       v /= np.linalg.norm(v)
     prefix = name[:-len('weight_orig')]
     sd[prefix + 'weight_u'], sd[prefix + 'weight_v'] = u.astype(np.float32), v.astype(np.float32)
-  return sd
