@@ -49,7 +49,7 @@ class _Formats(NamedTuple):
   """Static output options of one compiled program."""
   image: str  # one of IMAGE_FORMATS
   mask: str | None  # one of MASK_FORMATS; None: no masks
-  truncation: float | None  # of the z drawn in the program
+  truncation: float | None  # of the z drawn in the program (None when the caller gives every z)
 
 
 def truncated_normal(key: jax.Array, shape: Sequence[int], truncation: float | None) -> jax.Array:
@@ -100,9 +100,11 @@ def fill_z(keys: jax.Array, num_objects: int, z_dim: int, truncation: float | No
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _sample_z(batch: int, num_objects: int, z_dim: int, truncation: float | None, base: jax.Array,
-              first: jax.Array):
-  return draw_z(_row_keys(base, batch, first), num_objects, z_dim, truncation)
+def _sample_z(batch: int, num_objects: int, z_dim: int, truncated: bool, base: jax.Array,
+              first: jax.Array, truncation: jax.Array):
+  # The truncation value is traced, so that a new value (the studio's slider) does not recompile.
+  return draw_z(_row_keys(base, batch, first), num_objects, z_dim,
+                truncation if truncated else None)
 
 
 def to_uint8_truncated(image: jax.Array) -> jax.Array:
@@ -214,8 +216,9 @@ class LayoutGenerator:
     """
     layouts_lib.check_sampling(seed, truncation)
     num_objects = self.max_objects if num_objects is None else num_objects
-    z_obj, z_im = _sample_z(batch, num_objects, self.z_dim, truncation, jax.random.key(seed),
-                            jnp.int32(first_row))
+    z_obj, z_im = _sample_z(batch, num_objects, self.z_dim, truncation is not None,
+                            jax.random.key(seed), jnp.int32(first_row),
+                            jnp.float32(0.0 if truncation is None else truncation))
     return np.asarray(z_obj), np.asarray(z_im)
 
   def parse_layouts(self, layouts: Any, source: str = '<layouts>') -> list[Layout]:
@@ -326,7 +329,9 @@ class LayoutGenerator:
     if masks is not None:
       masks = self._check_masks(masks, (b, o, self.image_size, self.image_size))
       masks = np.concatenate([masks, np.zeros((b, pad, *masks.shape[2:]), np.float32)], 1)
-    outputs = self._start(_Formats(image_format, mask_format, truncation), seed, first_row, boxes,
+    drawn = z_obj is None or z_im is None  # else no z is drawn: one program for every truncation
+    formats = _Formats(image_format, mask_format, truncation if drawn else None)
+    outputs = self._start(formats, seed, first_row, boxes,
                           labels, z_obj, z_im, masks)
     for x in outputs:
       if x is not None and to_host:
