@@ -129,12 +129,7 @@ def convert_discriminator_state_dict(state_dict: Mapping[str, Any], image_size: 
         raise ConversionError(f'{t}: shape {arr.shape} after conversion, our discriminator expects '
                               f'{want} at {"/".join(key)}.')
       flat[key] = arr
-  problems = []
-  if reader.missing:
-    problems.append(f'missing keys: {", ".join(reader.missing)}')
-  unmapped = sorted(k for k in sd if k not in reader.used)
-  if unmapped:
-    problems.append(f'unmapped keys: {", ".join(unmapped)}')
+  problems = reader.problems()
   if problems:
     raise ConversionError('not an official LAMA discriminator state dict: ' + '; '.join(problems))
   assert set(flat) == set(template), sorted(set(template) - set(flat))

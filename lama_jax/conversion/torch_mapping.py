@@ -71,6 +71,17 @@ class _Reader:
     self.used.add(key)
     return np.asarray(self.sd[key])
 
+  def problems(self, ignored_suffixes: tuple[str, ...] = ()) -> list[str]:
+    """What the conversion found wrong: keys it needed and missed, keys nothing used."""
+    problems = []
+    if self.missing:
+      problems.append(f'missing keys: {", ".join(self.missing)}')
+    unmapped = sorted(k for k in self.sd if k not in self.used
+                      and not (ignored_suffixes and k.endswith(ignored_suffixes)))
+    if unmapped:
+      problems.append(f'unmapped keys: {", ".join(unmapped)}')
+    return problems
+
 
 def _shape_of(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
   if key not in sd:
@@ -252,13 +263,7 @@ def convert_state_dict(state_dict: Mapping[str, Any], image_size: int
         raise ConversionError(f'{t}: shape {arr.shape} after conversion, our generator expects '
                               f'{tuple(want)} at {"/".join(key)}.')
       flat[key] = arr
-  problems = []
-  if reader.missing:
-    problems.append(f'missing keys: {", ".join(reader.missing)}')
-  unmapped = sorted(k for k in sd if k not in reader.used
-                    and not k.endswith(IGNORED_SUFFIXES))
-  if unmapped:
-    problems.append(f'unmapped keys: {", ".join(unmapped)}')
+  problems = reader.problems(IGNORED_SUFFIXES)
   unfilled = sorted('/'.join(k) for k in template if k not in flat)
   if unfilled and not reader.missing:
     problems.append(f'our variables left unfilled: {", ".join(unfilled)}')
