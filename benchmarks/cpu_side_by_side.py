@@ -6,7 +6,8 @@ DIR holds the official code's model/ and utils/ folders (github:ZejianLi/LAMA: a
 `git archive`; imported at run time, never copied here); PY is a Python with torch and torchvision
 (default /work/venv_official/bin/python). By default it measures the train step at 64×64 batch 8
 and 128×128 batch 4 (`--runs 64:8,128:4`), 5 rounds each; `--quick` is a proof of run (64:8, 2 short
-rounds). Run it on a quiet machine: both codes share the cores.
+rounds); `--sample_only --runs 64:1,128:1` times sampling alone, one layout per call (the
+studio). Run it on a quiet machine: both codes share the cores.
 
 For each size both codes run at once in two processes (the official one in its own Python, torch on
 --threads threads, driven through benchmarks/official_worker.py) and take turns: in every round the
@@ -60,7 +61,7 @@ def make_batches(size: int, batch: int, count: int, seed: int = 0) -> list[dict]
 class Ours:
   """Our compiled step and LayoutGenerator for one size, on the side-by-side batches."""
 
-  def __init__(self, size: int, batch: int, batches: list[dict]):
+  def __init__(self, size: int, batch: int, batches: list[dict], train: bool = True):
     import importlib  # pylint: disable=import-outside-toplevel
     config = importlib.import_module(f'configs.coco{size}').get_config()
     config.batch_size, config.data.dataset, config.model.dtype = batch, 'synthetic', 'float32'
@@ -69,7 +70,8 @@ class Ours:
     self.layouts = batches
     self.state = self.trainer.init_state()
     t0 = time.perf_counter()
-    self.step = self.trainer.step_fn.lower(self.state, self.batches[0], self.trainer.key).compile()
+    self.step = (self.trainer.step_fn.lower(self.state, self.batches[0], self.trainer.key).compile()
+                 if train else None)
     self.compile_s = time.perf_counter() - t0
     self.calls = 0
     self.gen = None
@@ -150,6 +152,8 @@ def summarise(rounds: list[dict], batch: int) -> dict:
   pooled = {k: [t for r in rounds for t in r[k]] for k in rounds[0] if k.endswith('_s')}
   out = {k: _stats(v) for k, v in pooled.items() if v}
   for what, ours in (('train', 'ours_train_s'), ('sample', 'ours_sample_s')):
+    if ours not in pooled:  # --sample_only
+      continue
     ratios = [np.median(r[f'official_{what}_s']) / np.median(r[ours]) for r in rounds]
     out[f'{what}_ratio_official_over_ours'] = {
         'of_medians': round(float(np.median(pooled[f'official_{what}_s']) /
@@ -174,6 +178,9 @@ def _parse_args() -> argparse.Namespace:
   parser.add_argument('--steps', type=int, default=2, help='train steps per code per round')
   parser.add_argument('--sample_repeats', type=int, default=3, help='sampling calls per round')
   parser.add_argument('--threads', type=int, default=2, help="the official code's torch threads")
+  parser.add_argument('--sample_only', action='store_true',
+                      help='sampling only (no train steps): e.g. --runs 64:1,128:1 for the '
+                           "studio's one-image latency")
   parser.add_argument('--quick', action='store_true',
                       help='proof of run: 64:8 only, 2 rounds of 1 step and 2 sampling calls')
   parser.add_argument('--out', default='side_by_side.jsonl', help='JSON lines are appended here')
@@ -196,7 +203,7 @@ def _round(r: int, official: 'Official', ours: Ours, args: argparse.Namespace) -
   """One round: both train, then both sample; who goes first flips every round."""
   row = {'what': 'round', 'round': r, 'load': os.getloadavg()[0]}
   first, second = (('official', 'ours') if r % 2 == 0 else ('ours', 'official'))
-  for what in ('train', 'sample'):
+  for what in ('sample',) if args.sample_only else ('train', 'sample'):
     for who in (first, second):
       if who == 'official':
         row[f'official_{what}_s'] = official.ask(
@@ -219,14 +226,15 @@ def measure(size: int, batch: int, args: argparse.Namespace, log) -> dict:
                                                  for k, v in b.items()})
     official = Official(args.official_python, args.official_dir, size, batches_file, args.threads)
     try:
-      ours = Ours(size, batch, batches)
+      ours = Ours(size, batch, batches, train=not args.sample_only)
       head = {'what': 'setup', 'size': size, 'batch': batch, 'torch': official.info['torch'],
               'torch_threads': args.threads, 'jax': jax.__version__,
               'device': str(jax.devices()[0]), 'ours_compile_s': round(ours.compile_s, 1),
               'xla_flags': os.environ.get('XLA_FLAGS'), 'cpus': os.cpu_count()}
       print(json.dumps(head), flush=True)
       log.write(json.dumps(head) + '\n')
-      official.ask(cmd='train', steps=1), ours.train(1)  # warm-up (and our sampler's compile)
+      if not args.sample_only:
+        official.ask(cmd='train', steps=1), ours.train(1)  # warm-up (and our sampler's compile)
       official.ask(cmd='sample', repeats=1), ours.sample(1), ours.sample(1, on_device=True)
       rounds = []
       for r in range(args.rounds):
@@ -248,6 +256,8 @@ def table(summaries: list[dict]) -> str:
     return f'{v:.3g}' if abs(v) < 1000 else f'{v:.0f}'
 
   def cell(stats, scale=1.0, unit='s'):
+    if stats is None:
+      return '-'
     return (f"{num(stats['median'] * scale)} {unit} "
             f"[{num(stats['min'] * scale)}-{num(stats['max'] * scale)}]")
   lines = ['size/batch | official step | ours step | step ratio | official sample ms/img | '
@@ -255,8 +265,8 @@ def table(summaries: list[dict]) -> str:
   for s in summaries:
     per_image = 1000 / s['batch']
     lines.append(' | '.join([
-        f"{s['size']}/{s['batch']}", cell(s['official_train_s']), cell(s['ours_train_s']),
-        f"{s['train_ratio_official_over_ours']['of_medians']}x",
+        f"{s['size']}/{s['batch']}", cell(s.get('official_train_s')), cell(s.get('ours_train_s')),
+        f"{s['train_ratio_official_over_ours']['of_medians']}x" if 'ours_train_s' in s else '-',
         cell(s['official_sample_s'], per_image, 'ms'), cell(s['ours_sample_s'], per_image, 'ms'),
         cell(s['ours_sample_device_s'], per_image, 'ms'),
         f"{s['sample_ratio_official_over_ours']['of_medians']}x",

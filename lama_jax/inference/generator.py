@@ -31,6 +31,7 @@ from lama_jax.inference import layouts as layouts_lib
 from lama_jax.inference import portable_runtime
 from lama_jax.inference.layouts import Layout, LayoutError
 from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.models.layers import prescale_spectral
 from lama_jax.models.mask import masks_to_layout
 
 
@@ -154,6 +155,9 @@ def _program(generator: nn.Module, formats: _Formats, variables, base_key, first
   return format_outputs(formats, *outputs)
 
 
+_prescale = jax.jit(prescale_spectral)
+
+
 def _fetch(started: tuple[tuple[jax.Array | None, ...], int]) -> Generated:
   """Host copies of `_dispatch`'s outputs; the masks keep the caller's `o` objects per row."""
   (image, mask, raw), o = started
@@ -178,6 +182,7 @@ class LayoutGenerator:
                max_objects: int, dataset: str = '', step: int = 0):
     self.generator = generator
     self.variables = jax.tree_util.tree_map(jnp.asarray, dict(variables))
+    self._sampling_variables = None  # `variables` with the prescaled weights, at the first call
     self.vocabulary = vocabulary
     self.max_objects = int(max_objects)
     self.dataset = dataset or vocabulary.dataset
@@ -342,7 +347,10 @@ class LayoutGenerator:
              labels: np.ndarray, z_obj: np.ndarray | None, z_im: np.ndarray | None,
              masks: np.ndarray | None) -> tuple[jax.Array | None, ...]:
     """Starts the padded [B, max_objects] forward pass; returns its (image, mask, raw) outputs."""
-    return _program(self.generator, formats, self.variables, jax.random.key(seed),
+    if self._sampling_variables is None:
+      # Spectral-norm weights divided once here, not in every call (models/layers.py, `prescaled`).
+      self._sampling_variables = _prescale(self.variables)
+    return _program(self.generator, formats, self._sampling_variables, jax.random.key(seed),
                     jnp.int32(first_row), boxes, labels, z_obj, z_im, masks)
 
   def generate_layouts(self, layouts: Sequence[Layout], **kwargs: Any) -> Generated:

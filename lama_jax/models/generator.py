@@ -11,6 +11,7 @@ from lama_jax.models.init import orthogonal
 from lama_jax.models.layers import BatchNorm, Dtype, SNConv, SNDense, leaky_relu
 from lama_jax.models.mask import LAMA, MaskRegressNet
 from lama_jax.models.resize import upcast
+from lama_jax.models.sampling_forms import materialize
 
 
 class StyleMapping(nn.Module):
@@ -48,13 +49,15 @@ class Generator(nn.Module):
   def image_size(self) -> int:
     return 4 * 2 ** (len(self.channels) - 1)
 
-  def _noise_maps(self, batch: int) -> list[jax.Array]:
+  def _noise_maps(self, batch: int, train: bool) -> list[jax.Array]:
     """Two N(0, 1) maps [B, r, r, 1] per block (r its output side), drawn in one call.
 
     One draw instead of one per layer: each random call site is a kernel XLA must compile.
     """
     sides = [8 * 2 ** i for i in range(len(self.channels) - 1) for _ in range(2)]
     flat = jax.random.normal(self.make_rng('noise'), (batch, sum(r * r for r in sides)))
+    if not train:  # sampling: drawn once, not once per channel it is added to
+      flat = materialize(flat)
     maps, start = [], 0
     for r in sides:
       maps.append(flat[:, start:start + r * r].reshape(batch, r, r, 1))
@@ -102,7 +105,7 @@ class Generator(nn.Module):
     c0 = self.channels[0] * self.ch
     x = SNDense(4 * 4 * c0, dtype=self.dtype, name='fc')(upcast(z_im), train)
     x = x.reshape(b, c0, 4, 4).transpose(0, 2, 3, 1)  # PyTorch's (C, 4, 4) view, to NHWC
-    noise = self._noise_maps(b) if self.noise else None
+    noise = self._noise_maps(b, train) if self.noise else None
     for i, mult in enumerate(self.channels[1:]):
       x = ResBlockG(mult * self.ch, upsample=True, norm=self.norm, noise=self.noise,
                     dtype=self.dtype, name=f'res{i}')(

@@ -4,6 +4,8 @@ Variable collections:
   params       trainable parameters (float32).
   spectral     spectral-norm state per layer: `u`, `v` (power-iteration vectors) and `sigma`.
   batch_stats  BatchNorm running `mean` and `var`.
+  prescaled    inference only, optional: each spectral-norm layer's eval-mode weight W/sigma, divided
+               once (`prescale_spectral`) instead of in every call of a sampling program.
 
 Spectral norm follows `torch.nn.utils.spectral_norm`: one power iteration per training forward (u and v
 updated without gradient, sigma = uᵀWv with gradient through W), none in eval, where sigma is recomputed
@@ -22,6 +24,7 @@ from lama_jax.models.channels import broadcast_channels
 from lama_jax.models.init import orthogonal
 from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean
 from lama_jax.models.resize import resize_bilinear, upcast
+from lama_jax.models.sampling_forms import FEW_OUTPUTS, conv3x3_few_outputs
 
 Dtype = Any
 
@@ -36,6 +39,14 @@ def leaky_relu(x: jax.Array) -> jax.Array:
 def _l2_normalize(x: jax.Array, eps: float) -> jax.Array:
   # torch.nn.functional.normalize: x / max(‖x‖, eps).
   return x / jnp.maximum(jnp.linalg.norm(x), eps)
+
+
+PRESCALED = 'prescaled'
+
+
+def sigma_of(w_t: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+  """sigma = uᵀ·W·v for W = w_tᵀ (`spectral_sigma`'s estimate from given u, v)."""
+  return jnp.dot(jnp.dot(v, w_t), u)
 
 
 def spectral_sigma(module: nn.Module, weight: jax.Array, train: bool, eps: float) -> jax.Array:
@@ -64,7 +75,7 @@ def spectral_sigma(module: nn.Module, weight: jax.Array, train: bool, eps: float
     v = _l2_normalize(jnp.dot(w_sg, u), eps)
     u = _l2_normalize(jnp.dot(v, w_sg), eps)
     u_var.value, v_var.value = u, v
-  sigma = jnp.dot(jnp.dot(v, w_t), u)
+  sigma = sigma_of(w_t, u, v)
   if train:
     sigma_var.value = jax.lax.stop_gradient(sigma)
   return sigma
@@ -73,6 +84,41 @@ def spectral_sigma(module: nn.Module, weight: jax.Array, train: bool, eps: float
 def spectral_normalize(module: nn.Module, weight: jax.Array, train: bool, eps: float) -> jax.Array:
   """Returns `weight / sigma` (see `spectral_sigma`)."""
   return weight / spectral_sigma(module, weight, train, eps)
+
+
+def prescale_spectral(variables: dict[str, Any]) -> dict[str, Any]:
+  """`variables` plus a `prescaled` collection: every spectral-norm layer's eval-mode weight.
+
+  In eval mode a layer divides its weight by sigma (from the stored u, v) in every call; a sampling
+  program that is called many times with the same variables can read the divided weight instead
+  (the layers look for it). The values are those eval mode computes: the same sigma and division.
+  Leaves `variables` unchanged; jit it (sigma of every layer in one program).
+  """
+  prescaled: dict[str, Any] = {}
+
+  def walk(spectral: dict[str, Any], params: dict[str, Any], out: dict[str, Any]) -> None:
+    if 'u' in spectral and 'v' in spectral:
+      if 'kernel' in params:  # Dense, Conv: the kernel's own [fan_in, out] layout
+        kernel = params['kernel']
+        sigma = sigma_of(kernel.reshape(-1, kernel.shape[-1]), spectral['u'], spectral['v'])
+        out['weight'] = kernel / sigma
+      else:  # SNEmbed: normalised over its class axis, i.e. as the matrix tableᵀ
+        table = params['embedding']
+        out['weight'] = (table.T / sigma_of(table.T, spectral['u'], spectral['v'])).T
+      return
+    for name, child in spectral.items():
+      if isinstance(child, dict):
+        walk(child, params[name], out.setdefault(name, {}))
+
+  walk(variables.get('spectral', {}), variables['params'], prescaled)
+  return {**variables, PRESCALED: prescaled}
+
+
+def _prescaled(module: nn.Module, train: bool) -> jax.Array | None:
+  """The weight `prescale_spectral` divided ahead of time (eval mode only), or None."""
+  if not train and module.has_variable(PRESCALED, 'weight'):
+    return module.get_variable(PRESCALED, 'weight')
+  return None
 
 
 def _scale_output(output_elements: int, weight: jax.Array, train: bool) -> bool:
@@ -112,6 +158,10 @@ class SNDense(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     kernel = self.param('kernel', orthogonal, (x.shape[-1], self.features))
+    prescaled = _prescaled(self, train)
+    if prescaled is not None:
+      y = jnp.dot(x.astype(self.dtype), prescaled.astype(self.dtype))
+      return _finish(self, y, None, self.features, self.dtype)
     sigma = spectral_sigma(self, kernel, train, self.eps)
     on_output = _scale_output(x.size // x.shape[-1] * self.features, kernel, train)
     y = jnp.dot(x.astype(self.dtype), (kernel if on_output else kernel / sigma).astype(self.dtype))
@@ -130,12 +180,20 @@ class SNConv(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     k = self.kernel_size
     kernel = self.param('kernel', orthogonal, (k, k, x.shape[-1], self.features))
-    sigma = spectral_sigma(self, kernel, train, self.eps)
-    on_output = _scale_output(x.size // x.shape[-1] * self.features, kernel, train)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), (kernel if on_output else kernel / sigma).astype(self.dtype),
-        window_strides=(1, 1), padding=[(k // 2, k // 2)] * 2,
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    prescaled = _prescaled(self, train)
+    if prescaled is not None:
+      sigma, on_output, kernel = None, False, prescaled
+    else:
+      sigma = spectral_sigma(self, kernel, train, self.eps)
+      on_output = _scale_output(x.size // x.shape[-1] * self.features, kernel, train)
+      kernel = kernel if on_output else kernel / sigma
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if not train and k == 3 and self.features <= FEW_OUTPUTS:
+      y = conv3x3_few_outputs(x, kernel)  # the generator's last layer (models/sampling_forms.py)
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1),
+                                       padding=[(k // 2, k // 2)] * 2,
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return _finish(self, y, sigma if on_output else None, self.features, self.dtype)
 
 
@@ -150,7 +208,9 @@ class SNEmbed(nn.Module):
     table = self.param('embedding', orthogonal, (self.num_embeddings, self.features))
     # PyTorch normalises the [num_classes, features] matrix itself (dim 0 is its "output" axis), so the
     # output axis handed to spectral_normalize is the class axis: transpose in, transpose back.
-    table = spectral_normalize(self, table.T, train, self.eps).T
+    prescaled = _prescaled(self, train)
+    table = (prescaled if prescaled is not None
+             else spectral_normalize(self, table.T, train, self.eps).T)
     return jnp.take(table, ids, axis=0)
 
 
