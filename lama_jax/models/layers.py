@@ -24,7 +24,7 @@ from lama_jax.models.channels import broadcast_channels
 from lama_jax.models.init import orthogonal
 from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean
 from lama_jax.models.resize import resize_bilinear, upcast
-from lama_jax.models.sampling_forms import FEW_OUTPUTS, conv3x3_few_outputs
+from lama_jax.models.sampling_forms import conv3x3_few_outputs, tap_form_pays
 
 Dtype = Any
 
@@ -188,7 +188,7 @@ class SNConv(nn.Module):
       on_output = _scale_output(x.size // x.shape[-1] * self.features, kernel, train)
       kernel = kernel if on_output else kernel / sigma
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if not train and k == 3 and self.features <= FEW_OUTPUTS:
+    if not train and tap_form_pays(self.features, k):
       y = conv3x3_few_outputs(x, kernel)  # the generator's last layer (models/sampling_forms.py)
     else:
       y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1),

@@ -12,12 +12,24 @@ are the fast ones. Measured on this project's 2-core EPYC, official widths (benc
   per value (the whole ISLA-Norm of a block's input), and the noise maps' normal draw (an erf_inv per
   value) is recomputed for each of the C channels it is added to. A reduction is never fused into
   its consumers: `max(x, −inf)` over a new axis of 2 stores x once, exactly.
+
+Both are used on CPU only, where they were measured: GPUs and TPUs fuse and convolve differently,
+and keep the plain forms until a device run shows these help there.
 """
 
 import jax
 import jax.numpy as jnp
 
 FEW_OUTPUTS = 8  # up to this many output channels the tap form is faster (2-3.5x at 3 and 8)
+
+
+def _on_cpu() -> bool:
+  return jax.default_backend() == 'cpu'
+
+
+def tap_form_pays(features: int, kernel_size: int) -> bool:
+  """Whether an eval-mode convolution runs as `conv3x3_few_outputs`."""
+  return kernel_size == 3 and features <= FEW_OUTPUTS and _on_cpu()
 
 
 def conv3x3_few_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -40,4 +52,6 @@ def conv3x3_few_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def materialize(x: jax.Array) -> jax.Array:
   """x, stored once rather than recomputed inside every consumer (see the module docstring)."""
+  if not _on_cpu():
+    return x
   return jnp.max(jnp.stack([x, jnp.full_like(x, -jnp.inf)], axis=-1), axis=-1)
