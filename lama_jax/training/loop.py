@@ -311,21 +311,24 @@ def _loop(config, trainer: Trainer, compiling: concurrent.futures.Future, state:
       # One process checks every step; several agree at the logging steps, which all reach together.
       reason = should_stop() if jax.process_count() == 1 or step % log.every_steps == 0 else ''
       is_last = step == num_steps or bool(reason)
-      # Scored before the step's console line, so that the line shows this step's scores.
-      scored = step % log.sample_every_steps == 0 or (is_last and not (reason and signalled()))
-      if scored:
-        progress.scores = evaluation(state, step)
-      if step % log.every_steps == 0 or is_last:
+      logged = step % log.every_steps == 0 or is_last
+      if logged:
         fetched = _check_finite(pending)
         pending = []
         summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         if jax.process_index() == 0:
           writer.write_scalars(step, summary)
-        progress(step, summary)
       if step % log.checkpoint_every_steps == 0 or is_last:
         _check_finite(pending)
         pending = []
         checkpointing.save(manager, state)
+      # Scored after the save (an evaluation that fails or is cut short loses no training) and
+      # before the step's console line, so that the line shows this step's scores.
+      scored = step % log.sample_every_steps == 0 or (is_last and not (reason and signalled()))
+      if scored:
+        progress.scores = evaluation(state, step)
+      if logged:
+        progress(step, summary)
       if is_last and scored and progress.scores:
         _say(json.dumps({'step': step, **progress.scores}))
       if reason:
