@@ -7,8 +7,9 @@ __all__ = ['LayoutGenerator']
 # XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK fusions by default; there this model's
 # convolution kernel gradients run at 12–35 GFLOP/s against 100–140 with XLA's Eigen convolutions,
 # and the 64×64 train step (batch 8) takes 31.4 s instead of 17.3 s on a 2-core EPYC (README,
-# "Speed"); sampling, batched or one image at a time (the studio), is faster on Eigen too. The flag only touches the CPU backend and only takes effect if it is set before JAX
-# creates its backends; a value the user already chose is kept.
+# "Speed"); sampling, batched or one image at a time (the studio), is faster on Eigen too. The flag
+# only touches the CPU backend and only takes effect if it is set before JAX creates its backends; a
+# value the user already chose is kept.
 _YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
 if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()

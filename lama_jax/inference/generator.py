@@ -182,7 +182,6 @@ class LayoutGenerator:
                max_objects: int, dataset: str = '', step: int = 0):
     self.generator = generator
     self.variables = jax.tree_util.tree_map(jnp.asarray, dict(variables))
-    self._sampling_variables = None  # `variables` with the prescaled weights, at the first call
     self.vocabulary = vocabulary
     self.max_objects = int(max_objects)
     self.dataset = dataset or vocabulary.dataset
@@ -198,6 +197,12 @@ class LayoutGenerator:
     loaded = generator_dir.load_generator_dir(path, step)
     return cls(loaded.generator, loaded.variables, loaded.vocabulary,
                loaded.config['max_objects'], loaded.config.get('dataset', ''), loaded.step)
+
+  @functools.cached_property
+  def _sampling_variables(self) -> dict[str, Any]:
+    """`variables` plus the spectral-norm weights divided once, not in every sampling call
+    (models/layers.py, `prescaled`); made at the first call."""
+    return _prescale(self.variables)
 
   @property
   def image_size(self) -> int:
@@ -347,9 +352,6 @@ class LayoutGenerator:
              labels: np.ndarray, z_obj: np.ndarray | None, z_im: np.ndarray | None,
              masks: np.ndarray | None) -> tuple[jax.Array | None, ...]:
     """Starts the padded [B, max_objects] forward pass; returns its (image, mask, raw) outputs."""
-    if self._sampling_variables is None:
-      # Spectral-norm weights divided once here, not in every call (models/layers.py, `prescaled`).
-      self._sampling_variables = _prescale(self.variables)
     return _program(self.generator, formats, self._sampling_variables, jax.random.key(seed),
                     jnp.int32(first_row), boxes, labels, z_obj, z_im, masks)
 
