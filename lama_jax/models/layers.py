@@ -25,6 +25,7 @@ from lama_jax.models.init import orthogonal
 from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean
 from lama_jax.models.resize import resize_bilinear, upcast
 from lama_jax.models.sampling_forms import conv3x3_few_outputs, tap_form_pays
+from lama_jax.models.winograd import conv3x3_winograd, winograd_pays
 
 Dtype = Any
 
@@ -190,6 +191,8 @@ class SNConv(nn.Module):
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if not train and tap_form_pays(self.features, k):
       y = conv3x3_few_outputs(x, kernel)  # the generator's last layer (models/sampling_forms.py)
+    elif train and winograd_pays(x.shape, k, self.dtype):
+      y = conv3x3_winograd(x, kernel)  # wide layers on CPU (models/winograd.py)
     else:
       y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1),
                                        padding=[(k // 2, k // 2)] * 2,
