@@ -1,8 +1,9 @@
 """The sampling program's faster forms compute what the plain forms compute.
 
-`models/sampling_forms.py` (a 3×3 convolution to few channels, `materialize`) and the spectral-norm
-weights divided once (`layers.prescale_spectral`) are used in eval mode only; these tests hold them
-to the plain forms: the tap convolution to float32 rounding, the rest bit for bit.
+`models/sampling_forms.py` (a 3×3 convolution to few channels, a 3×3 convolution of an upsampled
+input at the input's resolution, `materialize`) and the weights prepared once for sampling
+(`layers.prescale_spectral`, `generator.sampling_variables`) are used in eval mode only; these tests
+hold them to the plain forms: the convolutions to float32 rounding, the rest bit for bit.
 """
 
 import jax
@@ -11,8 +12,12 @@ import numpy as np
 import pytest
 
 from lama_jax.models import make_discriminator, make_generator
-from lama_jax.models.layers import PRESCALED, SNConv, SNDense, SNEmbed, prescale_spectral
-from lama_jax.models.sampling_forms import FEW_OUTPUTS, conv3x3_few_outputs, materialize
+from lama_jax.models import sampling_forms
+from lama_jax.models.generator import sampling_variables
+from lama_jax.models.layers import PHASES, PRESCALED, SNConv, SNDense, SNEmbed, prescale_spectral
+from lama_jax.models.resize import upsample_nearest
+from lama_jax.models.sampling_forms import (FEW_OUTPUTS, conv3x3_few_outputs, conv3x3_of_upsampled,
+                                            materialize, upsampling_phases)
 
 TINY = dict(ch=4, num_classes=14, mask_hidden=8)
 
@@ -49,6 +54,52 @@ def test_sn_conv_uses_the_tap_form_in_eval_mode_only():
     np.testing.assert_allclose(out, plain, rtol=1e-5, atol=1e-6)
     hlo = jax.jit(lambda v, lay=layer: lay.apply(v, x, False)).lower(variables).as_text()
     assert ('convolution' in hlo) == (layer is many)
+
+
+@pytest.mark.parametrize('shape', [(2, 4, 4, 8, 5), (1, 3, 5, 4, 6), (2, 1, 1, 3, 2), (1, 16, 16, 32, 16)])
+def test_convolution_of_the_upsampled_input_at_its_own_resolution(shape):
+  """conv3x3(upsample ×2 (x)) from x and the phase kernels, at odd and 1×1 sizes too (borders)."""
+  b, h, w, c, d = shape
+  rs = np.random.RandomState(sum(shape))
+  x = jnp.asarray(rs.randn(b, h, w, c).astype(np.float32))
+  kernel = jnp.asarray(rs.randn(3, 3, c, d).astype(np.float32))
+  want = np.asarray(_plain_conv(upsample_nearest(x), kernel))
+  got = np.asarray(jax.jit(lambda x, k: conv3x3_of_upsampled(x, upsampling_phases(k)))(x, kernel))
+  assert got.shape == want.shape == (b, 2 * h, 2 * w, d)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+def _sn_conv_reference(variables, x):
+  kernel = variables['params']['kernel']
+  sigma = jnp.dot(jnp.dot(variables['spectral']['v'], kernel.reshape(-1, kernel.shape[-1])),
+                  variables['spectral']['u'])
+  return _plain_conv(upsample_nearest(x), kernel / sigma) + variables['params'].get('bias', 0.0)
+
+
+def test_sn_conv_of_an_upsampled_input():
+  """`upsampled=True` convolves the upsampled input: at x's resolution (no upsampled map in the
+  program) in eval mode with phase kernels prepared for sampling, else upsampled first."""
+  x = jnp.asarray(np.random.RandomState(3).randn(2, 5, 6, 8).astype(np.float32))
+  layer = SNConv(12, 3)
+  variables = layer.init(jax.random.key(0), x, False, upsampled=True)
+  _, state = layer.apply(variables, x, True, upsampled=True, mutable=['spectral'])
+  variables = {**variables, **state}
+  want = np.asarray(_sn_conv_reference(variables, x))
+  phases = upsampling_phases(prescale_spectral(variables)[PRESCALED]['weight'])
+  prepared = {**variables, PRESCALED: {**prescale_spectral(variables)[PRESCALED], PHASES: phases}}
+  eval_fn = jax.jit(lambda v: layer.apply(v, x, False, upsampled=True))
+  for v in (variables, prescale_spectral(variables), prepared):
+    np.testing.assert_allclose(np.asarray(eval_fn(v)), want, rtol=1e-5, atol=1e-6)
+    hlo = eval_fn.lower(v).compile().as_text()
+    assert ('f32[2,10,12,8]' in hlo) == (v is not prepared)  # the upsampled input
+  # The phases are read, not rebuilt: wrong ones change the output.
+  wrong = {**prepared, PRESCALED: {**prepared[PRESCALED], PHASES: 2 * phases}}
+  np.testing.assert_allclose(np.asarray(eval_fn(wrong)), 2 * (want - np.asarray(variables['params']['bias'])) +
+                             np.asarray(variables['params']['bias']), rtol=1e-5, atol=1e-5)
+  train, _ = layer.apply(prepared, x, True, upsampled=True, mutable=['spectral'])  # phases unused
+  np.testing.assert_allclose(np.asarray(train), np.asarray(layer.apply(
+      variables, x, True, upsampled=True, mutable=['spectral'])[0]), rtol=0, atol=0)
+  assert train.shape == want.shape
 
 
 def test_materialize_is_the_identity():
@@ -119,8 +170,9 @@ def _spectral_layers_with_weight(tree, path=()):
           for p in _spectral_layers_with_weight(v, path + (k,))]
 
 
-def test_generator_samples_equal_with_prescaled_weights():
-  """The whole eval-mode generator: prescaled and plain variables give the same images and masks."""
+def test_generator_samples_equal_with_weights_prepared_for_sampling():
+  """The whole eval-mode generator: prescaled and plain variables give the same images and masks,
+  and so do the blocks' conv1 at the input's resolution (`sampling_variables`) and upsampled."""
   g = make_generator(64, **TINY)
   rs = np.random.RandomState(2)
   boxes = jnp.asarray(np.concatenate([rs.uniform(0, 0.5, (2, 4, 2)), rs.uniform(0.2, 0.5, (2, 4, 2))],
@@ -131,6 +183,20 @@ def test_generator_samples_equal_with_prescaled_weights():
   variables = jax.jit(g.init)(rngs, z, boxes, labels, z_im)
   variables = dict(variables, params=jax.tree.map(
       lambda p: jnp.full_like(p, 0.5) if p.ndim == 0 else p, variables['params']))
+  for seed in range(3):  # BatchNorm statistics of the model's own activations keep them finite
+    _, state = jax.jit(lambda v, s=seed: g.apply(v, z, boxes, labels, z_im, train=True, rngs={
+        'noise': jax.random.key(s)}, mutable=['batch_stats', 'spectral']))(variables)
+    variables = {**variables, **state}
   forward = jax.jit(lambda v: g.apply(v, z, boxes, labels, z_im, rngs={'noise': jax.random.key(3)}))
-  for a, b in zip(forward(variables), forward(prescale_spectral(variables))):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+  plain = [np.asarray(t) for t in forward(variables)]
+  assert all(np.isfinite(t).all() for t in plain) and plain[0].std() > 0.1
+  prepared = sampling_variables(variables)
+  assert all(PHASES in prepared[PRESCALED][f'res{i}']['conv1'] for i in range(4))
+  # Separately compiled programs round differently (~1e-7); LAMA's normalisation of the masks
+  # amplifies that to ~1e-6.
+  for v in (prescale_spectral(variables), prepared):
+    for a, b in zip(plain, forward(v)):
+      np.testing.assert_allclose(np.asarray(b), a, rtol=1e-5, atol=1e-5)
+  with pytest.MonkeyPatch.context() as patch:  # off CPU: no phase kernels, the plain program
+    patch.setattr(sampling_forms, '_on_cpu', lambda: False)
+    assert PHASES not in sampling_variables(variables)[PRESCALED]['res0']['conv1']

@@ -31,7 +31,7 @@ from lama_jax.inference import layouts as layouts_lib
 from lama_jax.inference import portable_runtime
 from lama_jax.inference.layouts import Layout, LayoutError
 from lama_jax.datasets.vocabulary import Vocabulary
-from lama_jax.models.layers import prescale_spectral
+from lama_jax.models.generator import sampling_variables
 from lama_jax.models.mask import masks_to_layout
 
 
@@ -155,7 +155,7 @@ def _program(generator: nn.Module, formats: _Formats, variables, base_key, first
   return format_outputs(formats, *outputs)
 
 
-_prescale = jax.jit(prescale_spectral)
+_prepare_for_sampling = jax.jit(sampling_variables)
 
 
 def _fetch(started: tuple[tuple[jax.Array | None, ...], int]) -> Generated:
@@ -200,9 +200,10 @@ class LayoutGenerator:
 
   @functools.cached_property
   def _sampling_variables(self) -> dict[str, Any]:
-    """`variables` plus the spectral-norm weights divided once, not in every sampling call
-    (models/layers.py, `prescaled`); made at the first call."""
-    return _prescale(self.variables)
+    """`variables` plus what sampling would otherwise rebuild in every call: the spectral-norm
+    weights divided, the blocks' conv1 phase kernels (models/generator.py, `sampling_variables`);
+    made at the first call."""
+    return _prepare_for_sampling(self.variables)
 
   @property
   def image_size(self) -> int:

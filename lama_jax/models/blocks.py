@@ -6,7 +6,6 @@ import jax.numpy as jnp
 
 from lama_jax.models.layers import Dtype, ISLANorm, NoiseInjection, SNConv, leaky_relu
 from lama_jax.models.resize import avg_pool2, upsample_nearest
-from lama_jax.models.sampling_forms import materialize
 
 
 class ResBlockG(nn.Module):
@@ -27,10 +26,8 @@ class ResBlockG(nn.Module):
     in_ch = x.shape[-1]
     h = ISLANorm(self.norm, self.dtype, name='b1')(x, w, mask, train)
     h = leaky_relu(h)
-    if self.upsample:
-      # Sampling: the norm stored at the input size, not recomputed per upsampled pixel.
-      h = upsample_nearest(h if train else materialize(h))
-    h = SNConv(self.out_ch, 3, use_bias=False, dtype=self.dtype, name='conv1')(h, train)
+    h = SNConv(self.out_ch, 3, use_bias=False, dtype=self.dtype, name='conv1')(
+        h, train, upsampled=self.upsample)
     h = NoiseInjection(self.noise, name='noise1')(h, noise[0])
     h = ISLANorm(self.norm, self.dtype, name='b2')(h, w, mask, train)
     h = leaky_relu(h)

@@ -1,6 +1,6 @@
 """The LAMA generator: layout (boxes, labels) + noise → image, adapted mask, raw mask."""
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -8,10 +8,13 @@ import jax.numpy as jnp
 
 from lama_jax.models.blocks import ResBlockG
 from lama_jax.models.init import orthogonal
-from lama_jax.models.layers import BatchNorm, Dtype, SNConv, SNDense, leaky_relu
+from lama_jax.models.layers import (PHASES, PRESCALED, BatchNorm, Dtype, SNConv, SNDense, leaky_relu,
+                                    prescale_spectral)
 from lama_jax.models.mask import LAMA, MaskRegressNet
 from lama_jax.models.resize import upcast
-from lama_jax.models.sampling_forms import materialize
+from lama_jax.models.sampling_forms import materialize, upsampled_form_pays, upsampling_phases
+
+BLOCK = 'res'  # the blocks are res0, res1, ...; each upsamples ×2 into its conv1
 
 
 class StyleMapping(nn.Module):
@@ -108,9 +111,27 @@ class Generator(nn.Module):
     noise = self._noise_maps(b, train) if self.noise else None
     for i, mult in enumerate(self.channels[1:]):
       x = ResBlockG(mult * self.ch, upsample=True, norm=self.norm, noise=self.noise,
-                    dtype=self.dtype, name=f'res{i}')(
+                    dtype=self.dtype, name=f'{BLOCK}{i}')(
                         x, w, mask, noise[2 * i:2 * i + 2] if noise else (None, None), train)
     x = leaky_relu(BatchNorm(name='final_bn')(x, train))
     x = upcast(SNConv(3, 3, dtype=self.dtype, name='final_conv')(x, train))
     image = jnp.tanh(x) if apply_tanh else x
     return image, mask, raw_mask
+
+
+def sampling_variables(variables: dict[str, Any]) -> dict[str, Any]:
+  """A generator's variables made ready for repeated sampling (eval mode); the same outputs.
+
+  `prescale_spectral`'s divided weights, and on CPU each block's conv1 phase kernels
+  (`sampling_forms.upsampling_phases`), with which the blocks run conv1 at the input's resolution
+  (without them, as upsample → convolution). Jit it.
+  """
+  variables = prescale_spectral(variables)
+  if not upsampled_form_pays():
+    return variables
+  prescaled = dict(variables[PRESCALED])
+  for name, layers in prescaled.items():
+    if name.startswith(BLOCK) and 'conv1' in layers:
+      conv1 = layers['conv1']
+      prescaled[name] = {**layers, 'conv1': {**conv1, PHASES: upsampling_phases(conv1['weight'])}}
+  return {**variables, PRESCALED: prescaled}

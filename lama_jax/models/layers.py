@@ -5,7 +5,8 @@ Variable collections:
   spectral     spectral-norm state per layer: `u`, `v` (power-iteration vectors) and `sigma`.
   batch_stats  BatchNorm running `mean` and `var`.
   prescaled    inference only, optional: each spectral-norm layer's eval-mode weight W/sigma, divided
-               once (`prescale_spectral`) instead of in every call of a sampling program.
+               once (`prescale_spectral`) instead of in every call of a sampling program, and for
+               convolutions of an upsampled input their `phases` (`sampling_forms.upsampling_phases`).
 
 Spectral norm follows `torch.nn.utils.spectral_norm`: one power iteration per training forward (u and v
 updated without gradient, sigma = uᵀWv with gradient through W), none in eval, where sigma is recomputed
@@ -23,8 +24,9 @@ from lama_jax.models import init
 from lama_jax.models.channels import broadcast_channels
 from lama_jax.models.init import orthogonal
 from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean
-from lama_jax.models.resize import resize_bilinear, upcast
-from lama_jax.models.sampling_forms import conv3x3_few_outputs, tap_form_pays
+from lama_jax.models.resize import resize_bilinear, upcast, upsample_nearest
+from lama_jax.models.sampling_forms import (conv3x3_few_outputs, conv3x3_of_upsampled, materialize,
+                                            tap_form_pays)
 from lama_jax.models.winograd import conv3x3_winograd, winograd_pays
 
 Dtype = Any
@@ -43,6 +45,7 @@ def _l2_normalize(x: jax.Array, eps: float) -> jax.Array:
 
 
 PRESCALED = 'prescaled'
+PHASES = 'phases'  # prescaled[layer]: `upsampling_phases` of its weight
 
 
 def sigma_of(w_t: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
@@ -115,10 +118,10 @@ def prescale_spectral(variables: dict[str, Any]) -> dict[str, Any]:
   return {**variables, PRESCALED: prescaled}
 
 
-def _prescaled(module: nn.Module, train: bool) -> jax.Array | None:
-  """The weight `prescale_spectral` divided ahead of time (eval mode only), or None."""
-  if not train and module.has_variable(PRESCALED, 'weight'):
-    return module.get_variable(PRESCALED, 'weight')
+def _prescaled(module: nn.Module, train: bool, name: str = 'weight') -> jax.Array | None:
+  """A weight prepared ahead of time for sampling (eval mode only; see `prescaled`), or None."""
+  if not train and module.has_variable(PRESCALED, name):
+    return module.get_variable(PRESCALED, name)
   return None
 
 
@@ -178,7 +181,8 @@ class SNConv(nn.Module):
   dtype: Dtype = jnp.float32  # computation dtype
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, upsampled: bool = False) -> jax.Array:
+    """x [B, H, W, C]; `upsampled`: convolve `upsample_nearest(x, 2)` instead (the output is 2H × 2W)."""
     k = self.kernel_size
     kernel = self.param('kernel', orthogonal, (k, k, x.shape[-1], self.features))
     prescaled = _prescaled(self, train)
@@ -188,6 +192,14 @@ class SNConv(nn.Module):
       sigma = spectral_sigma(self, kernel, train, self.eps)
       on_output = _scale_output(x.size // x.shape[-1] * self.features, kernel, train)
       kernel = kernel if on_output else kernel / sigma
+    phases = _prescaled(self, train, PHASES) if upsampled else None
+    if phases is not None:
+      # A generator block's conv1 at the input's resolution, where `generator.sampling_variables`
+      # prepared its phase kernels (CPU; models/sampling_forms.py).
+      y = conv3x3_of_upsampled(x.astype(self.dtype), phases.astype(self.dtype))
+      return _finish(self, y, sigma if on_output else None, self.features, self.dtype)
+    if upsampled:  # stored once, not recomputed for each of the 4 copies (sampling_forms.materialize)
+      x = upsample_nearest(x if train else materialize(x))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if not train and tap_form_pays(self.features, k):
       y = conv3x3_few_outputs(x, kernel)  # the generator's last layer (models/sampling_forms.py)
