@@ -4,7 +4,10 @@ For the image, the adapted mask and the raw mask, our float32 error against the 
 evaluated in float64 must be at most twice the official float32 code's own error, and every output
 within 1e-4 of the official float32 output (issue 11). Before the pairwise sums of
 `lama_jax/models/numerics.py`, LAMA's GroupNorm variance lost precision and the adapted mask was
-3.4x (64) and 5.0x (128) further from the exact value than the official float32 one; now 0.13x and 0.19x.
+3.4x (64) and 5.0x (128) further from the exact value than the official float32 one. Then the raw
+mask was 1.7-2.0x at 64 (2.0x under the production XLA flags): the placement coordinates of
+`masks_to_layout` rounded j/(W − 1) before scaling it by (M − 1)/w; with their numerator formed
+exactly, the raw mask is 0.09x (64) and 0.07x (128), the adapted mask 0.16-0.17x and 0.20-0.21x.
 
 How the fixtures in `tests/fixtures/mask_precision_{64,128}.npz` were made (numbers only, no
 official code): the official code (github.com/ZejianLi/LAMA at f8737926e47b, torch 2.14.1 CPU,

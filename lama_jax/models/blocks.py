@@ -11,7 +11,8 @@ from lama_jax.models.resize import avg_pool2, upsample_nearest
 class ResBlockG(nn.Module):
   """Generator block: α·residual(x) + shortcut(x), α starts at 0 and is not clamped.
 
-  residual: norm → LeakyReLU → up ×2 → conv3×3 → noise → norm → LeakyReLU → conv3×3 → noise.
+  residual: norm → LeakyReLU → up ×2 → conv3×3 → noise → norm → LeakyReLU → conv3×3 → noise;
+  shortcut (when the shape changes): up ×2 → conv1×1, computed as conv1×1 → up ×2 (the same function).
   """
   out_ch: int  # output channels
   upsample: bool = True
@@ -36,9 +37,10 @@ class ResBlockG(nn.Module):
 
     sc = x
     if in_ch != self.out_ch or self.upsample:
+      # A 1×1 convolution commutes with nearest upsampling: convolved first, on a quarter of the pixels.
+      sc = SNConv(self.out_ch, 1, dtype=self.dtype, name='c_sc')(sc, train)
       if self.upsample:
         sc = upsample_nearest(sc)
-      sc = SNConv(self.out_ch, 1, dtype=self.dtype, name='c_sc')(sc, train)
     alpha = self.param('alpha', nn.initializers.zeros, ())
     return alpha.astype(h.dtype) * h + sc
 
