@@ -13,7 +13,6 @@ blocks.
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -26,6 +25,8 @@ from lama_jax.models.resize import upsample_nearest  # pylint: disable=wrong-imp
 from lama_jax.models.sampling_forms import (  # pylint: disable=wrong-import-position
     conv3x3_of_upsampled, upsampling_phases)
 
+from alternating import time_alternating  # pylint: disable=wrong-import-position (benchmarks/)
+
 DEFAULT_LAYERS = ('8:4:1024:512,8:8:512:256,8:16:256:128,8:32:128:64,'
                   '1:4:1024:512,1:8:512:256,1:16:256:128,1:32:128:64,'
                   '4:4:512:512,4:8:512:256,4:16:256:256,4:32:256:128,4:64:128:64,'
@@ -36,12 +37,6 @@ DEFAULT_LAYERS = ('8:4:1024:512,8:8:512:256,8:16:256:128,8:32:128:64,'
 def _upsample_then_convolve(x, kernel):
   return jax.lax.conv_general_dilated(upsample_nearest(x), kernel, (1, 1), 'SAME',
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-def _time(fn, args):
-  start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  return time.perf_counter() - start
 
 
 def main() -> None:
@@ -57,15 +52,11 @@ def main() -> None:
     x = jnp.asarray(rs.randn(b, h, h, c).astype(np.float32))
     kernel = jnp.asarray((rs.randn(3, 3, c, d) / np.sqrt(9 * c)).astype(np.float32))
     phases = jax.block_until_ready(jax.jit(upsampling_phases)(kernel))
-    forms = {'upsampled': (_upsample_then_convolve, (x, kernel)), 'phases': (at_input_size, (x, phases))}
-    outputs = {name: jax.block_until_ready(fn(*a)) for name, (fn, a) in forms.items()}  # compile
-    times = {name: [] for name in forms}
-    for _ in range(args.reps):
-      for name, (fn, a) in forms.items():
-        times[name].append(_time(fn, a))
+    outputs, ms = time_alternating({'upsampled': (_upsample_then_convolve, (x, kernel)),
+                                    'phases': (at_input_size, (x, phases))}, args.reps)
     want = outputs['upsampled']
     difference = float(jnp.abs(outputs['phases'] - want).max() / jnp.abs(want).max())
-    plain, phased = (1e3 * float(np.median(times[n])) for n in forms)
+    plain, phased = ms['upsampled'], ms['phases']
     print(f'{spec} | {plain:.2f} | {phased:.2f} | {plain / phased:.2f}x | {difference:.1e}',
           flush=True)
 

@@ -12,7 +12,6 @@ two forms alternate, `--reps` times each; prints medians and the ratio, which is
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -22,6 +21,8 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 
 from lama_jax.models.winograd import conv3x3_winograd, winograd_pays  # pylint: disable=wrong-import-position
+
+from alternating import time_alternating  # pylint: disable=wrong-import-position (benchmarks/)
 
 DEFAULT_LAYERS = ('8:64:64:64,8:64:64:128,8:64:128:128,8:64:128:256,8:64:256:256,8:32:256:512,'
                   '8:32:512:512,8:16:512:1024,8:16:1024:1024,64:8:256:512,64:8:512:512')
@@ -47,12 +48,6 @@ def _step_pattern(conv):
   return jax.jit(step)
 
 
-def _time(fn, args):
-  start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  return time.perf_counter() - start
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--layers', default=DEFAULT_LAYERS, help='B:H:C:D,... (see above)')
@@ -66,16 +61,13 @@ def main() -> None:
     real, fake = (jnp.asarray(rs.randn(b, h, h, c).astype(np.float32)) for _ in range(2))
     probe = jnp.asarray(rs.randn(b, h, h, d).astype(np.float32))
     kernel = jnp.asarray((rs.randn(3, 3, c, d) / np.sqrt(9 * c)).astype(np.float32))
-    forms = {'direct': _step_pattern(_direct), 'winograd': _step_pattern(conv3x3_winograd)}
-    outputs = {name: jax.block_until_ready(fn(kernel, real, fake, probe))  # compile, warm up
-               for name, fn in forms.items()}
-    times = {name: [] for name in forms}
-    for _ in range(args.reps):
-      for name, fn in forms.items():
-        times[name].append(_time(fn, (kernel, real, fake, probe)))
+    step_args = (kernel, real, fake, probe)
+    outputs, ms = time_alternating({'direct': (_step_pattern(_direct), step_args),
+                                    'winograd': (_step_pattern(conv3x3_winograd), step_args)},
+                                   args.reps)
     difference = max(float(jnp.abs(a - w).max() / jnp.abs(a).max()) for a, w in
                      zip(jax.tree.leaves(outputs['direct']), jax.tree.leaves(outputs['winograd'])))
-    direct, wino = (1e3 * float(np.median(times[n])) for n in ('direct', 'winograd'))
+    direct, wino = ms['direct'], ms['winograd']
     print(f'{spec} | {direct:.0f} | {wino:.0f} | {direct / wino:.2f}x | {difference:.1e} | '
           f'{winograd_pays((b, h, h, c), 3, jnp.float32)}', flush=True)
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from lama_jax.models.layers import (EPS_DEFAULT, BatchNorm, Dtype, GroupNorm, SNConv, SNDense,
                                     leaky_relu)
 from lama_jax.models.numerics import pairwise_broadcast
-from lama_jax.models.resize import resize_bilinear, upcast
+from lama_jax.models.resize import resize_bilinear, tent, upcast
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -30,8 +30,8 @@ def masks_to_layout(boxes: jax.Array, masks: jax.Array, height: int, width: int 
   width = width or height
   m = masks.shape[-1]
   boxes = upcast(boxes)
-  rx = jax.nn.relu(1.0 - jnp.abs(_offsets_to_grid(boxes[..., 0], boxes[..., 2], width, m)))
-  ry = jax.nn.relu(1.0 - jnp.abs(_offsets_to_grid(boxes[..., 1], boxes[..., 3], height, m)))
+  rx = tent(_offsets_to_grid(boxes[..., 0], boxes[..., 2], width, m))  # [B, O, W, M]
+  ry = tent(_offsets_to_grid(boxes[..., 1], boxes[..., 3], height, m))  # [B, O, H, M]
   return jnp.einsum('boim,bomn,bojn->boij', ry, upcast(masks), rx, precision=_HIGHEST)
 
 

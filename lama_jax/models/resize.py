@@ -75,5 +75,9 @@ def tent_weights(coords: jax.Array, size: int) -> jax.Array:
   Returns:
     `coords.shape + (size,)`; grid points out of range simply get no weight (zero padding).
   """
-  grid = jnp.arange(size, dtype=coords.dtype)
-  return jax.nn.relu(1.0 - jnp.abs(coords[..., None] - grid))
+  return tent(coords[..., None] - jnp.arange(size, dtype=coords.dtype))
+
+
+def tent(offsets: jax.Array) -> jax.Array:
+  """The bilinear weight of a grid point at `offsets` (pixel units) from the sample: relu(1 − |d|)."""
+  return jax.nn.relu(1.0 - jnp.abs(offsets))
