@@ -1,4 +1,4 @@
-r"""One GPU measurement session: our benchmark (bf16, fp32, profiles) and the official timer.
+r"""One GPU measurement session: our benchmark (bf16 steps, profiles, a restart) and the official timer.
 
 Prepare here (fills the git-ignored .devbench/ with the wheels, the clu stand-in, the official timer
 and the official model code exported from its git directory; nothing of it is committed):
@@ -7,20 +7,25 @@ and the official model code exported from its git directory; nothing of it is co
   python3 benchmarks/gpu_session.py --out /tmp/plan --dry_run      # the commands, nothing run
 
 then on the GPU machine, from the checkout root, carrying .devbench (device tool:
-carry=['.devbench'], timeout_s=600), in two calls on the same warm machine, so that a cut-off
-loses at most one part:
+carry=['.devbench']), two calls, the second at once so the machine is still warm (a session has
+15 device minutes, the start included):
 
-  python3 benchmarks/gpu_session.py --out "$OUT" --part 1 --budget_s 540
-  python3 benchmarks/gpu_session.py --out "$OUT" --part 2 --budget_s 420
+  python3 benchmarks/gpu_session.py --out "$OUT" --part 1 --budget_s 560     # timeout_s 590
+  python3 benchmarks/gpu_session.py --out "$OUT" --part 2 --budget_s 230     # timeout_s 250
 
-Part 1 is the issue's MFU table in bf16 with the official fp32 timer beside each size (64/32,
-128/20, 256/24; profiles at 128 and 256); part 2 the fp32 steps and the official AMP timer. Each
-item runs in its own process with a timeout and appends one JSON line to OUT/gpu_session.jsonl as
-soon as it ends (the benchmark's line: compile_s, step_s, gflop_per_image, mfu, sampling on the
-device and end to end, sample_compile_s, peak memory, the profile summary; or the official
-timer's line), with the log tail in OUT/logs/, so what finished comes back even if the session is
-cut short. Items that cannot finish inside the remaining budget are skipped and listed in the last
-line. Restart times (persistent compilation cache) are the `restarts` branch's own device script.
+Sized from the 2026-11-27 H200 session (jax 0.11.2): the official timer takes 14-17 s a size; our
+benchmark ~200 s at 128/20 in bf16 with a profile (init 12 s, step compile 146 s, two sampler
+compiles ~20 s each), more than 185 s at 64/32. Part 1: the official fp32 iteration and our bf16
+step at 128/20 and 256/24 (profiles), then 128/20 again from the persistent compilation cache the
+first run filled (what a restart pays). Part 2: 64/32, the official AMP timer at 128/20. The fp32
+steps (`--part 3`) need a session of their own. Three concurrent compiles, tried that session to
+fill the cache faster, did not finish in 240 s: items run one at a time.
+
+Each item runs in its own process, its output going straight to OUT/logs/ITEM.log (kept if it is
+cut off), and appends one JSON line to OUT/gpu_session.jsonl when it ends (the benchmark's line:
+init_s, compile_s, step_s, gflop_per_image, mfu, sampling on the device and end to end, peak memory,
+the profile summary; or the official timer's line). Items that cannot finish inside the remaining
+budget (by their estimate) are skipped and listed in the last line.
 """
 import argparse
 import json
@@ -29,45 +34,48 @@ import subprocess
 import sys
 import time
 
-# (name, part, kind, size, batch, dtype or amp, profile, estimated seconds)
+CACHE = '/tmp/lama_xla_cache'
+# (name, part, kind, size, batch, dtype or amp, options, estimated seconds)
 PLAN = (
-    ('official_64_fp32', 1, 'official', 64, 32, False, False, 40),
-    ('ours_64_bf16', 1, 'ours', 64, 32, 'bfloat16', False, 120),
-    ('official_128_fp32', 1, 'official', 128, 20, False, False, 40),
-    ('ours_128_bf16', 1, 'ours', 128, 20, 'bfloat16', True, 160),
-    ('official_256_fp32', 1, 'official', 256, 24, False, False, 50),
-    ('ours_256_bf16', 2, 'ours', 256, 24, 'bfloat16', True, 200),
-    ('ours_128_fp32', 2, 'ours', 128, 20, 'float32', False, 130),
-    ('official_128_amp', 2, 'official', 128, 20, True, False, 40),
-    ('ours_64_fp32', 2, 'ours', 64, 32, 'float32', False, 110),
-    ('ours_256_fp32', 2, 'ours', 256, 24, 'float32', False, 170),
+    ('official_128_fp32', 1, 'official', 128, 20, False, (), 25),
+    ('ours_128_bf16', 1, 'ours', 128, 20, 'bfloat16', ('profile',), 215),
+    ('official_256_fp32', 1, 'official', 256, 24, False, (), 25),
+    ('ours_256_bf16', 1, 'ours', 256, 24, 'bfloat16', ('profile', 'no_float32'), 250),
+    ('ours_128_bf16_restart', 1, 'ours', 128, 20, 'bfloat16', ('no_float32',), 45),
+    ('official_64_fp32', 2, 'official', 64, 32, False, (), 20),
+    ('ours_64_bf16', 2, 'ours', 64, 32, 'bfloat16', ('no_float32',), 185),
+    ('official_128_amp', 2, 'official', 128, 20, True, (), 20),
+    ('ours_128_fp32', 3, 'ours', 128, 20, 'float32', ('no_float32',), 220),
+    ('ours_64_fp32', 3, 'ours', 64, 32, 'float32', ('no_float32',), 200),
+    ('ours_256_fp32', 3, 'ours', 256, 24, 'float32', ('no_float32',), 260),
 )
 
 
 def _setup(root: str) -> dict:
-  """Installs the carried wheels into /tmp/site (no index on the machine); returns the env."""
+  """Installs the carried wheels into /tmp/lama_site (no index on the machine); returns the env."""
   site = '/tmp/lama_site'
   wheels = [os.path.join(root, '.devbench', 'whl', w)
             for w in sorted(os.listdir(os.path.join(root, '.devbench', 'whl')))]
   subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-index', '--no-deps',
-                  '--target', site, *wheels], check=True)
+                  '--upgrade', '--target', site, *wheels], check=True)
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join([site, os.path.join(root, '.devbench'), root])
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  env['PYTHONUNBUFFERED'] = '1'
   return env
 
 
 def _command(item, root: str, steps: int) -> list[str]:
-  name, _, kind, size, batch, option, profile, _ = item
+  name, _, kind, size, batch, option, options, _ = item
   if kind == 'official':
     return [sys.executable, os.path.join(root, '.devbench', 'time_official.py'), str(size),
             str(batch), str(steps)] + (['--amp'] if option else [])
   command = [sys.executable, '-m', 'lama_jax.benchmark', f'--config=configs/coco{size}.py',
              f'--batch_size={batch}', f'--config.model.dtype={option}', f'--steps={steps}',
-             f'--sample_batch={batch}']
-  if profile:  # traces stay on the machine (large); the summary comes back in the JSON line
+             f'--sample_batch={batch}', f'--compilation_cache_dir={CACHE}']
+  if 'profile' in options:  # traces stay on the machine (large); the summary comes back
     command += [f'--profile_dir=/tmp/lama_traces/{name}', '--profile_steps=3']
-  if option != 'bfloat16':  # the float32-outputs sampling once per size, with the bf16 item
+  if 'no_float32' in options:  # the float32-outputs sampler: a second compile, ~20 s
     command += ['--nosample_float32']
   return command
 
@@ -80,8 +88,10 @@ def _device_name() -> str | None:
     return None
 
 
-def _last_json(text: str):
-  for line in reversed(text.strip().splitlines()):
+def _last_json(path: str):
+  with open(path, encoding='utf-8', errors='replace') as f:
+    lines = f.read().strip().splitlines()
+  for line in reversed(lines):
     if line.startswith('{'):
       try:
         return json.loads(line)
@@ -93,44 +103,42 @@ def _last_json(text: str):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out', required=True, help='output folder ($OUT)')
-  parser.add_argument('--budget_s', type=float, default=540, help='stop starting items after this')
+  parser.add_argument('--budget_s', type=float, default=560, help='stop starting items after this')
   parser.add_argument('--steps', type=int, default=10, help='timed steps per item')
-  parser.add_argument('--part', type=int, choices=(1, 2), help='only this part of the plan')
-  parser.add_argument('--only', default='', help='comma-separated item names (default: all)')
+  parser.add_argument('--part', type=int, choices=(1, 2, 3), default=1, help='which part to run')
+  parser.add_argument('--only', default='', help='comma-separated item names (any part)')
   parser.add_argument('--dry_run', action='store_true', help='print the commands only')
   args = parser.parse_args()
   start = time.time()
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  plan = [p for p in PLAN if (not args.only or p[0] in args.only.split(','))
-          and (args.part is None or p[1] == args.part)]
+  only = [n for n in args.only.split(',') if n]
+  plan = [p for p in PLAN if (p[0] in only if only else p[1] == args.part)]
   if args.dry_run:
     for item in plan:
       print(item[0], ' '.join(_command(item, root, args.steps)))
     return
   os.makedirs(os.path.join(args.out, 'logs'), exist_ok=True)
-  env = _setup(root)
-  skipped, device = [], _device_name()
-  with open(os.path.join(args.out, 'gpu_session.jsonl'), 'a', encoding='utf-8') as log:
+  env, device, skipped = _setup(root), _device_name(), []
+  with open(os.path.join(args.out, 'gpu_session.jsonl'), 'a', encoding='utf-8') as out:
     for item in plan:
       left = args.budget_s - (time.time() - start)
       if left < item[-1]:
         skipped.append(item[0])
         continue
+      log_path = os.path.join(args.out, 'logs', f'{item[0]}.log')
       t0 = time.time()
-      try:
-        proc = subprocess.run(_command(item, root, args.steps), cwd=root, env=env,
-                              capture_output=True, text=True, timeout=left)
-        rc, text = proc.returncode, proc.stdout + proc.stderr
-      except subprocess.TimeoutExpired as e:
-        rc, text = 'timeout', (e.stdout or b'').decode() + (e.stderr or b'').decode()
-      with open(os.path.join(args.out, 'logs', f'{item[0]}.log'), 'w', encoding='utf-8') as f:
-        f.write(text[-20000:])
+      with open(log_path, 'w', encoding='utf-8') as log:
+        try:
+          rc = subprocess.run(_command(item, root, args.steps), cwd=root, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=left, check=False).returncode
+        except subprocess.TimeoutExpired:
+          rc = 'timeout'
       row = {'item': item[0], 'device': device, 'rc': rc, 'wall_s': round(time.time() - t0, 1),
-             'result': _last_json(text) if rc == 0 else None}
-      log.write(json.dumps(row) + '\n')
-      log.flush()
+             'result': _last_json(log_path) if rc == 0 else None}
+      out.write(json.dumps(row) + '\n')
+      out.flush()
       print(json.dumps({k: v for k, v in row.items() if k != 'result'}), flush=True)
-    log.write(json.dumps({'item': 'end', 'skipped': skipped,
+    out.write(json.dumps({'item': 'end', 'skipped': skipped,
                           'total_s': round(time.time() - start, 1)}) + '\n')
 
 

@@ -25,9 +25,9 @@ import jax
 from ml_collections import config_flags
 
 from lama_jax import cli
-from lama_jax.datasets import pipeline_benchmark
 from lama_jax.inference import sampling
 from lama_jax.training import benchmark
+from lama_jax.training import compilation_cache
 from lama_jax.training import config_checks
 
 FLAGS = cli.flag_values()
@@ -54,6 +54,9 @@ flags.DEFINE_integer('profile_steps', 3, 'Steps traced with --profile_dir.', low
                      upper_bound=100, flag_values=FLAGS)
 flags.DEFINE_boolean('sample_float32', True, 'Also time sampling with the default float32 image '
                      'and masks on the host (a second sampler compile).', flag_values=FLAGS)
+flags.DEFINE_string('compilation_cache_dir', '', "JAX's persistent compilation cache: a folder, "
+                    "'auto' (the training default), or '' (off, the default here: compile_s is then "
+                    "a fresh compile; with a filled cache it is a restart's).", flag_values=FLAGS)
 flags.mark_flag_as_required('config', flag_values=FLAGS)
 flags.register_validator(
     'image_sizes', lambda v: v is None or all(x.isdigit() and int(x) > 0 for x in v),
@@ -64,15 +67,19 @@ def _main(fv: flags.FlagValues) -> None:
   config = fv.config
   if fv.batch_size:
     config.batch_size = fv.batch_size
-  config_checks.check(config, jax.device_count())  # --batch_size too: per device, divisible
+  # --batch_size too (per device, divisible); no evaluator runs here.
+  config_checks.check(config, jax.device_count(), evals=False)
   if fv.mode == 'pipeline':
+    # Imported here: it needs TensorFlow (tf.data), which accelerator-only machines may lack.
+    from lama_jax.datasets import pipeline_benchmark  # pylint: disable=g-import-not-at-top
     sizes = [int(s) for s in fv.image_sizes or [config.model.image_size]]
     for result in pipeline_benchmark.run(config, sizes, fv.batches, fv.coco_like):
       print(json.dumps(result), flush=True)
     return
-  print(json.dumps(benchmark.run(config, fv.steps, fv.sample_batch, profile_dir=fv.profile_dir,
-                                 profile_steps=fv.profile_steps,
-                                 sample_float32=fv.sample_float32)), flush=True)
+  cache = compilation_cache.configure(fv.compilation_cache_dir)
+  result = benchmark.run(config, fv.steps, fv.sample_batch, profile_dir=fv.profile_dir,
+                         profile_steps=fv.profile_steps, sample_float32=fv.sample_float32)
+  print(json.dumps({**result, 'compilation_cache_dir': cache or None}), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

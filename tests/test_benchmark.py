@@ -8,14 +8,18 @@ from tests import train_helpers
 def test_flops_include_convolutions_and_match_the_compiled_count(tmp_path):
   figures = benchmark.run(train_helpers.tiny_config(), steps=1, sample_batch=2, sample_repeats=1,
                           profile_dir=str(tmp_path), profile_steps=1)
-  flops, compiled, conv = (figures[k] for k in ('flops_per_step', 'compiled_flops_per_step',
-                                                'conv_flops_per_step'))
+  flops, xla, compiled, conv, matmul = (figures[k] for k in (
+      'flops_per_step', 'xla_flops_per_step', 'compiled_flops_per_step', 'conv_flops_per_step',
+      'matmul_flops_per_step'))
   # XLA:CPU's compiled module keeps convolutions as convolutions, so its count is the reference
-  # the lowered count (what the benchmark reports on every backend) must meet.
-  assert abs(flops - compiled) / compiled < 0.03, (flops, compiled)
-  # The analytic count of the step's convolutions (from its jaxpr, padding taps left out as XLA
-  # does) is inside, and most of it.
-  assert 0.5 * flops < conv <= flops, (conv, flops)
+  # that the model's count (convolutions and matrix products of the jaxpr: what the benchmark
+  # reports on every backend) and the lowered module's must meet (at these widths no Winograd). XLA
+  # also counts elementwise work (one FLOP per element), which the model's count leaves out: 4.4%
+  # here, a fraction of a percent at the official widths.
+  assert 0.95 * compiled < flops <= compiled, (flops, compiled)
+  assert abs(xla - compiled) / compiled < 0.03, (xla, compiled)
+  # Convolutions (padding taps left out as XLA does) are most of it.
+  assert flops == conv + matmul and 0.5 * flops < conv, (conv, matmul)
   assert figures['gflop_per_image'] == round(flops / 2 / 1e9, 2)
   assert figures['mfu'] is None and figures['peak_bf16_tflops'] is None  # no known peak on CPU
   for key in ('sample_device_ms_per_image', 'sample_ms_per_image', 'sample_float32_ms_per_image'):
@@ -40,3 +44,64 @@ def test_peak_table_matches_device_kinds():
   assert benchmark.peak_bf16_flops(Device('TPU v5p')) == 459e12
   assert benchmark.peak_bf16_flops(Device('TPU v6 lite')) == 918e12
   assert benchmark.peak_bf16_flops(Device('cpu')) is None
+
+
+def test_profile_attributes_kernels_replayed_in_command_buffers():
+  """On a GPU, XLA replays runs of kernels as command buffers (CUDA graphs): their events carry the
+  buffer as hlo_op (an H200 trace put 44% of op time under 'command_buffer_N'). The kernel's name
+  says what ran: a fusion's kernel is named after the fusion, a cuDNN / cuBLAS kernel after its
+  algorithm; only what neither names stays 'other', listed by kernel name."""
+  from lama_jax.training import profiling  # pylint: disable=g-import-not-at-top
+  hlo = '\n'.join([
+      '%fused_add (p0: f32[4]) -> f32[4] {',
+      '  %p0 = f32[4]{0} parameter(0)',
+      '  ROOT %add.1 = f32[4]{0} add(f32[4]{0} %p0, f32[4]{0} %p0), '
+      'metadata={op_name="jit(step)/Generator/res1/add"}',
+      '}',
+      'ENTRY %main (x: f32[4]) -> f32[4] {',
+      '  %x = f32[4]{0} parameter(0)',
+      '  %loop_add_fusion.3 = f32[4]{0} fusion(f32[4]{0} %x), kind=kLoop, calls=%fused_add',
+      '  ROOT %cudnn-conv.7 = f32[4]{0} custom-call(f32[4]{0} %loop_add_fusion.3), '
+      'custom_call_target="__cudnn$convForward"',
+      '}'])
+  events = [
+      ('command_buffer_12', 'loop_add_fusion_3', 2.0),  # a fusion inside a buffer
+      ('command_buffer_12', 'sm90_xmma_fprop_implicit_gemm_bf16f32', 3.0),  # cuDNN inside one
+      ('command_buffer_12', 'sm90_xmma_gemm_bf16bf16_bf16f32', 1.0),  # cuBLAS inside one
+      ('cudnn-conv.7', 'whatever', 4.0),  # launched on its own: its hlo_op names it
+      ('command_buffer_12', 'memset_kernel', 0.5),  # neither: stays 'other'
+  ]
+  summary = profiling.summarize(events, 'hlo_op (device)', hlo)
+  shares = {kind: v['ms'] for kind, v in summary['by_kind'].items()}
+  assert shares == {'convolution': 7.0, 'elementwise fusion': 2.0, 'dot': 1.0, 'other': 0.5}
+  assert {s['source'] for s in summary['top_sources']} >= {'elementwise fusion | G fwd res#/add'}
+  assert summary['top_other_kernels'] == [{'kernel': 'memset_kernel', 'ms': 0.5}]
+  # On the host's threads (CPU) names are not read as library kernels: a 'convert' is no conv.
+  host = profiling.summarize([('while.2', 'convolution_like_name', 1.0)], profiling.HOST, hlo)
+  assert set(host['by_kind']) == {'other'}
+
+
+def test_benchmark_needs_no_tensorflow_nor_pycocotools():
+  """The GPU machines the benchmark runs on have neither (ours had none: the 2026-11-27 session's
+  first run failed on the import). Its step mode checks the config and builds the trainer without
+  them; tf.data and the evaluators are imported only where used."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = '\n'.join([
+      'import sys',
+      "for name in ('tensorflow', 'tensorflow_datasets', 'pycocotools'):",
+      '  sys.modules[name] = None  # any import of them fails',
+      'import jax',
+      'from lama_jax import benchmark as cli',
+      'from lama_jax.training import benchmark, config_checks',
+      'from lama_jax.training.trainer import Trainer',
+      'from configs import coco128',
+      'config = coco128.get_config()',
+      'config_checks.check(config, 1, evals=False)',
+      "config.data.dataset = 'synthetic'",
+      'trainer = Trainer(config, steps_per_epoch=10)',
+      'jax.eval_shape(trainer.init_state)',
+      "print('ok')"])
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
+                        cwd=str(__import__('pathlib').Path(__file__).parent.parent), check=False)
+  assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-2000:]

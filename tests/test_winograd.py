@@ -123,3 +123,23 @@ def test_discriminator_gradients_hold_with_winograd(winograd_everywhere):
   for got, want in zip(jax.tree.leaves(with_winograd), jax.tree.leaves(direct)):
     scale = float(jnp.abs(want).max())
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5 * scale + 1e-9)
+
+
+def test_model_flops_count_the_direct_form_where_winograd_runs(winograd_everywhere):
+  """The benchmark's FLOPs are the model's: a Winograd layer counts as its direct convolution (the
+  form's 2.25x fewer multiplies show as speed, not as less work), and tracing for the count leaves
+  later traces on the executed form."""
+  from lama_jax.training import benchmark  # pylint: disable=g-import-not-at-top
+  layer, x = SNConv(12, 3), _random((2, 8, 8, 5), 5)
+  variables = layer.init(jax.random.key(0), x, True)
+  train = lambda v: layer.apply(v, x, True, mutable=['spectral'])[0]
+  counted = benchmark.model_flops(train, variables)
+  direct = 2.0 * 2 * 12 * 5 * 22 * 22  # 2·B·D·C · (taps on the input per axis: 3·8 - 2 at the borders)²
+  # The spectral norm's power iteration adds its small matrix-vector products.
+  assert counted['conv_flops'] == direct, counted
+  assert 0 < counted['matmul_flops'] < 0.05 * direct, counted
+  executed = jax.make_jaxpr(_jit(train))(variables)
+  assert benchmark.convolution_flops(executed) == 0  # still Winograd outside the count
+  # 16 products of [B·H/2·W/2 tiles, C] × [C, D], padding included, beside the same power iteration
+  winograd_products = 2.0 * 16 * (2 * 4 * 4) * 5 * 12
+  assert benchmark.matmul_flops(executed) == winograd_products + counted['matmul_flops']

@@ -28,7 +28,6 @@ from absl import logging
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
-from pycocotools import mask as mask_utils
 
 from lama_jax import cli
 from lama_jax import files
@@ -127,6 +126,8 @@ def _annotation(mask: np.ndarray, category: int) -> dict | None:
   area = int(mask.sum())
   if area == 0:
     return None
+  # Imported here: `benchmark` imports this module (its limits) on machines without pycocotools.
+  from pycocotools import mask as mask_utils  # pylint: disable=g-import-not-at-top
   rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
   bbox = [float(v) for v in mask_utils.toBbox(rle)]
   return {'category_id': category, 'bbox': bbox, 'area': area, 'iscrowd': 0,

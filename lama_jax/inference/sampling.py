@@ -15,9 +15,10 @@ from tqdm import tqdm
 
 from lama_jax import files
 from lama_jax import visualize
-from lama_jax.datasets import input_pipeline
 from lama_jax.inference.generator import LayoutGenerator
 from lama_jax.inference.layouts import Layout
+# input_pipeline (tf.data) is imported in the two functions that read the validation split: sampling
+# from layouts, and `benchmark` on accelerator machines without TensorFlow, do not need it.
 
 # The official test.py: 5 samples per validation layout on COCO-Stuff (and our shapes set), 1 on VG.
 VAL_SAMPLES_PER_LAYOUT = {'coco_stuff': 5, 'shapes': 5, 'visual_genome': 1}
@@ -74,6 +75,7 @@ def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
 def val_batches(data_dir: str, dataset: str, image_size: int, batch_size: int, max_objects: int,
                 limit: int | None = None, with_masks: bool = False) -> Iterator[ValBatch]:
   """The first `limit` (default all) validation layouts in fixed order, in padded batches."""
+  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   ds = input_pipeline.create_eval_dataset(data_dir, dataset, image_size, batch_size, max_objects,
                                           with_masks=with_masks)
   seen = 0
@@ -184,6 +186,7 @@ def sample_layouts(gen: LayoutGenerator, layouts: Sequence[Layout], out_dir: str
 def sample_val(gen: LayoutGenerator, data_dir: str, dataset: str, out_dir: str, num_samples: int,
                seed: int, truncation: float | None, batch_size: int) -> int:
   """Writes IMAGEID_k.png for every validation layout into `out_dir`; returns the images written."""
+  from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   total = input_pipeline.num_examples(data_dir, dataset, 'val')
   jobs = collections.deque()  # (batch, r) of the requests handed to generate_many, in order
 

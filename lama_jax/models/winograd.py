@@ -22,18 +22,33 @@ CPU only and float32 only, like `sampling_forms`: cuDNN and the TPU pick their o
 bfloat16 the transforms' rounding would be 3 bits coarser.
 """
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 
 MIN_INPUT_CHANNELS = 256  # from narrower inputs on the step gets slower (see the docstring)
 MIN_ROWS = 2048  # batch × height × width: below it the 16 products are too small to pay
+_direct_only = False  # set inside `direct_form()`
+
+
+@contextlib.contextmanager
+def direct_form():
+  """Programs traced inside it use direct convolutions everywhere (not thread-safe: a trace-time
+  switch). The benchmark counts the model's FLOPs this way, the same on every backend."""
+  global _direct_only
+  before, _direct_only = _direct_only, True
+  try:
+    yield
+  finally:
+    _direct_only = before
 
 
 def winograd_pays(x_shape: tuple[int, ...], kernel_size: int, dtype) -> bool:
   """Whether a train-step convolution of an NHWC input of this shape runs as Winograd."""
   b, h, w, c = x_shape
-  return (kernel_size == 3 and h % 2 == 0 and w % 2 == 0 and c >= MIN_INPUT_CHANNELS
-          and b * h * w >= MIN_ROWS and jnp.dtype(dtype) == jnp.float32
+  return (not _direct_only and kernel_size == 3 and h % 2 == 0 and w % 2 == 0
+          and c >= MIN_INPUT_CHANNELS and b * h * w >= MIN_ROWS and jnp.dtype(dtype) == jnp.float32
           and jax.default_backend() == 'cpu')
 
 

@@ -1,17 +1,22 @@
 """Times the compiled train step and generator sampling of a config on synthetic batches.
 
-FLOPs are XLA's cost analysis of the lowered step, before optimisation: that HLO still holds every
-convolution as a convolution, on every backend. The compiled module's analysis does not: on a GPU the
-convolutions become cuDNN custom calls that it counts as nothing (45.6 GFLOP for a 128/20 step of
-~5,800), so it is reported apart (`compiled_flops_per_step`) and not used. On CPU the two agree; a
-test checks that, and that they hold the convolutions' count taken from the step's jaxpr
-(`convolution_flops`).
+FLOPs are the model's: 2·MACs of every convolution and matrix product in the step's jaxpr, traced
+with direct convolutions (`winograd.direct_form`, so the CPU's Winograd form, which does 2.25x fewer
+multiplies for the same function, counts as faster, not as less work). That count is the same on every
+backend and in every dtype. XLA's own counts are reported beside it: the lowered module's
+(`xla_flops_per_step`, the program as it runs on this backend, before optimisation; jax 0.11.2 on an
+H200 gave none: NaN, reported as null) and the compiled module's (`compiled_flops_per_step`; on a GPU
+the convolutions become cuDNN custom calls that it counts as nothing: 48.3 GFLOP for a bfloat16
+128/20 step of 5,642 on an H200). On CPU, where the forms coincide, the model count is within 5% of
+both on the tests' tiny config (XLA also counts elementwise work, one FLOP per element; a test
+checks it) and within 1% of the lowered count at the official widths in bfloat16 (0.2% at 128/20).
 
 The model FLOP utilisation (`mfu`) is the achieved rate over the bfloat16 dense peak of every device,
 for float32 and bfloat16 runs alike (one yardstick): H100/H200 989 TFLOP/s, A100 312, TPU v4 275, v5e
 197, v5p 459, v6e 918. Unknown devices (CPUs) get none.
 """
 import resource
+import sys
 import time
 from typing import Any
 
@@ -22,6 +27,7 @@ import numpy as np
 
 from lama_jax.datasets import synthetic
 from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.models import winograd
 from lama_jax.training import profiling
 from lama_jax.training.trainer import Trainer
 
@@ -46,9 +52,11 @@ def _peak_memory_bytes(device) -> int | None:
   return None
 
 
-def _flops(cost: Any) -> float:
+def _flops(cost: Any) -> float | None:
+  """The 'flops' of an XLA cost analysis, None where it has none (or NaN)."""
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get('flops', float('nan'))) if cost else float('nan')
+  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  return flops if np.isfinite(flops) else None
 
 
 def _sub_jaxprs(value):
@@ -83,18 +91,51 @@ def _conv_eqn_flops(eqn) -> float:
   return 2.0 * macs
 
 
+def _dot_eqn_flops(eqn) -> float:
+  (lhs_contract, _), _ = eqn.params['dimension_numbers']
+  lhs = eqn.invars[0].aval.shape
+  return 2.0 * np.prod(eqn.outvars[0].aval.shape, dtype=float) * np.prod(
+      [lhs[d] for d in lhs_contract], dtype=float)
+
+
+def matmul_flops(jaxpr) -> float:
+  """2·MACs of every matrix product (dot_general) in a (closed) jaxpr, its sub-jaxprs included."""
+  return _count(jaxpr, 'dot_general', _dot_eqn_flops)
+
+
 def convolution_flops(jaxpr) -> float:
   """2·MACs of every convolution in a (closed) jaxpr, its sub-jaxprs included (an analytic count,
   padding taps excluded as in XLA's cost analysis)."""
+  return _count(jaxpr, 'conv_general_dilated', _conv_eqn_flops)
+
+
+def _count(jaxpr, primitive: str, eqn_flops) -> float:
   jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
   total = 0.0
   for eqn in jaxpr.eqns:
-    if eqn.primitive.name == 'conv_general_dilated':
-      total += _conv_eqn_flops(eqn)
+    if eqn.primitive.name == primitive:
+      total += eqn_flops(eqn)
     for value in eqn.params.values():
       for sub in _sub_jaxprs(value):
-        total += convolution_flops(sub)
+        total += _count(sub, primitive, eqn_flops)
   return total
+
+
+def model_flops(fn, *args) -> dict[str, float]:
+  """The model's FLOPs of `fn(*args)`: its convolutions and matrix products, traced with direct
+  convolutions. Traced afresh (caches cleared before and after), so neither a trace of the
+  executed form is reused nor this one kept for later compiles."""
+  jax.clear_caches()
+  with winograd.direct_form():
+    jaxpr = jax.make_jaxpr(fn)(*args)
+  jax.clear_caches()
+  conv, matmul = convolution_flops(jaxpr), matmul_flops(jaxpr)
+  return {'flops': conv + matmul, 'conv_flops': conv, 'matmul_flops': matmul}
+
+
+def _progress(message: str) -> None:
+  """One line per stage on stderr: the run takes minutes, and a cut-off run's log says where."""
+  print(f'benchmark: {message}', file=sys.stderr, flush=True)
 
 
 def _time_steps(trainer: Trainer, state, batches, steps: int):
@@ -104,10 +145,10 @@ def _time_steps(trainer: Trainer, state, batches, steps: int):
   lowered = trainer.step_fn.lower(state, batch, trainer.key)
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
-  figures = {'compile_s': compile_s, 'flops': _flops(lowered.cost_analysis()),
+  _progress(f'step compiled in {compile_s:.1f} s')
+  figures = {'compile_s': compile_s, 'xla_flops': _flops(lowered.cost_analysis()),
              'compiled_flops': _flops(compiled.cost_analysis()),
-             'conv_flops': convolution_flops(jax.make_jaxpr(trainer.step_fn)(
-                 state, batch, trainer.key))}
+             **model_flops(trainer.step_fn, state, batch, trainer.key)}
   state, metrics = compiled(state, batch, trainer.key)  # warm-up
   jax.block_until_ready(metrics)
   times = []
@@ -147,6 +188,7 @@ def _time_sampling(trainer: Trainer, state, config, sample_batch: int, repeats: 
     t0 = time.perf_counter()
     fn(0)
     compile_s[name] = time.perf_counter() - t0
+    _progress(f'sampling ({name}) compiled and run once in {compile_s[name]:.1f} s')
   times = {name: [] for name in modes}
   for i in range(repeats):  # modes alternate, so load changes hit each alike
     for name, fn in modes.items():
@@ -186,11 +228,17 @@ def run(config: ml_collections.ConfigDict, steps: int = 5, sample_batch: int = 8
   batches = synthetic.synthetic_batches(config.model.image_size, config.data.max_objects,
                                         config.model.num_classes,
                                         config.batch_size // jax.process_count(), seed=0)
-  step, state = _time_steps(trainer, trainer.init_state(), batches, steps)
+  t0 = time.perf_counter()
+  state = jax.block_until_ready(trainer.init_state())
+  init_s = time.perf_counter() - t0
+  _progress(f'state initialised in {init_s:.1f} s')
+  step, state = _time_steps(trainer, state, batches, steps)
+  _progress(f"{steps} steps timed: median {step['step_s'] * 1000:.1f} ms")
   profile = None
   if profile_dir:
     profile, state = _profile_steps(trainer, step['compiled'], state, batches, profile_steps,
                                     profile_dir)
+    _progress('profile traced')
   sampling = _time_sampling(trainer, state, config, sample_batch,
                             sample_repeats or max(3, steps), sample_float32)
   device = jax.devices()[0]
@@ -200,11 +248,13 @@ def run(config: ml_collections.ConfigDict, steps: int = 5, sample_batch: int = 8
   return {
       'device': f'{device.platform}:{getattr(device, "device_kind", "")} x{jax.device_count()}',
       'image_size': config.model.image_size, 'batch_size': config.batch_size,
-      'dtype': config.model.dtype, 'ch': config.model.ch, 'compile_s': round(step['compile_s'], 2),
+      'dtype': config.model.dtype, 'ch': config.model.ch, 'init_s': round(init_s, 2),
+      'compile_s': round(step['compile_s'], 2),
       'step_median_s': round(step_s, 4), 'step_times_s': [round(t, 4) for t in step['step_times_s']],
       'images_per_s': round(config.batch_size / step_s, 2),
       'flops_per_step': flops, 'gflop_per_image': round(flops / config.batch_size / 1e9, 2),
-      'compiled_flops_per_step': step['compiled_flops'], 'conv_flops_per_step': step['conv_flops'],
+      'conv_flops_per_step': step['conv_flops'], 'matmul_flops_per_step': step['matmul_flops'],
+      'xla_flops_per_step': step['xla_flops'], 'compiled_flops_per_step': step['compiled_flops'],
       'achieved_tflops': round(flops / step_s / 1e12, 4),
       'peak_bf16_tflops': round(peak / 1e12, 1) if peak else None,
       'mfu': round(flops / step_s / peak, 4) if peak else None,

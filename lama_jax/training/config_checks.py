@@ -193,12 +193,14 @@ def _check_evals(config: ml_collections.ConfigDict) -> None:
                   f'{name} cannot run during training: {problem}')
 
 
-def check(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+def check(config: ml_collections.ConfigDict, num_devices: int = 1, evals: bool = True) -> None:
   """Raises ConfigError for the first bad field of a training config.
 
   Args:
     config: the config as `main` received it (file plus command-line overrides).
     num_devices: the devices the run will use (every process's): the global batch is split evenly.
+    evals: also check `config.evals` (False where no evaluator runs, e.g. `benchmark`: the
+      evaluators import TensorFlow, which accelerator-only machines may lack).
   """
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f'get_config() must return an ml_collections.ConfigDict, not '
@@ -211,4 +213,5 @@ def check(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if batch // num_devices > MAX_BATCH_PER_DEVICE:
     raise _fail('batch_size', batch, f'{batch // num_devices} images per device, more than the '
                 f'limit of {MAX_BATCH_PER_DEVICE} per device (beyond it memory runs out)')
-  _check_evals(config)
+  if evals:
+    _check_evals(config)

@@ -31,6 +31,7 @@ _CALLS = re.compile(r'(?:calls|to_apply|body|condition)=%?([\w.\-]+)')
 _TARGET = re.compile(r'custom_call_target="([^"]+)"')
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
 # Lines that summarise or duplicate the op events (GPU traces): never summed.
+HOST = 'hlo_op (host threads)'  # how ops are keyed when only the host's threads traced them
 _SKIP_LINES = ('XLA Modules', 'XLA Ops', 'Steps', 'Framework', 'Source', 'XLA TraceMe')
 
 
@@ -132,8 +133,8 @@ def op_kinds(hlo_text: str) -> dict[str, str]:
   return kinds
 
 
-def _op_events(xplane_path: str) -> tuple[list[tuple[str, float]], str]:
-  """(op, duration in ms) of every op event, and what the ops are keyed by.
+def _op_events(xplane_path: str) -> tuple[list[tuple[str, str, float]], str]:
+  """(op, event name, duration in ms) of every op event, and what the ops are keyed by.
 
   Device planes (GPU, TPU) win over the host's when they hold any event; ops are keyed by the
   `hlo_op` their events carry, or by the event (kernel) name on device planes where none does.
@@ -148,43 +149,83 @@ def _op_events(xplane_path: str) -> tuple[list[tuple[str, float]], str]:
         ms = event.duration_ns / 1e6
         op = dict(event.stats).get('hlo_op')
         if op:
-          tagged[plane.name].append((str(op), ms))
+          tagged[plane.name].append((str(op), event.name, ms))
         elif plane.name.startswith('/device:'):
-          named[plane.name].append((event.name, ms))
+          named[plane.name].append((event.name, event.name, ms))
   device = [p for p in tagged if p.startswith('/device:')]
   if device:
     return [e for p in device for e in tagged[p]], 'hlo_op (device)'
   if named:
     return [e for p in named for e in named[p]], 'kernel name (device)'
-  return [e for p in tagged for e in tagged[p]], 'hlo_op (host threads)'
+  return [e for p in tagged for e in tagged[p]], HOST
+
+
+def _kernel_kind(kernel: str) -> str | None:
+  """The kind of a library kernel by its name (cuDNN / cuBLAS / CUTLASS), None if not one."""
+  low = kernel.lower()
+  if any(s in low for s in ('fprop', 'dgrad', 'wgrad', 'conv2d', 'convolution', 'cudnn')):
+    return 'convolution'
+  if any(s in low for s in ('gemm', 'cublas', 'cutlass', 'xmma', 'matmul')):
+    return 'dot'
+  return None
+
+
+def _resolve(op: str, kernel: str, kinds: dict[str, str], by_kernel: dict[str, str],
+             device: bool):
+  """(HLO op, kind) of an event. XLA:GPU replays runs of kernels as command buffers (CUDA graphs),
+  whose events carry the buffer ('command_buffer_N', opcode call) as their hlo_op; the kernel's own
+  name then says what it is: a fusion's kernel is named after the fusion (dots as underscores), a
+  library kernel (cuDNN, cuBLAS) after its algorithm."""
+  if op in kinds and kinds[op] not in ('other', 'call'):
+    return op, kinds[op]
+  for name in (kernel, by_kernel.get(kernel)):
+    if name and name in kinds:
+      return name, kinds[name]
+  library = _kernel_kind(kernel) if device else None
+  if library:
+    return f'{library} kernel in {op}', library
+  return op, kinds.get(op, 'other')
 
 
 def aggregate(xplane_path: str, hlo_text: str, runs: int = 1, top: int = 25) -> dict[str, Any]:
   """Op time per kind and the `top` slowest ops, per run of the program."""
-  kinds, sources = op_kinds(hlo_text), op_sources(hlo_text)
-  per_op, count = collections.Counter(), collections.Counter()
   events, keyed_by = _op_events(xplane_path)
-  for op, ms in events:
+  return summarize(events, keyed_by, hlo_text, runs, top)
+
+
+def summarize(events, keyed_by: str, hlo_text: str, runs: int = 1, top: int = 25) -> dict[str, Any]:
+  """`aggregate` of (op, event name, ms) events; kernels that no HLO op names are listed apart."""
+  kinds, sources = op_kinds(hlo_text), op_sources(hlo_text)
+  by_kernel = {re.sub(r'[.\-]', '_', name): name for name in kinds}
+  per_op, count, kind_of = collections.Counter(), collections.Counter(), {}
+  unnamed = collections.Counter()
+  for op, kernel, ms in events:
+    op, kind = _resolve(op, kernel, kinds, by_kernel, device=keyed_by != HOST)
+    kind_of[op] = kind
     per_op[op] += ms
     count[op] += 1
+    if kind_of[op] == 'other':
+      unnamed[kernel] += ms
   total = sum(per_op.values()) or 1.0
   by_kind = collections.defaultdict(lambda: [0.0, 0])
   by_source = collections.Counter()
   for op, ms in per_op.items():
-    entry = by_kind[kinds.get(op, 'other')]
+    entry = by_kind[kind_of[op]]
     entry[0] += ms
     entry[1] += count[op]
-    by_source[f"{kinds.get(op, 'other')} | {sources.get(op, '?')}"] += ms
+    by_source[f"{kind_of[op]} | {sources.get(op, '?')}"] += ms
   return {
       'keyed_by': keyed_by, 'op_ms_per_run': round(total / runs, 3),
       'by_kind': {k: {'ms': round(ms / runs, 3), 'share': round(ms / total, 4), 'count': n // runs}
                   for k, (ms, n) in sorted(by_kind.items(), key=lambda kv: -kv[1][0])},
       'top_sources': [{'source': src, 'ms': round(ms / runs, 3), 'share': round(ms / total, 4)}
                       for src, ms in by_source.most_common(top)],
-      'top_ops': [{'op': op, 'kind': kinds.get(op, 'other'), 'source': sources.get(op, '?'),
+      'top_ops': [{'op': op, 'kind': kind_of[op], 'source': sources.get(op, '?'),
                    'ms': round(ms / runs, 3),
                    'count': count[op] // runs, 'share': round(ms / total, 4)}
                   for op, ms in per_op.most_common(top)],
+      'top_other_kernels': [{'kernel': k[:120], 'ms': round(ms / runs, 3)}
+                            for k, ms in unnamed.most_common(top)],
   }
 
 
