@@ -200,3 +200,33 @@ def test_generator_samples_equal_with_weights_prepared_for_sampling():
   with pytest.MonkeyPatch.context() as patch:  # off CPU: no phase kernels, the plain program
     patch.setattr(sampling_forms, '_on_cpu', lambda: False)
     assert PHASES not in sampling_variables(variables)[PRESCALED]['res0']['conv1']
+
+
+def test_generator_samples_equal_with_and_without_the_cpu_forms():
+  """Every CPU sampling form at once (tap form, conv1 at the input's resolution, materialised maps)
+  against the plain program the other backends run."""
+  g = make_generator(64, **TINY)
+  rs = np.random.RandomState(5)
+  boxes = jnp.asarray(np.concatenate([rs.uniform(0, 0.5, (2, 5, 2)), rs.uniform(0.2, 0.5, (2, 5, 2))],
+                                     -1).astype(np.float32))
+  labels = jnp.asarray(rs.randint(1, 14, (2, 5)), jnp.int32)
+  z, z_im = jnp.asarray(rs.randn(2, 5, 128), jnp.float32), jnp.asarray(rs.randn(2, 128), jnp.float32)
+  variables = jax.jit(g.init)({'params': jax.random.key(0), 'noise': jax.random.key(1)}, z, boxes,
+                              labels, z_im)
+  variables = dict(variables, params=jax.tree.map(  # every α and ρ on, so every branch counts
+      lambda p: jnp.full_like(p, 0.5) if p.ndim == 0 else p, variables['params']))
+  for seed in range(3):
+    _, state = jax.jit(lambda v, s=seed: g.apply(v, z, boxes, labels, z_im, train=True, rngs={
+        'noise': jax.random.key(s)}, mutable=['batch_stats', 'spectral']))(variables)
+    variables = {**variables, **state}
+
+  def sample(v):  # a new function per call: traced anew under the backend test in force
+    return [np.asarray(t) for t in jax.jit(lambda v: g.apply(
+        v, z, boxes, labels, z_im, rngs={'noise': jax.random.key(3)}))(v)]
+  cpu_forms = sample(sampling_variables(variables))
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(sampling_forms, '_on_cpu', lambda: False)
+    plain = sample(sampling_variables(variables))
+  assert all(np.isfinite(t).all() for t in plain) and plain[0].std() > 0.1
+  for got, want in zip(cpu_forms, plain):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

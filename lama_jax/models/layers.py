@@ -329,7 +329,7 @@ class ISLANorm(nn.Module):
         raise ValueError(f'unknown norm {self.norm!r}: expected bgn, bn or gn')
     mask = upcast(mask)
     mask = mask.transpose(0, 2, 3, 1)  # [B, Hm, Wm, O]
-    mask = resize_bilinear(mask, h, wd)
+    mask = resize_bilinear(mask, h, wd, stencil=not train)
     mask = mask / (mask.sum(-1, keepdims=True) + 1e-4)
     weight = SNDense(c, dtype=self.dtype, name='weight_proj')(w, train)  # [B, O, C]
     bias = SNDense(c, dtype=self.dtype, name='bias_proj')(w, train)

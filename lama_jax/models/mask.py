@@ -93,7 +93,7 @@ class MaskRegressNet(nn.Module):
     for i in range(3):
       x = MaskRegressBlock(self.dtype, name=f'conv{i + 1}')(x, train)
       size *= 2
-      x = resize_bilinear(x, size, size)
+      x = resize_bilinear(x, size, size, stencil=not train)
     assert size == self.mask_size, (size, self.mask_size)
     x = leaky_relu(BatchNorm(name='final_bn')(x, train))
     x = SNConv(1, 1, eps=EPS_DEFAULT, dtype=self.dtype, name='final_conv')(x, train)
@@ -133,7 +133,8 @@ class LAMA(nn.Module):
     b, o, s, _ = raw_mask.shape
     key = SNDense(self.match_dim, dtype=self.dtype, name='key_affine')(obj_feat, train)
     query = SNDense(self.match_dim, dtype=self.dtype, name='query_affine')(obj_feat, train)
-    grid_mask = resize_bilinear(raw_mask, self.grid, self.grid, h_axis=2, w_axis=3)
+    grid_mask = resize_bilinear(raw_mask, self.grid, self.grid, h_axis=2, w_axis=3,
+                                stencil=not train)
     pixel_query = jnp.einsum('bod,boij->bijd', query, grid_mask.astype(self.dtype))
     local = pixel_query
     for i in range(self.local_blocks):
@@ -143,5 +144,6 @@ class LAMA(nn.Module):
     alpha = pairwise_broadcast(alpha, energy.shape)  # its gradient sums over every grid pixel
     # tanh(αE) + 1 written as 2·sigmoid(2αE): the same function without the cancellation of tanh + 1
     # where tanh ≈ −1, which float32 would otherwise amplify through the mask normalisation.
-    factors = resize_bilinear(2.0 * jax.nn.sigmoid(2.0 * alpha * energy), s, s, h_axis=2, w_axis=3)
+    factors = resize_bilinear(2.0 * jax.nn.sigmoid(2.0 * alpha * energy), s, s, h_axis=2, w_axis=3,
+                              stencil=not train)
     return raw_mask * factors, factors

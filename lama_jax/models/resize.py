@@ -4,6 +4,13 @@
 `F.interpolate(mode='bilinear')` does not; the official model resizes masks both ways, so we build the
 interpolation matrices ourselves. Each row has at most two non-zeros, so the products are exact and cheap,
 and they are differentiable for free.
+
+In the sampling program on CPU (`stencil=True`) a ×2 upsampling is its two-tap stencil instead
+(`upsample2_bilinear`): the same values to one float32 rounding, fused into the consumer rather than a
+transpose, a matrix product and a transpose back (the mask network's last 16 → 32 step over 32 objects
+× 128 channels with its BatchNorm and LeakyReLU: 3.2 against 19.7 ms; 0.7 against 2.0-4.6 ms on
+smaller maps; 2-core EPYC, alternating runs). The train step keeps the matrix form: with the stencil
+it ran no faster (64×64, batch 8: 9.09 / 8.36 against 8.68 / 8.37 s) and compiled ~4.5 s longer.
 """
 
 import functools
@@ -33,20 +40,36 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 def resize_bilinear(x: jax.Array, height: int, width: int, *, h_axis: int = 1,
-                    w_axis: int = 2) -> jax.Array:
-  """Bilinear resize of two spatial axes of `x`, align_corners=False, like PyTorch."""
+                    w_axis: int = 2, stencil: bool = False) -> jax.Array:
+  """Bilinear resize of two spatial axes of `x`, align_corners=False, like PyTorch.
+
+  With `stencil` (the models pass `not train`), a ×2 upsampling on CPU is `upsample2_bilinear`.
+  """
   in_h, in_w = x.shape[h_axis], x.shape[w_axis]
   if (in_h, in_w) == (height, width):
     return x
   dtype = x.dtype
   x = upcast(x)
-  if in_h != height:
-    x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(in_h, height).astype(x.dtype), x, axes=((1,), (h_axis,)),
-                                   precision=_PRECISION), 0, h_axis)
-  if in_w != width:
-    x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(in_w, width).astype(x.dtype), x, axes=((1,), (w_axis,)),
-                                   precision=_PRECISION), 0, w_axis)
+  for axis, size in ((h_axis, height), (w_axis, width)):
+    if x.shape[axis] == size:
+      continue
+    if stencil and size == 2 * x.shape[axis] and jax.default_backend() == 'cpu':
+      x = upsample2_bilinear(x, axis)
+    else:
+      x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(x.shape[axis], size).astype(x.dtype), x,
+                                     axes=((1,), (axis,)), precision=_PRECISION), 0, axis)
   return x.astype(dtype)
+
+
+def upsample2_bilinear(x: jax.Array, axis: int) -> jax.Array:
+  """×2 bilinear along `axis` as PyTorch does it (align_corners=False, edges clamped):
+  out[2i] = ¼·x[i−1] + ¾·x[i] and out[2i+1] = ¾·x[i] + ¼·x[i+1], with x[−1] = x[0], x[n] = x[n−1]."""
+  n = x.shape[axis]
+  part = functools.partial(jax.lax.slice_in_dim, x, axis=axis)
+  before = jnp.concatenate([part(0, 1), part(0, n - 1)], axis)
+  after = jnp.concatenate([part(1, n), part(n - 1, n)], axis)
+  pairs = jnp.stack([0.25 * before + 0.75 * x, 0.75 * x + 0.25 * after], axis + 1)
+  return pairs.reshape(x.shape[:axis] + (2 * n,) + x.shape[axis + 1:])
 
 
 def upcast(x: jax.Array) -> jax.Array:
