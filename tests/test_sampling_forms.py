@@ -170,25 +170,37 @@ def _spectral_layers_with_weight(tree, path=()):
           for p in _spectral_layers_with_weight(v, path + (k,))]
 
 
+def _tiny_generator(seed: int, objects: int):
+  """A tiny 64×64 generator, its inputs and variables with every α and ρ at 0.5 (every branch
+  counts) and BatchNorm statistics from train-mode passes (they keep the activations finite);
+  returns (variables, eval-mode forward of the variables, compiled anew per call)."""
+  g = make_generator(64, **TINY)
+  rs = np.random.RandomState(seed)
+  boxes = jnp.asarray(np.concatenate([rs.uniform(0, 0.5, (2, objects, 2)),
+                                      rs.uniform(0.2, 0.5, (2, objects, 2))], -1).astype(np.float32))
+  labels = jnp.asarray(rs.randint(1, 14, (2, objects)), jnp.int32)
+  z = jnp.asarray(rs.randn(2, objects, 128), jnp.float32)
+  z_im = jnp.asarray(rs.randn(2, 128), jnp.float32)
+  variables = jax.jit(g.init)({'params': jax.random.key(0), 'noise': jax.random.key(1)}, z, boxes,
+                              labels, z_im)
+  variables = dict(variables, params=jax.tree.map(
+      lambda p: jnp.full_like(p, 0.5) if p.ndim == 0 else p, variables['params']))
+  for s in range(3):
+    _, state = jax.jit(lambda v, s=s: g.apply(v, z, boxes, labels, z_im, train=True, rngs={
+        'noise': jax.random.key(s)}, mutable=['batch_stats', 'spectral']))(variables)
+    variables = {**variables, **state}
+
+  def forward(v):  # a new function per call: traced anew under the backend test in force
+    return [np.asarray(t) for t in jax.jit(lambda v: g.apply(
+        v, z, boxes, labels, z_im, rngs={'noise': jax.random.key(3)}))(v)]
+  return variables, forward
+
+
 def test_generator_samples_equal_with_weights_prepared_for_sampling():
   """The whole eval-mode generator: prescaled and plain variables give the same images and masks,
   and so do the blocks' conv1 at the input's resolution (`sampling_variables`) and upsampled."""
-  g = make_generator(64, **TINY)
-  rs = np.random.RandomState(2)
-  boxes = jnp.asarray(np.concatenate([rs.uniform(0, 0.5, (2, 4, 2)), rs.uniform(0.2, 0.5, (2, 4, 2))],
-                                     -1).astype(np.float32))
-  labels = jnp.asarray(rs.randint(1, 14, (2, 4)), jnp.int32)
-  z, z_im = jnp.asarray(rs.randn(2, 4, 128), jnp.float32), jnp.asarray(rs.randn(2, 128), jnp.float32)
-  rngs = {'params': jax.random.key(0), 'noise': jax.random.key(1)}
-  variables = jax.jit(g.init)(rngs, z, boxes, labels, z_im)
-  variables = dict(variables, params=jax.tree.map(
-      lambda p: jnp.full_like(p, 0.5) if p.ndim == 0 else p, variables['params']))
-  for seed in range(3):  # BatchNorm statistics of the model's own activations keep them finite
-    _, state = jax.jit(lambda v, s=seed: g.apply(v, z, boxes, labels, z_im, train=True, rngs={
-        'noise': jax.random.key(s)}, mutable=['batch_stats', 'spectral']))(variables)
-    variables = {**variables, **state}
-  forward = jax.jit(lambda v: g.apply(v, z, boxes, labels, z_im, rngs={'noise': jax.random.key(3)}))
-  plain = [np.asarray(t) for t in forward(variables)]
+  variables, forward = _tiny_generator(2, 4)
+  plain = forward(variables)
   assert all(np.isfinite(t).all() for t in plain) and plain[0].std() > 0.1
   prepared = sampling_variables(variables)
   assert all(PHASES in prepared[PRESCALED][f'res{i}']['conv1'] for i in range(4))
@@ -196,7 +208,7 @@ def test_generator_samples_equal_with_weights_prepared_for_sampling():
   # amplifies that to ~1e-6.
   for v in (prescale_spectral(variables), prepared):
     for a, b in zip(plain, forward(v)):
-      np.testing.assert_allclose(np.asarray(b), a, rtol=1e-5, atol=1e-5)
+      np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
   with pytest.MonkeyPatch.context() as patch:  # off CPU: no phase kernels, the plain program
     patch.setattr(sampling_forms, '_on_cpu', lambda: False)
     assert PHASES not in sampling_variables(variables)[PRESCALED]['res0']['conv1']
@@ -205,28 +217,11 @@ def test_generator_samples_equal_with_weights_prepared_for_sampling():
 def test_generator_samples_equal_with_and_without_the_cpu_forms():
   """Every CPU sampling form at once (tap form, conv1 at the input's resolution, materialised maps)
   against the plain program the other backends run."""
-  g = make_generator(64, **TINY)
-  rs = np.random.RandomState(5)
-  boxes = jnp.asarray(np.concatenate([rs.uniform(0, 0.5, (2, 5, 2)), rs.uniform(0.2, 0.5, (2, 5, 2))],
-                                     -1).astype(np.float32))
-  labels = jnp.asarray(rs.randint(1, 14, (2, 5)), jnp.int32)
-  z, z_im = jnp.asarray(rs.randn(2, 5, 128), jnp.float32), jnp.asarray(rs.randn(2, 128), jnp.float32)
-  variables = jax.jit(g.init)({'params': jax.random.key(0), 'noise': jax.random.key(1)}, z, boxes,
-                              labels, z_im)
-  variables = dict(variables, params=jax.tree.map(  # every α and ρ on, so every branch counts
-      lambda p: jnp.full_like(p, 0.5) if p.ndim == 0 else p, variables['params']))
-  for seed in range(3):
-    _, state = jax.jit(lambda v, s=seed: g.apply(v, z, boxes, labels, z_im, train=True, rngs={
-        'noise': jax.random.key(s)}, mutable=['batch_stats', 'spectral']))(variables)
-    variables = {**variables, **state}
-
-  def sample(v):  # a new function per call: traced anew under the backend test in force
-    return [np.asarray(t) for t in jax.jit(lambda v: g.apply(
-        v, z, boxes, labels, z_im, rngs={'noise': jax.random.key(3)}))(v)]
-  cpu_forms = sample(sampling_variables(variables))
+  variables, forward = _tiny_generator(5, 5)
+  cpu_forms = forward(sampling_variables(variables))
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(sampling_forms, '_on_cpu', lambda: False)
-    plain = sample(sampling_variables(variables))
+    plain = forward(sampling_variables(variables))
   assert all(np.isfinite(t).all() for t in plain) and plain[0].std() > 0.1
   for got, want in zip(cpu_forms, plain):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
