@@ -1,7 +1,12 @@
 """The benchmark: honest FLOP counts (convolutions included) and its figures on a tiny config."""
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 
 from lama_jax.training import benchmark
+from lama_jax.training import profiling
 from tests import train_helpers
 
 
@@ -51,7 +56,6 @@ def test_profile_attributes_kernels_replayed_in_command_buffers():
   buffer as hlo_op (an H200 trace put 44% of op time under 'command_buffer_N'). The kernel's name
   says what ran: a fusion's kernel is named after the fusion, a cuDNN / cuBLAS kernel after its
   algorithm; only what neither names stays 'other', listed by kernel name."""
-  from lama_jax.training import profiling  # pylint: disable=g-import-not-at-top
   hlo = '\n'.join([
       '%fused_add (p0: f32[4]) -> f32[4] {',
       '  %p0 = f32[4]{0} parameter(0)',
@@ -85,8 +89,6 @@ def test_benchmark_needs_no_tensorflow_nor_pycocotools():
   """The GPU machines the benchmark runs on have neither (ours had none: the 2026-11-27 session's
   first run failed on the import). Its step mode checks the config and builds the trainer without
   them; tf.data and the evaluators are imported only where used."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   code = '\n'.join([
       'import sys',
       "for name in ('tensorflow', 'tensorflow_datasets', 'pycocotools'):",
@@ -103,5 +105,5 @@ def test_benchmark_needs_no_tensorflow_nor_pycocotools():
       'jax.eval_shape(trainer.init_state)',
       "print('ok')"])
   proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
-                        cwd=str(__import__('pathlib').Path(__file__).parent.parent), check=False)
+                        cwd=str(pathlib.Path(__file__).parent.parent), check=False)
   assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-2000:]

@@ -215,8 +215,8 @@ def test_generator_samples_equal_with_weights_prepared_for_sampling():
 
 
 def test_generator_samples_equal_with_and_without_the_cpu_forms():
-  """Every CPU sampling form at once (tap form, conv1 at the input's resolution, materialised maps)
-  against the plain program the other backends run."""
+  """Every CPU sampling form at once (tap form, conv1 at the input's resolution, materialised maps,
+  the ×2 bilinear stencil) against the plain program the other backends run."""
   variables, forward = _tiny_generator(5, 5)
   cpu_forms = forward(sampling_variables(variables))
   with pytest.MonkeyPatch.context() as patch:

@@ -15,6 +15,7 @@ from lama_jax.models import make_discriminator
 from lama_jax.models import winograd
 from lama_jax.models.layers import SNConv
 from lama_jax.models.winograd import conv3x3_winograd, winograd_pays
+from lama_jax.training import benchmark
 
 
 def _direct(x, kernel):
@@ -129,7 +130,6 @@ def test_model_flops_count_the_direct_form_where_winograd_runs(winograd_everywhe
   """The benchmark's FLOPs are the model's: a Winograd layer counts as its direct convolution (the
   form's 2.25x fewer multiplies show as speed, not as less work), and tracing for the count leaves
   later traces on the executed form."""
-  from lama_jax.training import benchmark  # pylint: disable=g-import-not-at-top
   layer, x = SNConv(12, 3), _random((2, 8, 8, 5), 5)
   variables = layer.init(jax.random.key(0), x, True)
   train = lambda v: layer.apply(v, x, True, mutable=['spectral'])[0]

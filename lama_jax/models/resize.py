@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lama_jax.models import sampling_forms
+
 # Interpolation weights must not drop to bf16 passes on TPU/GPU: masks feed every norm layer.
 _PRECISION = jax.lax.Precision.HIGHEST
 
@@ -53,7 +55,7 @@ def resize_bilinear(x: jax.Array, height: int, width: int, *, h_axis: int = 1,
   for axis, size in ((h_axis, height), (w_axis, width)):
     if x.shape[axis] == size:
       continue
-    if stencil and size == 2 * x.shape[axis] and jax.default_backend() == 'cpu':
+    if stencil and size == 2 * x.shape[axis] and sampling_forms.upsample_stencil_pays():
       x = upsample2_bilinear(x, axis)
     else:
       x = jnp.moveaxis(jnp.tensordot(bilinear_matrix(x.shape[axis], size).astype(x.dtype), x,

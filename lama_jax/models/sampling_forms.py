@@ -20,6 +20,9 @@ are the fast ones. Measured on this project's 2-core EPYC, official widths (benc
   value) is recomputed for each of the C channels it is added to. A reduction is never fused into
   its consumers: `max(x, −inf)` over a new axis of 2 stores x once, exactly.
 
+- `resize.upsample2_bilinear` (chosen by `upsample_stencil_pays`): a ×2 bilinear upsampling as its
+  two-tap stencil, fused into the consumer (see resize.py).
+
 All are used on CPU only, where they were measured: GPUs and TPUs fuse and convolve differently,
 and keep the plain forms until a device run shows these help there.
 """
@@ -45,6 +48,11 @@ def upsampled_form_pays() -> bool:
   Only with phase kernels made ahead of time (`generator.sampling_variables`): made in every call
   they cost more than the form saves at batch 1 (19 ms for a 1024 → 512 kernel).
   """
+  return _on_cpu()
+
+
+def upsample_stencil_pays() -> bool:
+  """Whether sampling runs ×2 bilinear upsamplings as `resize.upsample2_bilinear`."""
   return _on_cpu()
 
 

@@ -30,8 +30,8 @@ _INSTRUCTION = re.compile(
 _CALLS = re.compile(r'(?:calls|to_apply|body|condition)=%?([\w.\-]+)')
 _TARGET = re.compile(r'custom_call_target="([^"]+)"')
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
-# Lines that summarise or duplicate the op events (GPU traces): never summed.
 HOST = 'hlo_op (host threads)'  # how ops are keyed when only the host's threads traced them
+# Lines that summarise or duplicate the op events (GPU traces): never summed.
 _SKIP_LINES = ('XLA Modules', 'XLA Ops', 'Steps', 'Framework', 'Source', 'XLA TraceMe')
 
 
