@@ -10,16 +10,18 @@ then on the GPU machine, from the checkout root, carrying .devbench (device tool
 carry=['.devbench']), two calls, the second at once so the machine is still warm (a session has
 15 device minutes, the start included):
 
-  python3 benchmarks/gpu_session.py --out "$OUT" --part 1 --budget_s 560     # timeout_s 590
-  python3 benchmarks/gpu_session.py --out "$OUT" --part 2 --budget_s 230     # timeout_s 250
+  python3 benchmarks/gpu_session.py --out "$OUT" --part 1 --budget_s 490     # timeout_s 520
+  python3 benchmarks/gpu_session.py --out "$OUT" --part 2 --budget_s 280     # timeout_s 300
 
 Sized from the 2026-11-27 H200 session (jax 0.11.2): the official timer takes 14-17 s a size; our
 benchmark ~200 s at 128/20 in bf16 with a profile (init 12 s, step compile 146 s, two sampler
 compiles ~20 s each), more than 185 s at 64/32. Part 1: the official fp32 iteration and our bf16
-step at 128/20 and 256/24 (profiles), then 128/20 again from the persistent compilation cache the
-first run filled (what a restart pays). Part 2: 64/32, the official AMP timer at 128/20. The fp32
-steps (`--part 3`) need a session of their own. Three concurrent compiles, tried that session to
-fill the cache faster, did not finish in 240 s: items run one at a time.
+step at 128/20 with a profile; the same step with the normalisation statistics summed by halving
+on the GPU too, as before (`--pairwise_sums=everywhere`, no sampling: the A/B of that change);
+then 128/20 again from the persistent compilation cache the first run filled (what a restart
+pays). Part 2: 256/24 (both codes, our profile). Part 3: 64/32 and the official AMP timer at
+128/20; part 4 the fp32 steps: sessions of their own. Three concurrent compiles, tried to fill
+the cache faster, did not finish in 240 s: items run one at a time.
 
 Each item runs in its own process, its output going straight to OUT/logs/ITEM.log (kept if it is
 cut off), and appends one JSON line to OUT/gpu_session.jsonl when it ends (the benchmark's line:
@@ -39,15 +41,17 @@ CACHE = '/tmp/lama_xla_cache'
 PLAN = (
     ('official_128_fp32', 1, 'official', 128, 20, False, (), 25),
     ('ours_128_bf16', 1, 'ours', 128, 20, 'bfloat16', ('profile',), 215),
-    ('official_256_fp32', 1, 'official', 256, 24, False, (), 25),
-    ('ours_256_bf16', 1, 'ours', 256, 24, 'bfloat16', ('profile', 'no_float32'), 250),
+    ('ours_128_bf16_pairwise', 1, 'ours', 128, 20, 'bfloat16',
+     ('pairwise_everywhere', 'no_sampling'), 185),
     ('ours_128_bf16_restart', 1, 'ours', 128, 20, 'bfloat16', ('no_float32',), 45),
-    ('official_64_fp32', 2, 'official', 64, 32, False, (), 20),
-    ('ours_64_bf16', 2, 'ours', 64, 32, 'bfloat16', ('no_float32',), 185),
-    ('official_128_amp', 2, 'official', 128, 20, True, (), 20),
-    ('ours_128_fp32', 3, 'ours', 128, 20, 'float32', ('no_float32',), 220),
-    ('ours_64_fp32', 3, 'ours', 64, 32, 'float32', ('no_float32',), 200),
-    ('ours_256_fp32', 3, 'ours', 256, 24, 'float32', ('no_float32',), 260),
+    ('official_256_fp32', 2, 'official', 256, 24, False, (), 25),
+    ('ours_256_bf16', 2, 'ours', 256, 24, 'bfloat16', ('profile', 'no_float32'), 250),
+    ('official_64_fp32', 3, 'official', 64, 32, False, (), 20),
+    ('ours_64_bf16', 3, 'ours', 64, 32, 'bfloat16', ('no_float32',), 185),
+    ('official_128_amp', 3, 'official', 128, 20, True, (), 20),
+    ('ours_128_fp32', 4, 'ours', 128, 20, 'float32', ('no_float32',), 220),
+    ('ours_64_fp32', 4, 'ours', 64, 32, 'float32', ('no_float32',), 200),
+    ('ours_256_fp32', 4, 'ours', 256, 24, 'float32', ('no_float32',), 260),
 )
 
 
@@ -77,6 +81,10 @@ def _command(item, root: str, steps: int) -> list[str]:
     command += [f'--profile_dir=/tmp/lama_traces/{name}', '--profile_steps=3']
   if 'no_float32' in options:  # the float32-outputs sampler: a second compile, ~20 s
     command += ['--nosample_float32']
+  if 'no_sampling' in options:  # the step only: no sampler compiles
+    command[command.index(f'--sample_batch={batch}')] = '--sample_batch=0'
+  if 'pairwise_everywhere' in options:  # the step as before: halving sums on the GPU too
+    command += ['--pairwise_sums=everywhere']
   return command
 
 
@@ -103,9 +111,10 @@ def _last_json(path: str):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out', required=True, help='output folder ($OUT)')
-  parser.add_argument('--budget_s', type=float, default=560, help='stop starting items after this')
+  parser.add_argument('--budget_s', type=float, default=490, help='stop starting items after this')
   parser.add_argument('--steps', type=int, default=10, help='timed steps per item')
-  parser.add_argument('--part', type=int, choices=(1, 2, 3), default=1, help='which part to run')
+  parser.add_argument('--part', type=int, choices=(1, 2, 3, 4), default=1,
+                      help='which part to run')
   parser.add_argument('--only', default='', help='comma-separated item names (any part)')
   parser.add_argument('--dry_run', action='store_true', help='print the commands only')
   args = parser.parse_args()

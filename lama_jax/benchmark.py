@@ -3,12 +3,12 @@ r"""Times the compiled train step and generator sampling (synthetic batches), or
   python -m lama_jax.benchmark --config configs/coco128.py [--batch_size 4 --steps 5]
   python -m lama_jax.benchmark --mode pipeline --config configs/coco128.py --image_sizes 64,128,256
 
-Prints one JSON line: compile time (apart), median step time, images/s, the step's FLOPs (XLA's
-count before optimisation: convolutions included on every backend) per step and per image, the
-achieved FLOP/s and its share of the devices' bf16 peak (`mfu`, where the device is known), peak
-memory, and sampling time per image: on the device, end to end as uint8 images, and with the
-float32 outputs. With --profile_dir, a trace of a few more steps aggregated by op kind and model
-code ('profile').
+Prints one JSON line: compile time (apart), median step time, images/s, the step's FLOPs (the
+model's convolutions and matrix products, counted from its jaxpr the same on every backend; XLA's
+counts beside it) per step and per image, the achieved FLOP/s and its share of the devices' bf16
+peak (`mfu`, where the device is known), peak memory, and sampling time per image: on the device,
+end to end as uint8 images, and with the float32 outputs. With --profile_dir, a trace of a few more
+steps aggregated by op kind and model code ('profile').
 
 --mode pipeline times the real tf.data training pipeline on the config's prepared dataset
 (`config.data`: data_dir, dataset, flip, shuffle buffer) at each of --image_sizes, batch
@@ -17,6 +17,7 @@ per image. --coco_like N first writes N photo-like 640x480 JPEGs in the COCO-Stu
 temporary folder and prepares them there (see lama_jax/datasets/pipeline_benchmark.py).
 """
 from collections.abc import Sequence
+import contextlib
 import json
 import sys
 
@@ -26,6 +27,7 @@ from ml_collections import config_flags
 
 from lama_jax import cli
 from lama_jax.inference import sampling
+from lama_jax.models import numerics
 from lama_jax.training import benchmark
 from lama_jax.training import compilation_cache
 from lama_jax.training import config_checks
@@ -37,8 +39,9 @@ flags.DEFINE_integer('batch_size', None, "Global batch size (default: the config
                      lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer('steps', 5, 'Timed steps (after the compile and one warm-up step).',
                      lower_bound=1, upper_bound=1000, flag_values=FLAGS)
-flags.DEFINE_integer('sample_batch', 8, 'Batch of the generator-sampling timing.', lower_bound=1,
-                     upper_bound=sampling.MAX_BATCH, flag_values=FLAGS)
+flags.DEFINE_integer('sample_batch', 8, 'Batch of the generator-sampling timing (0: no sampling '
+                     'timing, nor its compiles).', lower_bound=0, upper_bound=sampling.MAX_BATCH,
+                     flag_values=FLAGS)
 flags.DEFINE_enum('mode', 'step', ['step', 'pipeline'], "What to time: the train step and "
                   "sampling, or the input pipeline.", flag_values=FLAGS)
 flags.DEFINE_list('image_sizes', None, "--mode pipeline: image sizes (default: the config's).",
@@ -57,6 +60,10 @@ flags.DEFINE_boolean('sample_float32', True, 'Also time sampling with the defaul
 flags.DEFINE_string('compilation_cache_dir', '', "JAX's persistent compilation cache: a folder, "
                     "'auto' (the training default), or '' (off, the default here: compile_s is then "
                     "a fresh compile; with a filled cache it is a restart's).", flag_values=FLAGS)
+flags.DEFINE_enum('pairwise_sums', 'cpu', ['cpu', 'everywhere'], "Where the normalisation "
+                  "statistics are summed by halving (models/numerics.py): on CPU only (the default) "
+                  "or on every backend, as before, to compare a GPU's or TPU's step.",
+                  flag_values=FLAGS)
 flags.mark_flag_as_required('config', flag_values=FLAGS)
 flags.register_validator(
     'image_sizes', lambda v: v is None or all(x.isdigit() and int(x) > 0 for x in v),
@@ -77,9 +84,12 @@ def _main(fv: flags.FlagValues) -> None:
       print(json.dumps(result), flush=True)
     return
   cache = compilation_cache.configure(fv.compilation_cache_dir)
-  result = benchmark.run(config, fv.steps, fv.sample_batch, profile_dir=fv.profile_dir,
-                         profile_steps=fv.profile_steps, sample_float32=fv.sample_float32)
-  print(json.dumps({**result, 'compilation_cache_dir': cache or None}), flush=True)
+  with (numerics.pairwise_everywhere() if fv.pairwise_sums == 'everywhere'
+        else contextlib.nullcontext()):
+    result = benchmark.run(config, fv.steps, fv.sample_batch, profile_dir=fv.profile_dir,
+                           profile_steps=fv.profile_steps, sample_float32=fv.sample_float32)
+  print(json.dumps({**result, 'pairwise_sums': fv.pairwise_sums,
+                    'compilation_cache_dir': cache or None}), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,13 @@
 """The benchmark: honest FLOP counts (convolutions included) and its figures on a tiny config."""
+import json
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
 
+from lama_jax import benchmark as benchmark_cli
+from lama_jax.models import numerics
 from lama_jax.training import benchmark
 from lama_jax.training import profiling
 from tests import train_helpers
@@ -107,3 +110,17 @@ def test_benchmark_needs_no_tensorflow_nor_pycocotools():
   proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
                         cwd=str(pathlib.Path(__file__).parent.parent), check=False)
   assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-2000:]
+
+
+def test_cli_times_the_step_alone_with_the_sums_halved_everywhere(capsys):
+  """`--sample_batch=0` leaves the sampling out (no sampler compiles); `--pairwise_sums=everywhere`
+  traces the step with the halving sums on every backend (the GPU session's before/after)."""
+  flags = ['--config=configs/default.py', '--config.data.max_objects=3',
+           '--config.model.image_size=64', '--config.model.num_classes=5', '--config.model.ch=4',
+           '--config.model.d_ch=4', '--config.model.mask_hidden=8', '--batch_size=2', '--steps=1',
+           '--sample_batch=0', '--pairwise_sums=everywhere']
+  assert benchmark_cli.main(flags) == 0
+  figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert figures['pairwise_sums'] == 'everywhere' and figures['sample_batch'] == 0
+  assert figures['step_median_s'] > 0 and 'sample_ms_per_image' not in figures
+  assert not numerics._everywhere  # pylint: disable=protected-access  # the switch is reset

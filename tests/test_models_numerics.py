@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lama_jax.models import numerics
 from lama_jax.models.layers import BatchNorm, group_norm
 from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean, pairwise_sum
 
@@ -55,3 +56,33 @@ def test_pairwise_broadcast_is_a_broadcast_with_the_summed_gradient():
   alpha = jnp.asarray(0.3)
   got = jax.grad(lambda a: (pairwise_broadcast(a, w.shape) * w).sum())(alpha)
   np.testing.assert_allclose(got, np.asarray(w, np.float64).sum(), rtol=1e-5)
+
+
+def _lowered(f, x, platform: str) -> str:
+  """StableHLO of f(x) lowered for `platform` (no such device needed)."""
+  return jax.jit(f).trace(x).lower(lowering_platforms=(platform,)).as_text()
+
+
+@pytest.mark.parametrize('platform', ['cuda', 'rocm', 'tpu'])
+def test_accelerators_reduce_plainly_except_when_sampling(platform):
+  """Halving sums on CPU; one reduction on GPUs and TPUs (forward and the broadcast's gradient),
+  but the sampling program's GroupNorms halve everywhere; `pairwise_everywhere()` halves every sum
+  again."""
+  x = jnp.ones((4, 8, 8, 16))
+  stats = lambda x: pairwise_mean(x, (0, 1, 2))
+  grad = jax.grad(lambda x: (pairwise_broadcast(x.mean(), (4, 8, 8, 16)) * x).sum())
+  for f in (stats, grad):
+    assert _lowered(f, x, 'cpu').count('stablehlo.slice') >= 4
+    accelerator = _lowered(f, x, platform)
+    assert 'stablehlo.slice' not in accelerator and 'stablehlo.reduce' in accelerator
+    with numerics.pairwise_everywhere():  # a new function: a trace-time switch
+      assert _lowered(lambda x, f=f: f(x), x, platform).count('stablehlo.slice') >= 4
+  # The sampling program's GroupNorm (mean and variance over 8·8·4 terms per group): halving on
+  # every backend, forward and backward; in training only on CPU.
+  assert _lowered(group_norm, x, platform).count('stablehlo.slice') >= 2 * 7 * 2
+  gn_grad = jax.grad(lambda x: group_norm(x).sum())
+  assert (_lowered(gn_grad, x, platform).count('stablehlo.slice')
+          >= _lowered(group_norm, x, platform).count('stablehlo.slice') + 2 * 7 * 2)
+  train_gn_grad = jax.grad(lambda x: group_norm(x, everywhere=False).sum())
+  assert 'stablehlo.slice' not in _lowered(train_gn_grad, x, platform)
+  assert _lowered(train_gn_grad, x, 'cpu').count('stablehlo.slice') >= 4 * 7 * 2

@@ -247,7 +247,7 @@ class BatchNorm(nn.Module):
     xf = upcast(x)
     shape = xf.shape
     if train:
-      # Pairwise sums (models/numerics.py): float32 precision of the statistics and their gradients.
+      # Pairwise sums on CPU (models/numerics.py): float32 precision of the statistics and gradients.
       axes = tuple(range(x.ndim - 1))
       mean = pairwise_mean(xf, axes)
       var = pairwise_mean(jnp.square(xf - pairwise_broadcast(mean, shape)), axes)
@@ -257,7 +257,7 @@ class BatchNorm(nn.Module):
         ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * var * n / max(n - 1, 1)
     else:
       mean, var = ra_mean.value, ra_var.value
-    # Broadcasts whose gradients sum pairwise: their transposes add up every pixel of the batch.
+    # Broadcasts whose gradients sum pairwise on CPU: their transposes add up every pixel of the batch.
     y = ((xf - pairwise_broadcast(mean, shape)) *
          pairwise_broadcast(jax.lax.rsqrt(var + self.eps), shape))
     if self.use_affine:
@@ -266,13 +266,19 @@ class BatchNorm(nn.Module):
     return y.astype(x.dtype)
 
 
-def group_norm(x: jax.Array, groups: int = 4, eps: float = 1e-5) -> jax.Array:
-  """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups."""
+def group_norm(x: jax.Array, groups: int = 4, eps: float = 1e-5, everywhere: bool = True
+               ) -> jax.Array:
+  """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups.
+
+  `everywhere`: its statistics summed by halving on every backend (models/numerics.py), as the
+  sampling program needs for the official float32 precision; else on CPU only (training).
+  """
   b, h, w, c = x.shape
   xf = upcast(x).reshape(b, h, w, groups, c // groups)
-  mean = pairwise_broadcast(pairwise_mean(xf, (1, 2, 4), keepdims=True), xf.shape)
-  var = pairwise_mean(jnp.square(xf - mean), (1, 2, 4), keepdims=True)
-  inv = pairwise_broadcast(jax.lax.rsqrt(var + eps), xf.shape)
+  mean = pairwise_mean(xf, (1, 2, 4), keepdims=True, everywhere=everywhere)
+  mean = pairwise_broadcast(mean, xf.shape, everywhere=everywhere)
+  var = pairwise_mean(jnp.square(xf - mean), (1, 2, 4), keepdims=True, everywhere=everywhere)
+  inv = pairwise_broadcast(jax.lax.rsqrt(var + eps), xf.shape, everywhere=everywhere)
   return ((xf - mean) * inv).reshape(b, h, w, c).astype(x.dtype)
 
 
@@ -281,9 +287,10 @@ class GroupNorm(nn.Module):
   groups: int = 4
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, everywhere: bool = True) -> jax.Array:
+    """x [B, H, W, C]; `everywhere` as in `group_norm`."""
     c = x.shape[-1]
-    y = upcast(group_norm(x, self.groups))
+    y = upcast(group_norm(x, self.groups, everywhere=everywhere))
     y = y * broadcast_channels(self.param('scale', nn.initializers.ones, (c,)), y.shape)
     return (y + broadcast_channels(self.param('bias', nn.initializers.zeros, (c,)), y.shape)
             ).astype(x.dtype)
@@ -319,12 +326,12 @@ class ISLANorm(nn.Module):
     """x [B,H,W,C]; w [B,O,num_w] style vectors; mask [B,O,Hm,Wm] (unnormalised)."""
     b, h, wd, c = x.shape
     if self.norm == 'gn':
-      out = group_norm(x)
+      out = group_norm(x, everywhere=not train)
     else:
       out = BatchNorm(use_affine=False, name='batch_norm2d')(x, train)
       if self.norm == 'bgn':
         rho = jnp.clip(self.param('rho', nn.initializers.constant(0.1), ()), 0.0, 1.0)
-        out = out + rho.astype(out.dtype) * (group_norm(x) - out)
+        out = out + rho.astype(out.dtype) * (group_norm(x, everywhere=not train) - out)
       elif self.norm != 'bn':
         raise ValueError(f'unknown norm {self.norm!r}: expected bgn, bn or gn')
     mask = upcast(mask)

@@ -107,7 +107,7 @@ class MaskAdjustBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    h = leaky_relu(GroupNorm(4, name='gn')(x))
+    h = leaky_relu(GroupNorm(4, name='gn')(x, everywhere=not train))
     h = SNConv(x.shape[-1], 3, use_bias=False, eps=EPS_DEFAULT, dtype=self.dtype, name='conv')(
         h, train)
     # α's gradient sums over the whole 64×64 grid of every image: pairwise, to keep float32 precision.

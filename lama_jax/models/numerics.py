@@ -6,17 +6,54 @@ and LAMA's adapted mask up to 7.7x further from the exact value than the officia
 (PyTorch's CPU kernels sum pairwise or accumulate in double). Gradients have the same sums in their
 transposed broadcasts: a normalisation layer's statistics, a scalar α multiplying a whole activation.
 Adding the two halves of each reduced axis until one element is left costs about one extra pass and
-bounds the error by ~log2(n) roundings, on every backend. The math is unchanged: the same sum, another
-association order."""
+bounds the error by ~log2(n) roundings. The math is unchanged: the same sum, another association
+order.
 
+Where: on CPU every such sum. On GPUs and TPUs, whose reductions are not one running sum (XLA:GPU
+splits long ones into tree levels), the sampling program's (`everywhere=True`: its GroupNorms, i.e.
+LAMA's adapted mask and the generator's Batch-Group norms, which the fidelity tests hold to the
+official float32 error), and the backend's reduction in training: batch statistics, group
+statistics and their gradients, where the halvings made ~20 small kernels per sum, thousands per
+train step. On CPU, summing those plainly took the 64×64 step's compile from 58 to 41 s and 7,278
+to 5,947 kernels (its statistics then drift as described above).
+Lowered for CUDA, the 128/20 bf16 train step has 21,134 ops instead of 30,320 (3,893 slices → 80).
+`pairwise_everywhere()` halves every sum on every backend, as before, to compare.
+"""
+
+import contextlib
 import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 
+_everywhere = False  # set inside `pairwise_everywhere()`
 
-def pairwise_sum(x: jax.Array, axes: Sequence[int], keepdims: bool = False) -> jax.Array:
+
+@contextlib.contextmanager
+def pairwise_everywhere():
+  """Programs traced inside it sum pairwise on every backend, as before (not thread-safe: a
+  trace-time switch; `benchmark --pairwise_sums=everywhere`)."""
+  global _everywhere
+  before, _everywhere = _everywhere, True
+  try:
+    yield
+  finally:
+    _everywhere = before
+
+
+def pairwise_sum(x: jax.Array, axes: Sequence[int], keepdims: bool = False,
+                 everywhere: bool = False) -> jax.Array:
+  """Sum of `x` over `axes`: `halving_sum` on CPU (on every backend with `everywhere`), elsewhere
+  the backend's own reduction."""
+  if everywhere or _everywhere:
+    return halving_sum(x, axes, keepdims)
+  return jax.lax.platform_dependent(
+      x, cpu=lambda x: halving_sum(x, axes, keepdims),
+      default=lambda x: jnp.sum(x, tuple(axes), keepdims=keepdims))
+
+
+def halving_sum(x: jax.Array, axes: Sequence[int], keepdims: bool = False) -> jax.Array:
   """Sum of `x` over `axes`, each axis halved and added to itself until it has length 1.
 
   Args:
@@ -39,38 +76,39 @@ def pairwise_sum(x: jax.Array, axes: Sequence[int], keepdims: bool = False) -> j
   return x if keepdims else jnp.squeeze(x, tuple(axes))
 
 
-def pairwise_mean(x: jax.Array, axes: Sequence[int], keepdims: bool = False) -> jax.Array:
+def pairwise_mean(x: jax.Array, axes: Sequence[int], keepdims: bool = False,
+                  everywhere: bool = False) -> jax.Array:
   """Mean of `x` over `axes` through `pairwise_sum`."""
   count = 1
   for a in axes:
     count *= x.shape[a]
-  return pairwise_sum(x, axes, keepdims) / count
+  return pairwise_sum(x, axes, keepdims, everywhere) / count
 
 
-def pairwise_broadcast(x: jax.Array, shape: Sequence[int]) -> jax.Array:
-  """`jnp.broadcast_to(x, shape)` whose gradient sums over the broadcast axes pairwise.
+def pairwise_broadcast(x: jax.Array, shape: Sequence[int], everywhere: bool = False) -> jax.Array:
+  """`jnp.broadcast_to(x, shape)` whose gradient sums over the broadcast axes with `pairwise_sum`.
 
   The transpose of a broadcast is a sum over as many terms as the broadcast made copies: for the
   statistics of a normalisation layer that is every pixel of the batch.
   """
-  return _broadcast(x, tuple(shape), tuple(x.shape))
+  return _broadcast(x, tuple(shape), tuple(x.shape), everywhere)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _broadcast(x, shape, in_shape):
-  del in_shape
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _broadcast(x, shape, in_shape, everywhere):
+  del in_shape, everywhere
   return jnp.broadcast_to(x, shape)
 
 
-def _broadcast_fwd(x, shape, in_shape):
-  return _broadcast(x, shape, in_shape), None
+def _broadcast_fwd(x, shape, in_shape, everywhere):
+  return _broadcast(x, shape, in_shape, everywhere), None
 
 
-def _broadcast_bwd(shape, in_shape, _, g):
+def _broadcast_bwd(shape, in_shape, everywhere, _, g):
   lead = len(shape) - len(in_shape)
   axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(in_shape)
                                     if n == 1 and shape[lead + i] != 1)
-  return (pairwise_sum(g, axes, keepdims=True).reshape(in_shape),)
+  return (pairwise_sum(g, axes, keepdims=True, everywhere=everywhere).reshape(in_shape),)
 
 
 _broadcast.defvjp(_broadcast_fwd, _broadcast_bwd)

@@ -218,7 +218,8 @@ def _profile_steps(trainer: Trainer, compiled, state, batches, steps: int, logdi
 def run(config: ml_collections.ConfigDict, steps: int = 5, sample_batch: int = 8,
         sample_repeats: int | None = None, profile_dir: str | None = None,
         profile_steps: int = 3, sample_float32: bool = True) -> dict:
-  """Benchmarks `config` (dataset forced to synthetic); returns the figures as a dict.
+  """Benchmarks `config` (dataset forced to synthetic); returns the figures as a dict
+  (`sample_batch` 0: without the sampling figures).
 
   With `profile_dir`, also traces `profile_steps` more steps there and adds `profiling.aggregate`'s
   summary (op time by kind, by model code, slowest ops) as 'profile'.
@@ -239,8 +240,9 @@ def run(config: ml_collections.ConfigDict, steps: int = 5, sample_batch: int = 8
     profile, state = _profile_steps(trainer, step['compiled'], state, batches, profile_steps,
                                     profile_dir)
     _progress('profile traced')
-  sampling = _time_sampling(trainer, state, config, sample_batch,
-                            sample_repeats or max(3, steps), sample_float32)
+  sampling = (_time_sampling(trainer, state, config, sample_batch,
+                             sample_repeats or max(3, steps), sample_float32)
+              if sample_batch else {})
   device = jax.devices()[0]
   peak = peak_bf16_flops(device)
   peak = peak * jax.device_count() if peak else None
