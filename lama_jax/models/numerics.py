@@ -9,15 +9,15 @@ Adding the two halves of each reduced axis until one element is left costs about
 bounds the error by ~log2(n) roundings. The math is unchanged: the same sum, another association
 order.
 
-Where: on CPU every such sum. On GPUs and TPUs, whose reductions are not one running sum (XLA:GPU
-splits long ones into tree levels), the sampling program's (`everywhere=True`: its GroupNorms, i.e.
-LAMA's adapted mask and the generator's Batch-Group norms, which the fidelity tests hold to the
-official float32 error), and the backend's reduction in training: batch statistics, group
-statistics and their gradients, where the halvings made ~20 small kernels per sum, thousands per
-train step. On CPU, summing those plainly took the 64×64 step's compile from 58 to 41 s and 7,278
-to 5,947 kernels (its statistics then drift as described above).
-Lowered for CUDA, the 128/20 bf16 train step has 21,134 ops instead of 30,320 (3,893 slices → 80).
-`pairwise_everywhere()` halves every sum on every backend, as before, to compare.
+Where it runs: on CPU, every such sum. On GPUs and TPUs, whose reductions are trees already
+(XLA:GPU splits long ones into levels), only the sampling program's GroupNorms (`everywhere=True`:
+LAMA's adapted mask and the generator's Batch-Group norms, outputs the fidelity tests hold to the
+official float32 error). Training there sums its batch and group statistics and their gradients
+with the backend's reduction: the halvings were chains of ~20 small kernels per sum, thousands per
+step; lowered for CUDA, the 128/20 bf16 train step has 21,134 ops instead of 30,320 (3,893 slices
+→ 80). On CPU, where they stay, summing plainly would take the 64×64 step's compile from 58 to 41 s
+and its kernels from 7,278 to 5,947, at the cost of the drift above. `pairwise_everywhere()` halves
+every sum on every backend, as before, to compare.
 """
 
 import contextlib
