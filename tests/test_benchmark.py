@@ -112,13 +112,11 @@ def test_benchmark_needs_no_tensorflow_nor_pycocotools():
   assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-2000:]
 
 
-def test_cli_times_the_step_alone_with_the_sums_halved_everywhere(capsys):
+def test_cli_times_the_step_alone_with_the_sums_halved_everywhere(tmp_path, capsys):
   """`--sample_batch=0` leaves the sampling out (no sampler compiles); `--pairwise_sums=everywhere`
   traces the step with the halving sums on every backend (the GPU session's before/after)."""
-  flags = ['--config=configs/default.py', '--config.data.max_objects=3',
-           '--config.model.image_size=64', '--config.model.num_classes=5', '--config.model.ch=4',
-           '--config.model.d_ch=4', '--config.model.mask_hidden=8', '--batch_size=2', '--steps=1',
-           '--sample_batch=0', '--pairwise_sums=everywhere']
+  flags = [f'--config={train_helpers.tiny_config_file(tmp_path)}', '--steps=1', '--sample_batch=0',
+           '--pairwise_sums=everywhere']
   assert benchmark_cli.main(flags) == 0
   figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert figures['pairwise_sums'] == 'everywhere' and figures['sample_batch'] == 0

@@ -28,7 +28,7 @@ from lama_jax.training import checkpointing
 from lama_jax.training import loop
 from tests import test_inference
 from tests.test_kill_restart import _entries, _train_until
-from tests.train_helpers import tiny_config
+from tests.train_helpers import tiny_config, tiny_config_file
 
 workdir = test_inference.workdir  # the fixtures: a tiny generator workdir (steps 3, 7)
 gen = test_inference.gen
@@ -191,10 +191,7 @@ def test_commands_on_a_damaged_checkpoint_say_one_line(damaged, tmp_path, capsys
 
 @pytest.fixture
 def config_file(tmp_path):
-  path = tmp_path / 'tiny_config.py'
-  path.write_text('from tests.train_helpers import tiny_config\n\n\n'
-                  'def get_config():\n  return tiny_config()\n')
-  return str(path)
+  return tiny_config_file(tmp_path)
 
 
 @pytest.mark.parametrize('args, expected', [

@@ -1,4 +1,6 @@
 """A tiny config shared by the training tests (ch=4, batch 2, synthetic data)."""
+import pathlib
+
 import ml_collections
 
 from configs import default
@@ -39,3 +41,11 @@ def tiny_config(**overrides):
   for k, v in overrides.items():
     set_field(config, k, v)
   return config
+
+
+def tiny_config_file(folder) -> str:
+  """A config file (for the commands' --config) whose get_config() is `tiny_config()`."""
+  path = pathlib.Path(folder) / 'tiny_config.py'
+  path.write_text('from tests.train_helpers import tiny_config\n\n\n'
+                  'def get_config():\n  return tiny_config()\n')
+  return str(path)
