@@ -119,6 +119,28 @@ def test_generate_shapes_ranges_and_determinism(gen):
   assert np.abs(mask - raw).max() > 1e-3
 
 
+def test_a_batch_runs_in_chunks_of_rows_as_each_row_alone(gen, monkeypatch):
+  """On CPU, 64×64 rows are sampled 4 at a time (sampling_forms.rows_per_chunk): a batch of 7 is a
+  chunk of 4 and a remainder of 3, and every row comes out as it does alone."""
+  from lama_jax.inference import generator as api
+  chunks = []
+  forward_rows = api._forward_rows  # pylint: disable=protected-access
+
+  def spy(*args, rows_per_chunk=None, **kwargs):
+    chunks.append(rows_per_chunk)
+    return forward_rows(*args, rows_per_chunk=rows_per_chunk, **kwargs)
+  monkeypatch.setattr(api, '_forward_rows', spy)
+  boxes, labels = np.repeat(BOXES, 7, 0), np.repeat(LABELS, 7, 0)
+  labels[:, 0] = np.arange(7) % 13 + 1  # rows that differ in their layout too
+  out = gen.generate(boxes, labels, seed=4)  # batch 7: compiled by no other test
+  assert chunks == [4]
+  assert np.abs(out.image[3] - out.image[4]).max() > 1e-2
+  for row in range(7):
+    alone = gen.generate(boxes[row:row + 1], labels[row:row + 1], seed=4, first_row=row)
+    for got, want in zip(out, alone):
+      np.testing.assert_allclose(got[row], want[0], rtol=1e-5, atol=1e-5)
+
+
 def test_compiled_once_per_batch_size(gen):
   from lama_jax.inference import generator as api
   gen.generate(BOXES, LABELS, seed=0)

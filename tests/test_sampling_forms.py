@@ -17,7 +17,7 @@ from lama_jax.models.generator import sampling_variables
 from lama_jax.models.layers import PHASES, PRESCALED, SNConv, SNDense, SNEmbed, prescale_spectral
 from lama_jax.models.resize import upsample_nearest
 from lama_jax.models.sampling_forms import (FEW_OUTPUTS, conv3x3_few_outputs, conv3x3_of_upsampled,
-                                            materialize, upsampling_phases)
+                                            materialize, rows_per_chunk, upsampling_phases)
 
 TINY = dict(ch=4, num_classes=14, mask_hidden=8)
 
@@ -109,6 +109,15 @@ def test_materialize_is_the_identity():
   np.testing.assert_array_equal(got, np.asarray(x))  # NaN included (array_equal treats NaN as equal)
   assert np.signbit(got[0, 2]) and not np.signbit(got[0, 3])
   assert np.asarray(jax.jit(materialize)(x.astype(jnp.bfloat16))).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize('batch, size, rows', [(8, 64, 4), (2, 64, 2), (6, 32, 6), (32, 32, 16),
+                                               (4, 128, 1), (1, 128, 1), (3, 256, 1)])
+def test_rows_per_chunk(batch, size, rows):
+  assert rows_per_chunk(batch, size) == rows
+  with pytest.MonkeyPatch.context() as patch:  # accelerators: the whole batch at once
+    patch.setattr(sampling_forms, '_on_cpu', lambda: False)
+    assert rows_per_chunk(batch, size) == batch
 
 
 def _spectral_layers(tree, path=()):

@@ -31,6 +31,7 @@ from lama_jax.inference import layouts as layouts_lib
 from lama_jax.inference import portable_runtime
 from lama_jax.inference.layouts import Layout, LayoutError
 from lama_jax.datasets.vocabulary import Vocabulary
+from lama_jax.models import sampling_forms
 from lama_jax.models.generator import sampling_variables
 from lama_jax.models.mask import masks_to_layout
 
@@ -113,17 +114,23 @@ def to_uint8_truncated(image: jax.Array) -> jax.Array:
   return (jnp.clip(image * 0.5 + 0.5, 0.0, 1.0) * 255).astype(jnp.uint8)
 
 
-def _forward_rows(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys, masks=None):
+def _forward_rows(generator: nn.Module, variables, z_obj, boxes, labels, z_im, keys, masks=None,
+                  rows_per_chunk: int | None = None):
   """Eval-mode generator, one batch row at a time (vmapped) with its own noise key.
 
   `masks` [B, O, H, W], when given, replace the layout-to-mask stage (the Sec. 3 experiment).
+  `rows_per_chunk`: the vmapped rows run that many at a time, one chunk after the other (the same
+  function; `sampling_forms.rows_per_chunk` says why); None: all at once (a symbolic batch).
   """
   def one(z_o, bx, lb, z_i, key, mk):
     image, mask, raw = generator.apply(variables, z_o[None], bx[None], lb[None], z_i[None],
                                        train=False, rngs={'noise': key},
                                        masks=None if mk is None else mk[None])
     return image[0], mask[0], raw[0]
-  return jax.vmap(one)(z_obj, boxes, labels, z_im, keys, masks)
+  rows = (z_obj, boxes, labels, z_im, keys, masks)
+  if rows_per_chunk is None or rows_per_chunk >= boxes.shape[0]:
+    return jax.vmap(one)(*rows)
+  return jax.lax.map(lambda row: one(*row), rows, batch_size=rows_per_chunk)
 
 
 # `_forward_rows` alone, jitted with the module static: the portable export's forward program.
@@ -150,8 +157,9 @@ def _program(generator: nn.Module, formats: _Formats, variables, base_key, first
   """
   keys = _row_keys(base_key, boxes.shape[0], first_row)
   z_obj, z_im = fill_z(keys, boxes.shape[1], generator.z_dim, formats.truncation, z_obj, z_im)
+  chunk = sampling_forms.rows_per_chunk(boxes.shape[0], generator.image_size)
   outputs = _forward_rows(generator, variables, z_obj, boxes, labels, z_im, noise_keys(keys),
-                          masks)
+                          masks, rows_per_chunk=chunk)
   return format_outputs(formats, *outputs)
 
 

@@ -47,7 +47,8 @@ def _programs(loaded: generator_dir.LoadedGenerator, treedef: Any, weights: Sequ
   def forward(weights, z_obj, boxes, labels, z_im, key_data):
     variables = jax.tree_util.tree_unflatten(treedef, weights)
     keys = jax.vmap(jax.random.wrap_key_data)(key_data)
-    # The very function LayoutGenerator jits, so both give the same numbers.
+    # The very function LayoutGenerator jits (which, on CPU, runs a batch's rows a few at a time:
+    # the same numbers to float32 rounding; a symbolic batch runs them all at once).
     return generator_lib._forward(g, variables, z_obj, boxes, labels, z_im, keys)  # pylint: disable=protected-access
 
   def sample(weights, boxes, labels, seed, truncation):
