@@ -8,9 +8,9 @@
 
 The generator runs in eval mode (BatchNorm running statistics, no power iteration). Layouts are
 padded to the model's `max_objects` with the official padding, so every call with the same batch
-size reuses one compiled program. Each batch row is computed on its own (vmapped), its noise (z and
-the noise-injection maps) derived from (seed, row): a layout's sample does not depend on what else
-is in the batch.
+size reuses one compiled program. Each batch row is computed on its own (vmapped; on CPU a few rows
+at a time, `sampling_forms.rows_per_chunk`), its noise (z and the noise-injection maps) derived from
+(seed, row): a layout's sample does not depend on what else is in the batch.
 
 One call is one compiled program: z is drawn, the images are made and, when asked, quantised to
 uint8 on the device, so the host receives only what the caller wants (`image_format='uint8'`,
