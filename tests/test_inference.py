@@ -139,6 +139,16 @@ def test_a_batch_runs_in_chunks_of_rows_as_each_row_alone(gen, monkeypatch):
     alone = gen.generate(boxes[row:row + 1], labels[row:row + 1], seed=4, first_row=row)
     for got, want in zip(out, alone):
       np.testing.assert_allclose(got[row], want[0], rtol=1e-5, atol=1e-5)
+  # Given masks (the mask-to-image experiment) are split into the same chunks.
+  masks = np.random.default_rng(0).uniform(size=(7, 2, 64, 64)).astype(np.float32)
+  traced = len(chunks)
+  given = gen.generate(boxes, labels, seed=4, masks=masks)
+  assert chunks[traced:] == [4]
+  for row in (3, 6):
+    alone = gen.generate(boxes[row:row + 1], labels[row:row + 1], seed=4, first_row=row,
+                         masks=masks[row:row + 1])
+    np.testing.assert_allclose(given.image[row], alone.image[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(given.mask[row], masks[row])
 
 
 def test_compiled_once_per_batch_size(gen):
