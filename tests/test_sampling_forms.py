@@ -111,8 +111,9 @@ def test_materialize_is_the_identity():
   assert np.asarray(jax.jit(materialize)(x.astype(jnp.bfloat16))).dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize('batch, size, rows', [(8, 64, 4), (2, 64, 2), (6, 32, 6), (32, 32, 16),
-                                               (4, 128, 1), (1, 128, 1), (3, 256, 1)])
+@pytest.mark.parametrize('batch, size, rows', [(8, 64, 4), (2, 64, 2), (6, 64, 3), (10, 64, 2),
+                                               (7, 64, 7), (5, 64, 5), (6, 32, 6), (32, 32, 16),
+                                               (24, 32, 12), (4, 128, 1), (1, 128, 1), (3, 256, 1)])
 def test_rows_per_chunk(batch, size, rows):
   assert rows_per_chunk(batch, size) == rows
   with pytest.MonkeyPatch.context() as patch:  # accelerators: the whole batch at once
