@@ -87,10 +87,15 @@ class Ours:
       times.append(time.perf_counter() - t0)
     return times
 
-  def sample(self, repeats: int, on_device: bool = False) -> list[float]:
+  def layout_generator(self):
+    """Our LayoutGenerator of the state (made at the first call)."""
     if self.gen is None:
       self.gen = self.trainer.layout_generator(
           self.state, Vocabulary.numbered('synthetic', NUM_CLASSES))
+    return self.gen
+
+  def sample(self, repeats: int, on_device: bool = False) -> list[float]:
+    self.layout_generator()
     times = []
     for _ in range(repeats):
       layout = self.layouts[self.calls % len(self.layouts)]

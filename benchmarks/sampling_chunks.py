@@ -2,15 +2,14 @@ r"""Sampling a batch a few rows at a time (CPU) against all rows at once, in one
 
   python benchmarks/sampling_chunks.py [--runs 64:8,128:4] [--reps 10]
 
-For each SIZE:BATCH, a randomly initialised official-width generator samples the side-by-side
-layouts (`cpu_side_by_side.make_batches`: 3-8 objects of 8) through `LayoutGenerator`'s program, end
-to end as `benchmarks/cpu_side_by_side.py` times it (uint8 images on the host, no masks), compiled
-twice: with the rows in chunks of `sampling_forms.rows_per_chunk` and with every row at once. The
+For each SIZE:BATCH, the side-by-side run's generator (`cpu_side_by_side.Ours`: official width,
+randomly initialised) samples its layouts (`make_batches`: 3-8 objects of 8) through
+`LayoutGenerator`'s program, end to end as `benchmarks/cpu_side_by_side.py` times it (uint8 images
+on the host, no masks), compiled twice: with the rows in chunks of `sampling_forms.rows_per_chunk` and with every row at once. The
 two programs alternate, `--reps` calls each; prints the medians in ms per image, their ratio and the
 largest difference between the two programs' uint8 images.
 """
 import argparse
-import importlib
 import os
 import sys
 
@@ -20,13 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from lama_jax.datasets.vocabulary import Vocabulary  # pylint: disable=wrong-import-position
 from lama_jax.inference import generator as generator_lib  # pylint: disable=wrong-import-position
 from lama_jax.models import sampling_forms  # pylint: disable=wrong-import-position
-from lama_jax.training.trainer import Trainer  # pylint: disable=wrong-import-position
 
 from alternating import time_alternating  # pylint: disable=wrong-import-position (benchmarks/)
-from cpu_side_by_side import NUM_CLASSES, make_batches  # pylint: disable=wrong-import-position
+from cpu_side_by_side import Ours, make_batches  # pylint: disable=wrong-import-position
 
 
 def _compiled(gen, layout, chunk_pixels: int):
@@ -51,12 +48,8 @@ def main() -> None:
   print('size/batch | rows per chunk | chunked ms/img | all rows ms/img | ratio | max uint8 diff')
   for run in args.runs.split(','):
     size, batch = (int(v) for v in run.split(':'))
-    config = importlib.import_module(f'configs.coco{size}').get_config()
-    config.batch_size, config.data.dataset, config.model.dtype = batch, 'synthetic', 'float32'
-    trainer = Trainer(config, steps_per_epoch=1000)
-    gen = trainer.layout_generator(trainer.init_state(),
-                                   Vocabulary.numbered('synthetic', NUM_CLASSES))
     layout = make_batches(size, batch, 1)[0]
+    gen = Ours(size, batch, [layout], train=False).layout_generator()
     forms = {'chunked': _compiled(gen, layout, sampling_forms.CHUNK_PIXELS),
              'all rows': _compiled(gen, layout, 1 << 62)}
     outputs, ms = time_alternating(forms, args.reps)
