@@ -24,10 +24,10 @@ are the fast ones. Measured on this project's 2-core EPYC, official widths (benc
   two-tap stencil, fused into the consumer (see resize.py).
 - `rows_per_chunk`: a batch is sampled a few rows at a time (`jax.lax.map` over chunks of the vmapped
   rows), so that a layer's maps stay in cache. `benchmarks/sampling_chunks.py` (the same program both
-  ways, alternating in one process): 28.5 against 30.1 ms per image at 64×64 batch 8 (chunks of 4),
-  65.1 against 70.7 at 128×128 batch 4 and 231 against 244 at 256×256 batch 2 (one row at a time);
-  the demo model at batch 32, 8.4 against 9.3. One row at a time is slower at 64×64 (29.5 against
-  28.1 ms in another A/B), hence a budget in pixels rather than one row always.
+  ways, alternating in one process; median over processes): 1.037x at 64×64 batch 8 (chunks of 4),
+  1.076x at 128×128 batch 4 (one row at a time), 1.01x at 256×256 batch 2; the demo model at batch
+  32, 8.4 against 9.3 ms per image. One row at a time is slower at 64×64 (29.5 against 28.1 ms in
+  another A/B), hence a budget in pixels rather than one row always.
 
 All are used on CPU only, where they were measured: GPUs and TPUs fuse and convolve differently,
 and keep the plain forms until a device run shows these help there.
