@@ -19,8 +19,9 @@ compiles ~20 s each), more than 185 s at 64/32. Part 1: the official fp32 iterat
 step at 128/20 with a profile; the same step with the normalisation statistics summed by halving
 on the GPU too, as before (`--pairwise_sums=everywhere`, no sampling: the A/B of that change);
 then 128/20 again from the persistent compilation cache the first run filled (what a restart
-pays). Part 2: 256/24 (both codes, our profile). Part 3: 64/32 and the official AMP timer at
-128/20; part 4 the fp32 steps: sessions of their own. Three concurrent compiles, tried to fill
+pays). Part 2: 256/24 (both codes, our profile). Part 3: 64/32, the official AMP timer at
+128/20 and the 128/20 step compiled without autotuning (`--xla_gpu_autotune_level=0`, its own cache:
+how much of the first compile is the search for kernels, and what the step loses without it); part 4 the fp32 steps: sessions of their own. Three concurrent compiles, tried to fill
 the cache faster, did not finish in 240 s: items run one at a time.
 
 Each item runs in its own process, its output going straight to OUT/logs/ITEM.log (kept if it is
@@ -49,6 +50,7 @@ PLAN = (
     ('official_64_fp32', 3, 'official', 64, 32, False, (), 20),
     ('ours_64_bf16', 3, 'ours', 64, 32, 'bfloat16', ('no_float32',), 185),
     ('official_128_amp', 3, 'official', 128, 20, True, (), 20),
+    ('ours_128_bf16_autotune0', 3, 'ours', 128, 20, 'bfloat16', ('autotune0', 'no_sampling'), 185),
     ('ours_128_fp32', 4, 'ours', 128, 20, 'float32', ('no_float32',), 220),
     ('ours_64_fp32', 4, 'ours', 64, 32, 'float32', ('no_float32',), 200),
     ('ours_256_fp32', 4, 'ours', 256, 24, 'float32', ('no_float32',), 260),
@@ -74,9 +76,10 @@ def _command(item, root: str, steps: int) -> list[str]:
   if kind == 'official':
     return [sys.executable, os.path.join(root, '.devbench', 'time_official.py'), str(size),
             str(batch), str(steps)] + (['--amp'] if option else [])
+  cache = CACHE + ('_autotune0' if 'autotune0' in options else '')
   command = [sys.executable, '-m', 'lama_jax.benchmark', f'--config=configs/coco{size}.py',
              f'--batch_size={batch}', f'--config.model.dtype={option}', f'--steps={steps}',
-             f'--sample_batch={batch}', f'--compilation_cache_dir={CACHE}']
+             f'--sample_batch={batch}', f'--compilation_cache_dir={cache}']
   if 'profile' in options:  # traces stay on the machine (large); the summary comes back
     command += [f'--profile_dir=/tmp/lama_traces/{name}', '--profile_steps=3']
   if 'no_float32' in options:  # the float32-outputs sampler: a second compile, ~20 s
@@ -86,6 +89,13 @@ def _command(item, root: str, steps: int) -> list[str]:
   if 'pairwise_everywhere' in options:  # the step as before: halving sums on the GPU too
     command += ['--pairwise_sums=everywhere']
   return command
+
+
+def _item_env(item, env: dict) -> dict:
+  """The environment of one item: XLA's autotuning off for the 'autotune0' items."""
+  if 'autotune0' not in item[6]:
+    return env
+  return dict(env, XLA_FLAGS=f"{env.get('XLA_FLAGS', '')} --xla_gpu_autotune_level=0".strip())
 
 
 def _device_name() -> str | None:
@@ -124,7 +134,9 @@ def main() -> None:
   plan = [p for p in PLAN if (p[0] in only if only else p[1] == args.part)]
   if args.dry_run:
     for item in plan:
-      print(item[0], ' '.join(_command(item, root, args.steps)))
+      flags = _item_env(item, {}).get('XLA_FLAGS')
+      print(item[0], *([f'XLA_FLAGS={flags!r}'] if flags else []),
+            ' '.join(_command(item, root, args.steps)))
     return
   os.makedirs(os.path.join(args.out, 'logs'), exist_ok=True)
   env, device, skipped = _setup(root), _device_name(), []
@@ -138,7 +150,8 @@ def main() -> None:
       t0 = time.time()
       with open(log_path, 'w', encoding='utf-8') as log:
         try:
-          rc = subprocess.run(_command(item, root, args.steps), cwd=root, env=env, stdout=log,
+          rc = subprocess.run(_command(item, root, args.steps), cwd=root, env=_item_env(item, env),
+                              stdout=log,
                               stderr=subprocess.STDOUT, timeout=left, check=False).returncode
         except subprocess.TimeoutExpired:
           rc = 'timeout'
