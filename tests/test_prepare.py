@@ -103,6 +103,14 @@ def _edit_json(manual, name, edit):
      r'Corrupt or unreadable image .*000000000002.jpg \(image id 2\)'),
     (lambda m: Image.new('RGB', (7, 7)).save(os.path.join(m, 'val2017', '000000000101.jpg')),
      'is 7x7 but its annotations say 80x80'),
+    (lambda m: open(os.path.join(m, 'annotations', 'stuff_val2017.json'), 'w').write('[]'),
+     'stuff_val2017.json is not valid COCO JSON: the top level is not an object'),
+    (lambda m: _edit_json(m, 'instances_val2017.json', lambda d: d['images'][0].pop('file_name')),
+     'instances_val2017.json: image id 101 has no file_name'),
+    (lambda m: _edit_json(m, 'instances_val2017.json', lambda d: d['images'][0].update(width='80')),
+     "image id 101 has no positive width/height \\(got '80', 80\\)"),
+    (lambda m: _edit_json(m, 'instances_val2017.json', lambda d: d['images'][0].update(id='a')),
+     "image entry {'id': 'a', .* has no integer id"),
 ])
 def test_bad_input_gives_clear_error(tmp_path, break_it, message):
   manual = _broken_copy(tmp_path, break_it)
