@@ -195,6 +195,36 @@ def test_visual_genome_from_sg2im_h5(tmp_path):
   assert vocab.num_classes == 179 and vocab.id_to_name[5] == 'cls5'
 
 
+def _edit_h5(manual, split, name, edit):
+  import h5py  # pylint: disable=g-import-not-at-top
+  with h5py.File(os.path.join(manual, f'{split}.h5'), 'a') as f:
+    value = edit(f[name][()])
+    del f[name]
+    f[name] = value
+
+
+@pytest.mark.parametrize('break_it, message', [
+    (lambda m: _edit_h5(m, 'val', 'relationship_subjects', lambda a: a + 40),
+     r'val.h5: image id 21: relationships name objects \[42, 43\], but it has 12'),
+    (lambda m: _edit_h5(m, 'val', 'object_boxes', lambda a: a * np.nan),
+     r'val.h5: image id 21 object 2 has a non-finite box'),
+    (lambda m: _edit_h5(m, 'val', 'object_boxes', lambda a: a[..., 0]),
+     r'val.h5: the sg2im datasets do not fit together \(.*object_boxes \[1, 12\]'),
+    (lambda m: _edit_h5(m, 'train', 'image_ids', lambda a: a * 0 + 11),
+     r'train.h5: image ids \[11\] appear more than once'),
+    (lambda m: open(os.path.join(m, 'vocab.json'), 'w').write('{"object_idx_to_name": {"0": 1}}'),
+     'vocab.json is not an sg2im vocab.json .*a dict, not a list'),
+    (lambda m: open(os.path.join(m, 'vocab.json'), 'w').write('{"object_idx_to_name": ["a"]}'),
+     'vocab.json is not an sg2im vocab.json .*id 0 must be "__image__"'),
+])
+def test_visual_genome_bad_input_gives_clear_error(tmp_path, break_it, message):
+  manual = _write_vg(str(tmp_path / 'vg'))
+  break_it(manual)
+  with pytest.raises(common.DatasetError, match=message):
+    prepare_lib.prepare('visual_genome', manual, str(tmp_path / 'tfds'), image_sizes=(16,))
+  assert not (tmp_path / 'tfds').exists()
+
+
 def test_shipped_vocabularies():
   coco = vocabulary.load_vocabulary('coco_stuff')
   assert coco.num_classes == 184 and len(coco.id_to_name) == 184
