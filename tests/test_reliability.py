@@ -202,6 +202,10 @@ def config_file(tmp_path):
     (['--config.seed=-1'], '--config.seed=-1: must be in [0, 4294967295]'),
     (['--config.model.chh=4'], "--config.model.chh: the config"),
     (['--config.model.ch=abc'], '--config.model.ch'),
+    (['--config.data.dataset=coco_stuff', '--config.model.num_classes=100'],
+     '--config.model.num_classes=100: the coco_stuff labels run up to 183'),
+    (['--config.data.dataset=shapes', '--config.model.num_classes=5'],
+     '--config.model.num_classes=5: the shapes labels run up to 13'),
 ])
 def test_main_refuses_bad_config_values(config_file, tmp_path, capsys, args, expected):
   workdir = tmp_path / 'run'
