@@ -181,6 +181,8 @@ def test_yolo_writes_images_then_scores(data_dir, raw_dir, gen_dir, tmp_path):
     (['--metrics', 'fid', '--inception_weights', 'missing.pth'],
      '--inception_weights missing.pth: no such file'),
     (['--metrics', 'mask_entropy', '--num_samples', '0'], '--num_samples must be at least 1'),
+    (['--metrics', 'mask_entropy'], '/shapes/64px/2.0.0). Run: python -m lama_jax.prepare '
+     '--dataset shapes --image_sizes 64 --manual_dir'),  # the generator's size, not the default
 ])
 def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected):
   assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), *extra]) == 2
