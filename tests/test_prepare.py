@@ -136,7 +136,9 @@ def test_cli_error_is_one_clear_line(tmp_path):
 
 @pytest.mark.parametrize('sizes, message', [
     ('64,1x', '--image_sizes must be whole numbers, got 64,1x'),
-    ('0', '--image_sizes must be positive, got 0')])
+    ('0', '--image_sizes must be positive, got 0'),
+    ('64,100000', '--image_sizes must be at most 1024 (the models draw 64, 128 or 256), got '
+     '64,100000')])
 def test_cli_refuses_bad_image_sizes(tmp_path, capsys, sizes, message):
   manual = str(tmp_path)
   assert prepare.main(['--dataset', 'shapes', '--manual_dir', manual, '--image_sizes', sizes,
