@@ -205,6 +205,13 @@ def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
     assert flag in skipped and flag in table
 
 
+def test_workdir_that_is_a_file_is_named_so(tmp_path, capsys):
+  afile = tmp_path / 'afile'
+  afile.write_text('x')
+  assert evaluate.main(['--workdir', str(afile), '--data_dir', str(tmp_path)]) == 2
+  assert capsys.readouterr().err == f'error: --workdir {afile}: a file, not a directory\n'
+
+
 def test_cli_error_has_no_traceback(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'lama_jax.evaluate', '--workdir', str(tmp_path),
                          '--data_dir', str(tmp_path)], cwd=REPO, capture_output=True, text=True,

@@ -98,6 +98,8 @@ def dataset_of(workdir: str, dataset: str | None = None) -> str:
   Raises:
     EvalError: `workdir` is not a directory or has no generator.json.
   """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise EvalError(f'--workdir {workdir}: a file, not a directory')
   if not os.path.isdir(workdir):
     raise EvalError(f'--workdir {workdir}: no such directory')
   path = os.path.join(workdir, generator_dir.GENERATOR_JSON)
