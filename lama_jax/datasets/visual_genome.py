@@ -175,6 +175,8 @@ class VisualGenome(tfds.core.GeneratorBasedBuilder):
       what = f'{self.name} {split}'
       common.check_labels(records, vocab, what)
       common.check_files_exist(records, what)
+      if not records:  # TFDS would fail writing the split, with a traceback
+        raise common.DatasetError(f'{what}: {split}.h5 in {manual_dir} lists no images.')
       self.info.metadata[split] = dataclasses.asdict(stats)
       generators[split] = self._generate_examples(records)
     return generators
