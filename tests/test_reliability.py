@@ -214,6 +214,17 @@ def test_main_refuses_bad_config_values(config_file, tmp_path, capsys, args, exp
   assert not workdir.exists()
 
 
+@pytest.mark.parametrize('below', ['', '/sub'])
+def test_main_names_a_shapes_manual_dir_that_is_a_file(config_file, tmp_path, afile, capsys, below):
+  workdir = tmp_path / 'run'
+  assert main_cmd.main([
+      '--config', config_file, '--workdir', str(workdir), '--config.data.dataset=shapes',
+      '--config.model.num_classes=14', f'--config.data.data_dir={tmp_path / "tfds"}',
+      f'--config.data.shapes.manual_dir={afile}{below}']) == 2
+  assert _one_error(capsys).startswith(f'error: --config.data.shapes.manual_dir {afile}{below}: ')
+  assert not workdir.exists()
+
+
 def test_main_refuses_bad_config_files(config_file, tmp_path, afile, capsys):
   workdir = tmp_path / 'run'
   broken = tmp_path / 'broken.py'
