@@ -53,6 +53,9 @@ def _sizes(values: list[str]) -> list[int]:
     raise LamaError(f'--image_sizes must be whole numbers, got {",".join(values)}') from None
   if not sizes or min(sizes) < 1:
     raise LamaError(f'--image_sizes must be positive, got {",".join(values)}')
+  if max(sizes) > common.MAX_SIZE:
+    raise LamaError(f'--image_sizes must be at most {common.MAX_SIZE} (the models draw 64, 128 or '
+                    f'256), got {",".join(values)}')
   return sizes
 
 

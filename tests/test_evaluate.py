@@ -173,6 +173,27 @@ def test_yolo_writes_images_then_scores(data_dir, raw_dir, gen_dir, tmp_path):
   assert ap['AP'] == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.parametrize('detections, expected', [
+    ('[1, 2]', ': 1 is not a COCO result {"image_id", "category_id", "bbox": [x, y, w, h], '
+     '"score"}'),
+    ('[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}]', '"bbox": [1, 2, 3, 4]} is not '
+     'a COCO result'),
+    ('[{"image_id": 1, "category_id": 1, "bbox": [1, 2], "score": 1}]', 'is not a COCO result'),
+    ('{"x', ': not valid JSON: Unterminated string'),
+])
+def test_bad_detections_fail_with_one_line(data_dir, raw_dir, gen_dir, tmp_path, capsys,
+                                           detections, expected):
+  det_path = tmp_path / 'dets.json'
+  det_path.write_text(detections)
+  instances = os.path.join(raw_dir, 'annotations', 'instances_val2017.json')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+                        '--max_layouts', '2', '--metrics', 'yolo', '--detections', str(det_path),
+                        '--instances', instances, *BATCH]) == 2
+  err = capsys.readouterr().err.splitlines()[-1]
+  assert err.startswith(f'error: --detections {det_path}') and expected in err, err
+  assert not (tmp_path / 'e').exists()
+
+
 @pytest.mark.parametrize('extra, expected', [
     (['--metrics', 'fid'], 'fid: needs --inception_weights'),
     (['--metrics', 'ds', '--lpips_weights', 'x.pth'], 'ds: needs --alexnet_weights'),
@@ -181,6 +202,8 @@ def test_yolo_writes_images_then_scores(data_dir, raw_dir, gen_dir, tmp_path):
     (['--metrics', 'fid', '--inception_weights', 'missing.pth'],
      '--inception_weights missing.pth: no such file'),
     (['--metrics', 'mask_entropy', '--num_samples', '0'], '--num_samples must be at least 1'),
+    (['--metrics', 'mask_entropy'], '/shapes/64px/2.0.0). Run: python -m lama_jax.prepare '
+     '--dataset shapes --image_sizes 64 --manual_dir'),  # the generator's size, not the default
 ])
 def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected):
   assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), *extra]) == 2
@@ -201,6 +224,13 @@ def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
   skipped = ' '.join(report['notes'])
   for flag in ('--inception_weights', '--lpips_weights', '--yolo_dir'):
     assert flag in skipped and flag in table
+
+
+def test_workdir_that_is_a_file_is_named_so(tmp_path, capsys):
+  afile = tmp_path / 'afile'
+  afile.write_text('x')
+  assert evaluate.main(['--workdir', str(afile), '--data_dir', str(tmp_path)]) == 2
+  assert capsys.readouterr().err == f'error: --workdir {afile}: a file, not a directory\n'
 
 
 def test_cli_error_has_no_traceback(tmp_path):

@@ -103,6 +103,14 @@ def _edit_json(manual, name, edit):
      r'Corrupt or unreadable image .*000000000002.jpg \(image id 2\)'),
     (lambda m: Image.new('RGB', (7, 7)).save(os.path.join(m, 'val2017', '000000000101.jpg')),
      'is 7x7 but its annotations say 80x80'),
+    (lambda m: open(os.path.join(m, 'annotations', 'stuff_val2017.json'), 'w').write('[]'),
+     'stuff_val2017.json is not valid COCO JSON: the top level is not an object'),
+    (lambda m: _edit_json(m, 'instances_val2017.json', lambda d: d['images'][0].pop('file_name')),
+     'instances_val2017.json: image id 101 has no file_name'),
+    (lambda m: _edit_json(m, 'instances_val2017.json', lambda d: d['images'][0].update(width='80')),
+     "image id 101 has no positive width/height \\(got '80', 80\\)"),
+    (lambda m: _edit_json(m, 'instances_val2017.json', lambda d: d['images'][0].update(id='a')),
+     "image entry {'id': 'a', .* has no integer id"),
 ])
 def test_bad_input_gives_clear_error(tmp_path, break_it, message):
   manual = _broken_copy(tmp_path, break_it)
@@ -128,7 +136,9 @@ def test_cli_error_is_one_clear_line(tmp_path):
 
 @pytest.mark.parametrize('sizes, message', [
     ('64,1x', '--image_sizes must be whole numbers, got 64,1x'),
-    ('0', '--image_sizes must be positive, got 0')])
+    ('0', '--image_sizes must be positive, got 0'),
+    ('64,100000', '--image_sizes must be at most 1024 (the models draw 64, 128 or 256), got '
+     '64,100000')])
 def test_cli_refuses_bad_image_sizes(tmp_path, capsys, sizes, message):
   manual = str(tmp_path)
   assert prepare.main(['--dataset', 'shapes', '--manual_dir', manual, '--image_sizes', sizes,
@@ -185,6 +195,40 @@ def test_visual_genome_from_sg2im_h5(tmp_path):
   assert summaries['train']['skipped_degenerate_boxes'] == 1
   vocab = vocabulary.load_vocabulary(os.path.join(data_dir, 'visual_genome', 'vocab.json'))
   assert vocab.num_classes == 179 and vocab.id_to_name[5] == 'cls5'
+
+
+def _edit_h5(manual, split, name, edit):
+  import h5py  # pylint: disable=g-import-not-at-top
+  with h5py.File(os.path.join(manual, f'{split}.h5'), 'a') as f:
+    value = edit(f[name][()])
+    del f[name]
+    f[name] = value
+
+
+@pytest.mark.parametrize('break_it, message', [
+    (lambda m: _edit_h5(m, 'val', 'relationship_subjects', lambda a: a + 40),
+     r'val.h5: image id 21: relationships name objects \[42, 43\], but it has 12'),
+    (lambda m: _edit_h5(m, 'val', 'object_boxes', lambda a: a * np.nan),
+     r'val.h5: image id 21 object 2 has a non-finite box'),
+    (lambda m: _edit_h5(m, 'val', 'object_boxes', lambda a: a[..., 0]),
+     r'val.h5: the sg2im datasets do not fit together \(.*object_boxes \[1, 12\]'),
+    (lambda m: _edit_h5(m, 'train', 'image_ids', lambda a: a * 0 + 11),
+     r'train.h5: image ids \[11\] appear more than once'),
+    (lambda m: [_edit_h5(m, 'val', k, lambda a: a[:0]) for k in ('image_ids', 'image_paths',
+        'object_names', 'object_boxes', 'objects_per_image', 'relationships_per_image',
+        'relationship_subjects', 'relationship_objects')],
+     r'visual_genome val: val.h5 in .* lists no images'),
+    (lambda m: open(os.path.join(m, 'vocab.json'), 'w').write('{"object_idx_to_name": {"0": 1}}'),
+     'vocab.json is not an sg2im vocab.json .*a dict, not a list'),
+    (lambda m: open(os.path.join(m, 'vocab.json'), 'w').write('{"object_idx_to_name": ["a"]}'),
+     'vocab.json is not an sg2im vocab.json .*id 0 must be "__image__"'),
+])
+def test_visual_genome_bad_input_gives_clear_error(tmp_path, break_it, message):
+  manual = _write_vg(str(tmp_path / 'vg'))
+  break_it(manual)
+  with pytest.raises(common.DatasetError, match=message):
+    prepare_lib.prepare('visual_genome', manual, str(tmp_path / 'tfds'), image_sizes=(16,))
+  assert not (tmp_path / 'tfds').exists()
 
 
 def test_shipped_vocabularies():

@@ -202,11 +202,26 @@ def config_file(tmp_path):
     (['--config.seed=-1'], '--config.seed=-1: must be in [0, 4294967295]'),
     (['--config.model.chh=4'], "--config.model.chh: the config"),
     (['--config.model.ch=abc'], '--config.model.ch'),
+    (['--config.data.dataset=coco_stuff', '--config.model.num_classes=100'],
+     '--config.model.num_classes=100: the coco_stuff labels run up to 183'),
+    (['--config.data.dataset=shapes', '--config.model.num_classes=5'],
+     '--config.model.num_classes=5: the shapes labels run up to 13'),
 ])
 def test_main_refuses_bad_config_values(config_file, tmp_path, capsys, args, expected):
   workdir = tmp_path / 'run'
   assert main_cmd.main(['--config', config_file, '--workdir', str(workdir), *args]) == 2
   assert expected in _one_error(capsys)
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize('below', ['', '/sub'])
+def test_main_names_a_shapes_manual_dir_that_is_a_file(config_file, tmp_path, afile, capsys, below):
+  workdir = tmp_path / 'run'
+  assert main_cmd.main([
+      '--config', config_file, '--workdir', str(workdir), '--config.data.dataset=shapes',
+      '--config.model.num_classes=14', f'--config.data.data_dir={tmp_path / "tfds"}',
+      f'--config.data.shapes.manual_dir={afile}{below}']) == 2
+  assert _one_error(capsys).startswith(f'error: --config.data.shapes.manual_dir {afile}{below}: ')
   assert not workdir.exists()
 
 
@@ -331,3 +346,30 @@ def test_sigterm_in_a_command_removes_its_new_output(tmp_path, capsys):
   assert capsys.readouterr().err == 'terminated\n'
   assert not (tmp_path / 'new').exists()
   assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_resume_with_another_model_is_refused_before_orbax_reads(tmp_path, monkeypatch):
+  """A changed config's shapes are caught from the metadata: Orbax's own failed restore left
+  asynchronous reads behind that printed pages of "Event loop is closed" tracebacks."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def toy(width):
+    arrays = {'w': jnp.zeros((width,)), 'b': jnp.ones((2,))}
+    return checkpointing.TrainState(
+        step=jnp.array(1, jnp.int32), g_params=arrays, g_state={'batch_stats': arrays},
+        g_opt_state=arrays, d_params=arrays, d_state={'spectral': arrays}, d_opt_state=arrays)
+  manager = checkpointing.make_manager(str(tmp_path), max_to_keep=2, owner=True)
+  checkpointing.save(manager, toy(4))
+  manager.wait_until_finished()
+
+  restores = []
+  restore = manager.restore
+  monkeypatch.setattr(manager, 'restore', lambda *a, **k: restores.append(a) or restore(*a, **k))
+  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), toy(8))
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'checkpoint 1 in .* was saved by another model: generator '
+                           r'(params|batch_stats)\.w has shape \[4\] in the checkpoint but \[8\]'):
+    checkpointing.restore_latest(manager, abstract)
+  assert not restores  # refused from the metadata, before Orbax started reading
+  manager.close()

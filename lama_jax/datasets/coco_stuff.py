@@ -70,6 +70,23 @@ def _load_coco(path: str) -> coco_api.COCO:
       return coco_api.COCO(path)
   except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
     raise common.DatasetError(f'Annotation file {path} is not valid COCO JSON: {e!r}') from e
+  except AssertionError as e:  # pycocotools asserts that the top level is an object
+    raise common.DatasetError(f'Annotation file {path} is not valid COCO JSON: the top level is '
+                              'not an object with images, annotations and categories.') from e
+
+
+def _check_image(img, path: str) -> None:
+  """Raises DatasetError unless `img` is a COCO image entry: an integer id, a file_name and a
+  positive width and height (what the records and the TFDS keys are made of)."""
+  if not isinstance(img, dict) or isinstance(img.get('id'), bool) or not isinstance(
+      img.get('id'), int):
+    raise common.DatasetError(f'{path}: image entry {img!r:.80} has no integer id.')
+  if not isinstance(img.get('file_name'), str) or not img['file_name']:
+    raise common.DatasetError(f'{path}: image id {img["id"]} has no file_name.')
+  size = img.get('width'), img.get('height')
+  if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in size):
+    raise common.DatasetError(f'{path}: image id {img["id"]} has no positive width/height '
+                              f'(got {size[0]!r}, {size[1]!r}).')
 
 
 def _box(ann: dict, path: str) -> tuple[float, float, float, float]:
@@ -151,9 +168,8 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
   instances, stuff = (_load_coco(p) for p in paths)
   images = {}
   for img in instances.dataset.get('images', []):
+    _check_image(img, paths[0])
     images[img['id']] = img
-    if not (img.get('width', 0) > 0 and img.get('height', 0) > 0):
-      raise common.DatasetError(f'{paths[0]}: image id {img["id"]} has no positive width/height.')
   names = {c['id']: c['name'] for c in instances.dataset.get('categories', [])}
   names.update({c['id']: c['name'] for c in stuff.dataset.get('categories', [])})
 

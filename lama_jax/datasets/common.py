@@ -31,6 +31,9 @@ from lama_jax.errors import LamaError
 MASK_SIZE = 32  # side of the stored box-local object masks (the generator's mask resolution)
 STANDARD_SIZES = (64, 128, 256)  # the paper's resolutions: named configs, what `prepare` makes
 DEFAULT_SIZE = 128
+# Largest stored size: the models draw at most 256x256; a 1024x1024 copy is 3 MB per image (230 GB
+# for COCO-Stuff), and far larger sizes exhaust the memory of the resize itself.
+MAX_SIZE = 1024
 
 
 @dataclasses.dataclass(eq=False)

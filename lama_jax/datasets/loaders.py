@@ -14,6 +14,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from lama_jax import files
 from lama_jax.datasets import builders
 from lama_jax.datasets import input_pipeline
 from lama_jax.datasets import preparation
@@ -60,6 +61,8 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
   if jax.process_index() == 0:
     manual = data['shapes']['manual_dir']
     if not (os.path.isdir(manual) and os.listdir(manual)):
+      # A file there (or above) is named with its field, not as 'File exists' from makedirs.
+      files.check_folder_target(manual, '--config.data.shapes.manual_dir')
       logging.info('Generating the shapes set in %s.', manual)
       shapes.generate(manual, data['shapes']['num_train'], data['shapes']['num_val'], seed=0)
     preparation.prepare('shapes', manual, data['data_dir'], image_sizes=(image_size,))

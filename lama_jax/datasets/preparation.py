@@ -53,6 +53,9 @@ def prepare(dataset: str, manual_dir: str, data_dir: str,
         builders.BUILDERS[dataset].MANUAL_DOWNLOAD_INSTRUCTIONS.split()))
   if not image_sizes or any(s < 1 for s in image_sizes):
     raise common.DatasetError(f'image sizes must be positive, got {list(image_sizes)}.')
+  if any(s > common.MAX_SIZE for s in image_sizes):
+    raise common.DatasetError(f'image sizes must be at most {common.MAX_SIZE}, got '
+                              f'{list(image_sizes)}.')
   files.check_folder_target(data_dir, '--data_dir')
   config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
   # TFDS removes its own temporary folder on failure; these remove the folders around it that a

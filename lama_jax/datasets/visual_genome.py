@@ -18,6 +18,7 @@ VG has no segmentations: every object's stored 'masks' entry is a full box (all 
 """
 import dataclasses
 import json
+import math
 import os
 
 from absl import logging
@@ -48,24 +49,54 @@ def load_vocabulary(manual_dir: str) -> vocabulary_lib.Vocabulary:
   try:
     with open(path) as f:
       names = json.load(f)['object_idx_to_name']
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    if not isinstance(names, list):
+      raise TypeError(f'object_idx_to_name is a {type(names).__name__}, not a list of names')
+    # Vocabulary raises ValueError when names[0] is not '__image__'.
+    return vocabulary_lib.Vocabulary(dataset='visual_genome', num_classes=len(names),
+                                     id_to_name={i: str(n) for i, n in enumerate(names)})
+  except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
     raise common.DatasetError(f'{path} is not an sg2im vocab.json (object_idx_to_name): {e!r}') from e
-  return vocabulary_lib.Vocabulary(dataset='visual_genome', num_classes=len(names),
-                                   id_to_name={i: str(n) for i, n in enumerate(names)})
 
 
 def _chosen_objects(data: dict, i: int) -> list[int]:
   """Indices of image i's objects, by the official count rule (see the module docstring)."""
   num_objects = int(data['objects_per_image'][i])
+  if not 0 <= num_objects <= data['object_names'].shape[1]:
+    raise IndexError(f'objects_per_image is {num_objects}, outside 0..'
+                     f'{data["object_names"].shape[1]} (the columns of object_names)')
   with_rels = set()
   for r in range(int(data['relationships_per_image'][i])):
     with_rels.update((int(data['relationship_subjects'][i, r]),
                       int(data['relationship_objects'][i, r])))
   with_rels = sorted(with_rels)
+  bad = [j for j in with_rels if not 0 <= j < num_objects]
+  if bad:  # a negative index would silently pick an object from the end of the row
+    raise IndexError(f'relationships name objects {bad}, but it has {num_objects} '
+                     '(objects_per_image)')
   if len(with_rels) > MAX_OBJECTS - 1:
     return with_rels[:MAX_OBJECTS]
   orphans = [j for j in range(num_objects) if j not in set(with_rels)]
   return with_rels + orphans[:MAX_OBJECTS - 1 - len(with_rels)]
+
+
+def _check_shapes(data: dict, path: str) -> None:
+  """Raises DatasetError unless the sg2im arrays have the shapes `select_images` indexes them
+  with and the image ids are unique (they are the TFDS keys)."""
+  n = np.shape(data['image_ids'])[:1]
+  names = np.shape(data['object_names'])
+  rels = np.shape(data['relationship_subjects'])
+  if not (len(n) == 1 and all(np.shape(data[k])[:1] == n for k in _H5_KEYS)
+          and len(names) == 2 and np.shape(data['object_boxes']) == (*names, 4)
+          and len(rels) == 2 and np.shape(data['relationship_objects']) == rels):
+    shapes = ', '.join(f'{k} {list(np.shape(data[k]))}' for k in _H5_KEYS)
+    raise common.DatasetError(
+        f'{path}: the sg2im datasets do not fit together ({shapes}); expected image_ids, '
+        'image_paths, objects_per_image, relationships_per_image [N], object_names [N, O], '
+        'object_boxes [N, O, 4], relationship_subjects and relationship_objects [N, R].')
+  ids, counts = np.unique(data['image_ids'], return_counts=True)
+  if (counts > 1).any():
+    raise common.DatasetError(f'{path}: image ids {ids[counts > 1][:5].tolist()} appear more than '
+                              'once.')
 
 
 def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord], SplitStats]:
@@ -82,14 +113,22 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
       data = {k: f[k][()] for k in _H5_KEYS}
   except OSError as e:
     raise common.DatasetError(f'Cannot read {path} as HDF5: {e}') from e
+  _check_shapes(data, path)
   stats = SplitStats()
   records = []
   for i, image_id in enumerate(data['image_ids']):
     image_path = data['image_paths'][i]
     image_path = image_path.decode() if isinstance(image_path, bytes) else str(image_path)
     boxes, labels = [], []
-    for j in _chosen_objects(data, i):
+    try:
+      chosen = _chosen_objects(data, i)
+    except IndexError as e:
+      raise common.DatasetError(f'{path}: image id {image_id}: {e}.') from e
+    for j in chosen:
       x, y, w, h = (float(v) for v in data['object_boxes'][i, j])
+      if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise common.DatasetError(f'{path}: image id {image_id} object {j} has a non-finite box '
+                                  f'{[x, y, w, h]}.')
       if w <= 0 or h <= 0:
         stats.skipped_degenerate_boxes += 1
         logging.warning('%s: image id %d object %d has an empty box; skipped.', path, image_id, j)
@@ -136,6 +175,8 @@ class VisualGenome(tfds.core.GeneratorBasedBuilder):
       what = f'{self.name} {split}'
       common.check_labels(records, vocab, what)
       common.check_files_exist(records, what)
+      if not records:  # TFDS would fail writing the split, with a traceback
+        raise common.DatasetError(f'{what}: {split}.h5 in {manual_dir} lists no images.')
       self.info.metadata[split] = dataclasses.asdict(stats)
       generators[split] = self._generate_examples(records)
     return generators

@@ -77,7 +77,8 @@ def sample_split(gen: LayoutGenerator, dataset: str, evaluators: Sequence[Evalua
   Raises:
     EvalError: the split is empty.
   """
-  total = input_pipeline.num_examples(settings.data_dir, dataset, 'val')
+  # At the generator's size: a data dir without it then says which size to prepare.
+  total = input_pipeline.num_examples(settings.data_dir, dataset, 'val', gen.image_size)
   total = min(total, settings.max_layouts or total)
   draws = max((e.repeats for e in evaluators), default=0)
   batches = sampling.val_batches(settings.data_dir, dataset, gen.image_size, settings.batch_size,
@@ -97,6 +98,8 @@ def dataset_of(workdir: str, dataset: str | None = None) -> str:
   Raises:
     EvalError: `workdir` is not a directory or has no generator.json.
   """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise EvalError(f'--workdir {workdir}: a file, not a directory')
   if not os.path.isdir(workdir):
     raise EvalError(f'--workdir {workdir}: no such directory')
   path = os.path.join(workdir, generator_dir.GENERATOR_JSON)

@@ -21,6 +21,25 @@ YOLO_SIZE = 512
 MANIFEST = 'manifest.json'
 
 
+def _read_json(path: str, flag: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    raise EvalError(f'{flag} {path}: not valid JSON: {one_line(e)}') from None
+
+
+def _is_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_detection(det: Any) -> bool:
+  """Whether `det` is a COCO result dict, with the fields scoring reads."""
+  return (isinstance(det, dict) and _is_number(det.get('score'))
+          and 'image_id' in det and 'category_id' in det and isinstance(det.get('bbox'), list)
+          and len(det['bbox']) == 4 and all(_is_number(v) for v in det['bbox']))
+
+
 class Yolo(Evaluator):
   """Writes sample 0 of every layout for a detector, or scores the detector's boxes."""
   name = 'yolo'
@@ -85,16 +104,19 @@ class Yolo(Evaluator):
 
   def _score(self, ids: Sequence[int]) -> dict[str, float]:
     s = self.settings
+    instances = _read_json(s.instances, '--instances')
+    dets: Any = _read_json(s.detections, '--detections')
     try:
-      with open(s.instances) as f:
-        instances = json.load(f)
-      with open(s.detections) as f:
-        dets: Any = json.load(f)
       sizes = yolo_score.image_sizes_from_instances(instances)
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-      raise EvalError(f'yolo: cannot read --detections/--instances: {one_line(e)}') from None
+    except (KeyError, TypeError) as e:
+      raise EvalError(f'--instances {s.instances}: not a COCO instances file (images with id, '
+                      f'height, width): {one_line(e)}') from None
     if not isinstance(dets, list):
       raise EvalError(f'--detections {s.detections}: not a COCO results list')
+    bad = next((d for d in dets if not _is_detection(d)), None)
+    if bad is not None:
+      raise EvalError(f'--detections {s.detections}: {json.dumps(bad)[:80]} is not a COCO result '
+                      '{"image_id", "category_id", "bbox": [x, y, w, h], "score"}')
     keep = set(ids)
     missing = sorted(keep - set(sizes))
     if missing:

@@ -87,22 +87,25 @@ def remove_partial_saves(manager: ocp.CheckpointManager) -> None:
 
 def _restore(manager: ocp.CheckpointManager, step: int, abstract_state: TrainState) -> dict:
   """Restores every item of `step`; raises _Damaged, or CheckpointError for another model."""
+  where = f'checkpoint {step} in {manager.directory}'
+  # Shapes are compared from the metadata before restoring: Orbax restoring another model's
+  # arrays fails inside its asynchronous reads, whose abandoned tasks then print pages of
+  # tracebacks ("Event loop is closed") after the one-line error.
+  for item, target in _items(abstract_state).items():
+    try:
+      saved = checkpoint_errors.read_metadata(manager.directory / str(step) / item)
+    except (OSError, ValueError):
+      continue  # damaged or missing: the restore below tells which
+    mismatch = checkpoint_errors.shape_mismatch(saved, target)
+    if mismatch:
+      raise CheckpointError(
+          f'{where} was saved by another model: {item} {mismatch}; resume with the run\'s own '
+          'config (its config.json) or train in a new --workdir')
   try:
     return manager.restore(step, args=restore_args(abstract_state))
   except Exception as e:  # pylint: disable=broad-except
     if checkpoint_errors.is_damage(e):
       raise _Damaged(checkpoint_errors.describe(e)) from e
-    where = f'checkpoint {step} in {manager.directory}'
-    for item, target in _items(abstract_state).items():
-      try:
-        saved = checkpoint_errors.read_metadata(manager.directory / str(step) / item)
-      except (OSError, ValueError):
-        continue
-      mismatch = checkpoint_errors.shape_mismatch(saved, target)
-      if mismatch:
-        raise CheckpointError(
-            f'{where} was saved by another model: {item} {mismatch}; resume with the run\'s own '
-            'config (its config.json) or train in a new --workdir') from e
     raise CheckpointError(f'cannot restore {where}: {checkpoint_errors.describe(e)}') from e
 
 

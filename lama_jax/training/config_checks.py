@@ -9,6 +9,7 @@ memory or disk of a machine long before it could be useful; each message says th
 """
 import difflib
 import math
+import os
 from typing import Any, Callable
 
 import ml_collections
@@ -193,6 +194,27 @@ def _check_evals(config: ml_collections.ConfigDict) -> None:
                   f'{name} cannot run during training: {problem}')
 
 
+def _check_num_classes(config: ml_collections.ConfigDict) -> None:
+  """The dataset's labels must be model classes: a larger id indexes past the label embedding
+  (clamped silently under jit) and the first step's loss is NaN. Its vocabulary bounds them
+  (`prepare` checks every label against it); VG's is only known once prepared."""
+  from lama_jax.datasets import vocabulary  # pylint: disable=g-import-not-at-top
+  data = config.data
+  if data.dataset == 'synthetic':  # draws labels below model.num_classes
+    return
+  name = (os.path.join(data.data_dir, 'visual_genome', 'vocab.json')
+          if data.dataset == 'visual_genome' else data.dataset)
+  try:
+    vocab = vocabulary.load_vocabulary(name)
+  except (FileNotFoundError, ValueError):
+    return  # not prepared yet: the data loader says so
+  if vocab.num_classes > config.model.num_classes:
+    raise _fail('model.num_classes', config.model.num_classes,
+                f'the {data.dataset} labels run up to {vocab.num_classes - 1} (its vocabulary '
+                f'has {vocab.num_classes} classes with 0 = __image__); set it to at least '
+                f'{vocab.num_classes}')
+
+
 def check(config: ml_collections.ConfigDict, num_devices: int = 1, evals: bool = True) -> None:
   """Raises ConfigError for the first bad field of a training config.
 
@@ -213,5 +235,6 @@ def check(config: ml_collections.ConfigDict, num_devices: int = 1, evals: bool =
   if batch // num_devices > MAX_BATCH_PER_DEVICE:
     raise _fail('batch_size', batch, f'{batch // num_devices} images per device, more than the '
                 f'limit of {MAX_BATCH_PER_DEVICE} per device (beyond it memory runs out)')
+  _check_num_classes(config)
   if evals:
     _check_evals(config)
