@@ -206,6 +206,10 @@ def config_file(tmp_path):
      '--config.model.num_classes=100: the coco_stuff labels run up to 183'),
     (['--config.data.dataset=shapes', '--config.model.num_classes=5'],
      '--config.model.num_classes=5: the shapes labels run up to 13'),
+    (['--config.data.vocabulary=/nonexistent/vocab.json'],
+     "--config.data.vocabulary='/nonexistent/vocab.json': Vocabulary '/nonexistent/vocab.json' is "
+     'neither one of'),
+    ([f'--config.data.vocabulary={__file__}'], 'is not valid JSON'),
 ])
 def test_main_refuses_bad_config_values(config_file, tmp_path, capsys, args, expected):
   workdir = tmp_path / 'run'

@@ -194,6 +194,18 @@ def _check_evals(config: ml_collections.ConfigDict) -> None:
                   f'{name} cannot run during training: {problem}')
 
 
+def _check_vocabulary(config: ml_collections.ConfigDict) -> None:
+  """A vocabulary the user names must load (the datasets' own fall back to numbered names)."""
+  from lama_jax.datasets import vocabulary  # pylint: disable=g-import-not-at-top
+  name = config.data.vocabulary
+  if not name:
+    return
+  try:
+    vocabulary.load_vocabulary(name)
+  except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+    raise _fail('data.vocabulary', name, str(e).rstrip('.')) from None
+
+
 def _check_num_classes(config: ml_collections.ConfigDict) -> None:
   """The dataset's labels must be model classes: a larger id indexes past the label embedding
   (clamped silently under jit) and the first step's loss is NaN. Its vocabulary bounds them
@@ -235,6 +247,7 @@ def check(config: ml_collections.ConfigDict, num_devices: int = 1, evals: bool =
   if batch // num_devices > MAX_BATCH_PER_DEVICE:
     raise _fail('batch_size', batch, f'{batch // num_devices} images per device, more than the '
                 f'limit of {MAX_BATCH_PER_DEVICE} per device (beyond it memory runs out)')
+  _check_vocabulary(config)
   _check_num_classes(config)
   if evals:
     _check_evals(config)
