@@ -120,6 +120,8 @@ def _record(fv: flags.FlagValues, gen: LayoutGenerator) -> dict:
 
 
 def _main(fv: flags.FlagValues) -> None:
+  # A file, a folder below a file or no permission: one line now, not after loading the model.
+  files.check_folder_target(fv.out, '--out')
   synthesis.check_out(fv.out, fv.resume)
   if fv.resume:
     _restore_flags(fv)

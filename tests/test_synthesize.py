@@ -179,6 +179,8 @@ def _bad_cases(model, layouts, tmp_path):
   used = tmp_path / 'used'
   used.mkdir()
   (used / 'x').write_text('x')
+  afile = tmp_path / 'afile'
+  afile.write_text('x')
   bad_layouts = tmp_path / 'bad.json'
   bad_layouts.write_text(json.dumps({'name': 'b', 'objects': [{'category': 'tree',
                                                                'bbox': [0, 0, 1, 1]}]}))
@@ -205,10 +207,12 @@ def _bad_cases(model, layouts, tmp_path):
       ([*m, *n, '--layouts', str(tmp_path)], 'a folder, not a layout file'),
       ([*m, *n, '--split', 'val', '--data_dir', '/d', '--dataset', 'bogus'],
        '--dataset=bogus: value should be one of'),
+      ([*m, *n, '--layouts', layouts, '--out', str(afile)], 'exists and is not a folder'),
+      ([*m, *n, '--layouts', layouts, '--out', f'{afile}/sub'], f'{afile} is a file, not a folder'),
   ]
 
 
-@pytest.mark.parametrize('case', range(20))
+@pytest.mark.parametrize('case', range(22))
 def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, capsys, case):
   args, expected = _bad_cases(model, layouts, tmp_path)[case]
   if '--out' not in args:
