@@ -223,6 +223,15 @@ def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, caps
   assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.parametrize('record', ['[1]', '{"flags": 5}'])
+def test_resume_refuses_a_record_that_is_not_one(tmp_path, capsys, record):
+  (tmp_path / synthesis.RECORD).write_text(record)
+  assert synthesize.main(['--out', str(tmp_path), '--resume']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1, err
+  assert f'{tmp_path / synthesis.RECORD}: not a synthesis record' in err, err
+
+
 def test_resume_refuses_other_settings(finished, capsys):
   assert synthesize.main(['--out', str(finished), '--resume', '--seed', '4']) == 2
   assert '--seed=4 differs from the interrupted run' in capsys.readouterr().err
