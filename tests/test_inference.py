@@ -1,6 +1,7 @@
 """Inference: LayoutGenerator, the sample and export CLIs, on a tiny random generator."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -360,6 +361,23 @@ def test_sample_cli_refuses_a_non_generator_dir(tmp_path, capsys):
   assert sample.main(['--workdir', str(tmp_path), '--layouts', 'data/layouts/shapes.json',
                       '--out', str(tmp_path / 'o')]) == 2
   assert 'no generator.json' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('vocabulary, expected', [
+    (None, 'has no vocabulary.json: not a generator directory'),
+    ('[1, 2]', 'vocabulary.json does not hold a JSON object'),
+])
+def test_a_missing_or_bad_vocabulary_is_named_once(workdir, tmp_path, vocabulary, expected):
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  if vocabulary is None:
+    os.remove(copy / 'vocabulary.json')
+  else:
+    (copy / 'vocabulary.json').write_text(vocabulary)
+  with pytest.raises(generator_dir.GeneratorDirError) as e:
+    LayoutGenerator.load(str(copy))
+  message = str(e.value)
+  assert expected in message and message.count('vocabulary.json') == 1, message
 
 
 def test_sample_cli_error_has_no_traceback(workdir, tmp_path):

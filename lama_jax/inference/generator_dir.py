@@ -101,9 +101,9 @@ def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
   if not root.is_dir():
     raise GeneratorDirError(f'{path} is not a directory.')
   config = _read_json(root / GENERATOR_JSON, 'the generator config')
+  vocab_json = _read_json(root / VOCABULARY_JSON, 'the vocabulary')  # names the file itself
   try:
-    vocab = vocabulary_lib.Vocabulary.from_json(
-        _read_json(root / VOCABULARY_JSON, 'the vocabulary'))
+    vocab = vocabulary_lib.Vocabulary.from_json(vocab_json)
   except ValueError as e:
     raise GeneratorDirError(f'{root / VOCABULARY_JSON}: {e}') from e
   try:
