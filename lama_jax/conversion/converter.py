@@ -26,8 +26,8 @@ def load_dataset_vocabulary(dataset: str, num_classes: int, vocab_path: str | No
   """The vocabulary for the converted generator; it must have `num_classes` classes."""
   try:
     vocab = vocabulary_lib.load_vocabulary(vocab_path or DATASETS[dataset][0])
-  except (FileNotFoundError, ValueError) as e:
-    raise ConversionError(f'{e} (pass --vocab FILE)') from None
+  except (FileNotFoundError, ValueError) as e:  # the hint only where --vocab was not given
+    raise ConversionError(f'{e}{"" if vocab_path else " (pass --vocab FILE)"}') from None
   if vocab.num_classes != num_classes:
     raise ConversionError(f'the checkpoint has {num_classes} classes but the {vocab.dataset} '
                           f'vocabulary {vocab.num_classes}: wrong --dataset or --vocab?')
