@@ -439,6 +439,16 @@ class _FakeEval:
     return iter(self.batches)
 
 
+def test_sample_val_without_the_data_names_the_generators_size(workdir, tmp_path, capsys):
+  assert sample.main(['--workdir', workdir, '--val', '--data_dir', str(tmp_path), '--out',
+                      str(tmp_path / 'out')]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1, err
+  assert ('/shapes/64px/2.0.0). Run: python -m lama_jax.prepare --dataset shapes --image_sizes 64 '
+          '--manual_dir') in err, err  # the generator's size, not the default 128
+  assert not (tmp_path / 'out').exists()
+
+
 def test_sample_val_writes_images_named_by_id(workdir, tmp_path, monkeypatch, capsys):
   from lama_jax.datasets import input_pipeline
   boxes = np.tile(np.asarray(PAD_BOX, np.float32), (3, MAX_OBJECTS, 1))

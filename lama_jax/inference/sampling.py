@@ -187,7 +187,8 @@ def sample_val(gen: LayoutGenerator, data_dir: str, dataset: str, out_dir: str, 
                seed: int, truncation: float | None, batch_size: int) -> int:
   """Writes IMAGEID_k.png for every validation layout into `out_dir`; returns the images written."""
   from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
-  total = input_pipeline.num_examples(data_dir, dataset, 'val')
+  # At the generator's size: a data dir without it then says which size to prepare.
+  total = input_pipeline.num_examples(data_dir, dataset, 'val', gen.image_size)
   jobs = collections.deque()  # (batch, r) of the requests handed to generate_many, in order
 
   def requests():
