@@ -232,6 +232,20 @@ def test_resume_refuses_a_record_that_is_not_one(tmp_path, capsys, record):
   assert f'{tmp_path / synthesis.RECORD}: not a synthesis record' in err, err
 
 
+def test_resume_names_a_changed_layout_file(model, tmp_path, capsys):
+  layouts = tmp_path / 'layouts.json'
+  layouts.write_text(json.dumps(LAYOUTS))
+  out = tmp_path / 'out'
+  assert synthesize.main(['--model', model, '--layouts', str(layouts), '--out', str(out),
+                          '--num_images', '1', '--batch_size', '4']) == 0
+  layouts.write_text(json.dumps(LAYOUTS[:1]))
+  capsys.readouterr()
+  assert synthesize.main(['--out', str(out), '--resume']) == 2
+  err = capsys.readouterr().err
+  assert err == (f'error: --layouts {layouts}: the file has changed since the interrupted run in '
+                 f'{out} started; restore it, or start a new --out\n'), err
+
+
 def test_resume_refuses_other_settings(finished, capsys):
   assert synthesize.main(['--out', str(finished), '--resume', '--seed', '4']) == 2
   assert '--seed=4 differs from the interrupted run' in capsys.readouterr().err
