@@ -1,6 +1,7 @@
 """Inference: LayoutGenerator, the sample and export CLIs, on a tiny random generator."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -437,6 +438,15 @@ class _FakeEval:
 
   def as_numpy_iterator(self):
     return iter(self.batches)
+
+
+def test_sample_shows_progress_in_images_for_one_layout(workdir, tmp_path, capsys):
+  """One layout with many samples is long work too: the bar counts images, not layouts."""
+  layouts = _write(tmp_path, {'name': 'one', 'objects': _objects(('disk', (0.1, 0.1, 0.5, 0.5)))})
+  assert sample.main(['--workdir', workdir, '--layouts', layouts, '--out', str(tmp_path / 'o'),
+                      '--num_samples', '3', '--batch_size', '2']) == 0
+  err = capsys.readouterr().err
+  assert re.search(r'samples: 100%.* 3/3 ', err), err
 
 
 def test_sample_val_without_the_data_names_the_generators_size(workdir, tmp_path, capsys):
