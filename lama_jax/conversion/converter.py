@@ -68,9 +68,13 @@ def save_training_workdir(out: str, generator, g_variables: dict[str, Any],
   with files.atomic_dir(out) as tmp:
     generator_dir.write_metadata(tmp, generator, max_objects, vocab.dataset, vocab)
     manager = checkpointing.make_manager(str(tmp), max_to_keep=1)
-    checkpointing.save(manager, state, force=True)
-    manager.wait_until_finished()
-    manager.close()
+    try:
+      checkpointing.save(manager, state, force=True)
+      manager.wait_until_finished()
+    finally:
+      # Waits for Orbax's writer threads, also after a Ctrl-C in the save or the wait: removing
+      # `tmp` under them left it behind (they recreate its subfolders).
+      manager.close()
 
 
 def convert(torch_checkpoint: str, image_size: int, out: str, dataset: str = 'coco',
