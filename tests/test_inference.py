@@ -1,4 +1,5 @@
 """Inference: LayoutGenerator, the sample and export CLIs, on a tiny random generator."""
+import contextlib
 import json
 import os
 import re
@@ -438,6 +439,34 @@ class _FakeEval:
 
   def as_numpy_iterator(self):
     return iter(self.batches)
+
+
+def test_ctrl_c_while_orbax_writes_leaves_no_temporary_folder(tmp_path, monkeypatch):
+  """export (and convert) write a generator directory through atomic_dir: after a Ctrl-C while
+  Orbax writes, its writer threads end before the temporary folder is removed (they recreated its
+  subfolders after the removal, and a .out.XXXX.tmp folder was left behind)."""
+  g, variables = _tiny_variables()
+  real_save, real_rmtree = ocp.CheckpointManager.save, shutil.rmtree
+  managers, busy = [], []
+
+  def save(self, *args, **kwargs):
+    managers.append(self)
+    real_save(self, *args, **kwargs)
+    raise KeyboardInterrupt  # while the writes go on in the background
+
+  def rmtree(path, *args, **kwargs):
+    busy.append(any(m.is_saving_in_progress() for m in managers))
+    real_rmtree(path, *args, **kwargs)
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+  monkeypatch.setattr(shutil, 'rmtree', rmtree)
+  with pytest.raises(KeyboardInterrupt):
+    generator_dir.save_generator_dir(str(tmp_path / 'out'), g, variables, MAX_OBJECTS, 'shapes',
+                                     load_vocabulary('shapes'))
+  for manager in managers:
+    with contextlib.suppress(Exception):  # writes into a removed folder fail (without the fix)
+      manager.wait_until_finished()
+  assert busy == [False]
+  assert os.listdir(tmp_path) == []
 
 
 def test_sample_shows_progress_in_images_for_one_layout(workdir, tmp_path, capsys):
