@@ -120,10 +120,17 @@ def _record(fv: flags.FlagValues, gen: LayoutGenerator) -> dict:
 
 
 def _main(fv: flags.FlagValues) -> None:
+  # A file, a folder below a file or no permission: one line now, not after loading the model.
+  files.check_folder_target(fv.out, '--out')
   synthesis.check_out(fv.out, fv.resume)
   if fv.resume:
     _restore_flags(fv)
   _check_flags(fv)
+  if fv.resume and fv.layouts:
+    recorded = synthesis.read_record(fv.out).get('layouts_sha256')
+    if recorded is not None and recorded != synthesis.file_sha256(fv.layouts):
+      raise LamaError(f'--layouts {fv.layouts}: the file has changed since the interrupted run in '
+                      f'{fv.out} started; restore it, or start a new --out')
   gen = LayoutGenerator.load(fv.model, fv.step)
   settings = synthesis.Settings(fv.num_images, fv.samples_per_layout, fv.jitter, fv.seed,
                                 fv.truncation if fv.truncation > 0 else None, fv.batch_size,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from lama_jax.conversion import converter
 from lama_jax.conversion import torch_mapping
 from lama_jax.models import generator_from_spec
 from lama_jax.models.layers import SNConv, SNDense
@@ -205,6 +206,17 @@ def test_spectral_norm_matches_torch():
     if is_conv:
       got = got.transpose(0, 3, 1, 2)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('text', ['{"dataset": "coco_stuff"}', '[1, 2]'])
+def test_a_bad_vocab_file_is_named(tmp_path, text):
+  path = tmp_path / 'vocab.json'
+  path.write_text(text)
+  with pytest.raises(ConversionError) as e:
+    converter.load_dataset_vocabulary('coco', 184, str(path))
+  message = str(e.value)
+  assert message.startswith(f'Vocabulary file {path}: Not a vocabulary'), message
+  assert 'pass --vocab' not in message, message  # it was passed
 
 
 def test_convert_cli_writes_a_loadable_generator(tmp_path, capsys):

@@ -1,6 +1,8 @@
 """Official PyTorch discriminator state dicts → our variables (lama_jax/conversion/discriminator_mapping.py)."""
+import contextlib
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +13,12 @@ from flax import traverse_util
 from lama_jax.conversion.discriminator_mapping import (convert_discriminator_state_dict,
                                                        official_discriminator_shapes,
                                                        random_discriminator_state_dict)
+from lama_jax.conversion import converter
 from lama_jax.conversion.torch_io import ConversionError
-from lama_jax.models import make_discriminator
+from lama_jax.conversion.torch_mapping import convert_state_dict, random_state_dict
+from lama_jax.datasets.vocabulary import load_vocabulary
+from lama_jax.models import generator_from_spec, make_discriminator
+from lama_jax.training import checkpointing
 
 REFERENCE = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference')
 
@@ -142,3 +148,45 @@ def test_convert_cli_with_discriminator_writes_a_workdir_training_resumes(tmp_pa
   err = capsys.readouterr().err
   assert 'discriminator has 11 classes but the generator 184' in err and err.count('\n') == 1
   assert not (tmp_path / 'x').exists()
+
+
+@pytest.mark.parametrize('during', ['save', 'wait'])
+def test_ctrl_c_while_orbax_writes_leaves_no_temporary_folder(tmp_path, monkeypatch, during):
+  """Ctrl-C during the save of a fine-tuning workdir: Orbax's writer threads end before atomic_dir
+  removes the temporary folder (they recreated its subfolders after the removal, and a .out.XXXX.tmp
+  folder was left behind)."""
+  spec, g_vars = convert_state_dict(random_state_dict(64, seed=4, num_classes=184, ch=4,
+                                                      mask_hidden=8), 64)
+  _, d_vars = convert_discriminator_state_dict(random_discriminator_state_dict(
+      64, seed=5, ch=4, num_classes=184), 64)
+  managers, busy = [], []
+  real_save, real_rmtree = checkpointing.save, shutil.rmtree
+
+  def save(manager, state, force=False):
+    real_save(manager, state, force)
+    managers.append(manager)
+    if during == 'save':
+      raise KeyboardInterrupt  # while the writes go on in the background
+    waits = []
+
+    def wait_until_finished():
+      if not waits:
+        waits.append(1)
+        raise KeyboardInterrupt  # the first wait (Ctrl-C during it), not close()'s
+      type(manager).wait_until_finished(manager)
+    manager.wait_until_finished = wait_until_finished
+    return True
+
+  def rmtree(path, *args, **kwargs):
+    busy.append(any(m.is_saving_in_progress() for m in managers))
+    real_rmtree(path, *args, **kwargs)
+  monkeypatch.setattr(checkpointing, 'save', save)
+  monkeypatch.setattr(shutil, 'rmtree', rmtree)
+  with pytest.raises(KeyboardInterrupt):
+    converter.save_training_workdir(str(tmp_path / 'out'), generator_from_spec(spec), g_vars,
+                                    d_vars, 8, load_vocabulary('coco_stuff'))
+  for manager in managers:
+    with contextlib.suppress(Exception):  # writes into a removed folder fail (without the fix)
+      manager.wait_until_finished()
+  assert busy == [False]
+  assert os.listdir(tmp_path) == []

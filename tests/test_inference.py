@@ -1,6 +1,9 @@
 """Inference: LayoutGenerator, the sample and export CLIs, on a tiny random generator."""
+import contextlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -362,6 +365,23 @@ def test_sample_cli_refuses_a_non_generator_dir(tmp_path, capsys):
   assert 'no generator.json' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('vocabulary, expected', [
+    (None, 'has no vocabulary.json: not a generator directory'),
+    ('[1, 2]', 'vocabulary.json does not hold a JSON object'),
+])
+def test_a_missing_or_bad_vocabulary_is_named_once(workdir, tmp_path, vocabulary, expected):
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  if vocabulary is None:
+    os.remove(copy / 'vocabulary.json')
+  else:
+    (copy / 'vocabulary.json').write_text(vocabulary)
+  with pytest.raises(generator_dir.GeneratorDirError) as e:
+    LayoutGenerator.load(str(copy))
+  message = str(e.value)
+  assert expected in message and message.count('vocabulary.json') == 1, message
+
+
 def test_sample_cli_error_has_no_traceback(workdir, tmp_path):
   layouts = _write(tmp_path, {'name': 'bad', 'objects': _objects(('disk', (0.5, 0.5, 0.9, 0.2)))})
   proc = subprocess.run([sys.executable, '-m', 'lama_jax.sample', '--workdir', workdir, '--layouts',
@@ -419,6 +439,53 @@ class _FakeEval:
 
   def as_numpy_iterator(self):
     return iter(self.batches)
+
+
+def test_ctrl_c_while_orbax_writes_leaves_no_temporary_folder(tmp_path, monkeypatch):
+  """export (and convert) write a generator directory through atomic_dir: after a Ctrl-C while
+  Orbax writes, its writer threads end before the temporary folder is removed (they recreated its
+  subfolders after the removal, and a .out.XXXX.tmp folder was left behind)."""
+  g, variables = _tiny_variables()
+  real_save, real_rmtree = ocp.CheckpointManager.save, shutil.rmtree
+  managers, busy = [], []
+
+  def save(self, *args, **kwargs):
+    managers.append(self)
+    real_save(self, *args, **kwargs)
+    raise KeyboardInterrupt  # while the writes go on in the background
+
+  def rmtree(path, *args, **kwargs):
+    busy.append(any(m.is_saving_in_progress() for m in managers))
+    real_rmtree(path, *args, **kwargs)
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+  monkeypatch.setattr(shutil, 'rmtree', rmtree)
+  with pytest.raises(KeyboardInterrupt):
+    generator_dir.save_generator_dir(str(tmp_path / 'out'), g, variables, MAX_OBJECTS, 'shapes',
+                                     load_vocabulary('shapes'))
+  for manager in managers:
+    with contextlib.suppress(Exception):  # writes into a removed folder fail (without the fix)
+      manager.wait_until_finished()
+  assert busy == [False]
+  assert os.listdir(tmp_path) == []
+
+
+def test_sample_shows_progress_in_images_for_one_layout(workdir, tmp_path, capsys):
+  """One layout with many samples is long work too: the bar counts images, not layouts."""
+  layouts = _write(tmp_path, {'name': 'one', 'objects': _objects(('disk', (0.1, 0.1, 0.5, 0.5)))})
+  assert sample.main(['--workdir', workdir, '--layouts', layouts, '--out', str(tmp_path / 'o'),
+                      '--num_samples', '3', '--batch_size', '2']) == 0
+  err = capsys.readouterr().err
+  assert re.search(r'samples: 100%.* 3/3 ', err), err
+
+
+def test_sample_val_without_the_data_names_the_generators_size(workdir, tmp_path, capsys):
+  assert sample.main(['--workdir', workdir, '--val', '--data_dir', str(tmp_path), '--out',
+                      str(tmp_path / 'out')]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1, err
+  assert ('/shapes/64px/2.0.0). Run: python -m lama_jax.prepare --dataset shapes --image_sizes 64 '
+          '--manual_dir') in err, err  # the generator's size, not the default 128
+  assert not (tmp_path / 'out').exists()
 
 
 def test_sample_val_writes_images_named_by_id(workdir, tmp_path, monkeypatch, capsys):

@@ -77,6 +77,7 @@ def test_shipped_example_layouts_are_valid():
     ([layout(), layout()], 'already used by layout 0'),
     ([layout(name='../evil')], 'names the output files'),
     ([layout(name='')], 'names the output files'),
+    ([layout(name='x' * 201)], 'is 201 characters long, more than 200 (it names the output files)'),
 ])
 def test_bad_layouts_are_refused_with_location(data, expected):
   with pytest.raises(LayoutError) as e:

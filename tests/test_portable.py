@@ -1,6 +1,8 @@
 """export --format stablehlo: the portable artifact, loaded by LayoutGenerator and by a bare process."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -112,6 +114,16 @@ def test_runtime_refuses_what_is_not_an_artifact(model, tmp_path):
                                                       'format_version': 99}))
   with pytest.raises(portable_runtime.PortableError, match='format version 99'):
     portable_runtime.load(tmp_path)
+
+
+def test_a_cut_short_manifest_is_named(artifact, tmp_path):
+  """Not "no generator.json: not a generator directory", as if the folder were something else."""
+  damaged = tmp_path / 'damaged'
+  shutil.copytree(artifact, damaged)
+  (damaged / 'manifest.json').write_text('{"format": "lama_jax.por')
+  with pytest.raises(GeneratorDirError, match=re.escape(
+      f'{damaged}/manifest.json: cannot read it as JSON')):
+    LayoutGenerator.load(str(damaged))
 
 
 @pytest.mark.parametrize('args, expected', [

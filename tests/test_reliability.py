@@ -177,6 +177,25 @@ def test_damaged_checkpoint_names_step_variable_and_intact_steps(damaged):
   assert LayoutGenerator.load(damaged, step=3).step == 3
 
 
+def test_damaged_data_files_are_not_blamed_on_metadata(workdir, tmp_path):
+  """Reading an item's metadata opens its data files too: cut short, they are named as such, not
+  reported as "_METADATA is not valid JSON"."""
+  copy = str(tmp_path / 'damaged_all')
+  shutil.copytree(workdir, copy)
+  item = os.path.join(copy, 'checkpoints', '7', 'generator')
+  for d, _, names in os.walk(item):
+    for name in names:
+      if os.sep + 'd' + os.sep in os.path.join(d, name) + os.sep:
+        with open(os.path.join(d, name), 'r+b') as f:
+          f.truncate(10)
+  with pytest.raises(generator_dir.CheckpointDamagedError) as e:
+    LayoutGenerator.load(copy)
+  message = str(e.value)
+  assert '_METADATA' not in message, message
+  assert re.search(r'cannot read generator (params|batch_stats|spectral)\.', message), message
+  assert 'intact: step 3' in message, message
+
+
 def test_commands_on_a_damaged_checkpoint_say_one_line(damaged, tmp_path, capsys):
   out = tmp_path / 'out'
   layouts = test_inference._write(tmp_path, {'name': 'scene', 'objects': test_inference.SCENE})

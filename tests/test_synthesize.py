@@ -179,6 +179,8 @@ def _bad_cases(model, layouts, tmp_path):
   used = tmp_path / 'used'
   used.mkdir()
   (used / 'x').write_text('x')
+  afile = tmp_path / 'afile'
+  afile.write_text('x')
   bad_layouts = tmp_path / 'bad.json'
   bad_layouts.write_text(json.dumps({'name': 'b', 'objects': [{'category': 'tree',
                                                                'bbox': [0, 0, 1, 1]}]}))
@@ -205,10 +207,12 @@ def _bad_cases(model, layouts, tmp_path):
       ([*m, *n, '--layouts', str(tmp_path)], 'a folder, not a layout file'),
       ([*m, *n, '--split', 'val', '--data_dir', '/d', '--dataset', 'bogus'],
        '--dataset=bogus: value should be one of'),
+      ([*m, *n, '--layouts', layouts, '--out', str(afile)], 'exists and is not a folder'),
+      ([*m, *n, '--layouts', layouts, '--out', f'{afile}/sub'], f'{afile} is a file, not a folder'),
   ]
 
 
-@pytest.mark.parametrize('case', range(20))
+@pytest.mark.parametrize('case', range(22))
 def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, capsys, case):
   args, expected = _bad_cases(model, layouts, tmp_path)[case]
   if '--out' not in args:
@@ -217,6 +221,29 @@ def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, caps
   err = capsys.readouterr().err
   assert err.startswith('error: ') and err.count('\n') == 1 and expected in err, err
   assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('record', ['[1]', '{"flags": 5}'])
+def test_resume_refuses_a_record_that_is_not_one(tmp_path, capsys, record):
+  (tmp_path / synthesis.RECORD).write_text(record)
+  assert synthesize.main(['--out', str(tmp_path), '--resume']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1, err
+  assert f'{tmp_path / synthesis.RECORD}: not a synthesis record' in err, err
+
+
+def test_resume_names_a_changed_layout_file(model, tmp_path, capsys):
+  layouts = tmp_path / 'layouts.json'
+  layouts.write_text(json.dumps(LAYOUTS))
+  out = tmp_path / 'out'
+  assert synthesize.main(['--model', model, '--layouts', str(layouts), '--out', str(out),
+                          '--num_images', '1', '--batch_size', '4']) == 0
+  layouts.write_text(json.dumps(LAYOUTS[:1]))
+  capsys.readouterr()
+  assert synthesize.main(['--out', str(out), '--resume']) == 2
+  err = capsys.readouterr().err
+  assert err == (f'error: --layouts {layouts}: the file has changed since the interrupted run in '
+                 f'{out} started; restore it, or start a new --out\n'), err
 
 
 def test_resume_refuses_other_settings(finished, capsys):

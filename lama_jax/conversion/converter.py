@@ -26,8 +26,8 @@ def load_dataset_vocabulary(dataset: str, num_classes: int, vocab_path: str | No
   """The vocabulary for the converted generator; it must have `num_classes` classes."""
   try:
     vocab = vocabulary_lib.load_vocabulary(vocab_path or DATASETS[dataset][0])
-  except (FileNotFoundError, ValueError) as e:
-    raise ConversionError(f'{e} (pass --vocab FILE)') from None
+  except (FileNotFoundError, ValueError) as e:  # the hint only where --vocab was not given
+    raise ConversionError(f'{e}{"" if vocab_path else " (pass --vocab FILE)"}') from None
   if vocab.num_classes != num_classes:
     raise ConversionError(f'the checkpoint has {num_classes} classes but the {vocab.dataset} '
                           f'vocabulary {vocab.num_classes}: wrong --dataset or --vocab?')
@@ -68,9 +68,13 @@ def save_training_workdir(out: str, generator, g_variables: dict[str, Any],
   with files.atomic_dir(out) as tmp:
     generator_dir.write_metadata(tmp, generator, max_objects, vocab.dataset, vocab)
     manager = checkpointing.make_manager(str(tmp), max_to_keep=1)
-    checkpointing.save(manager, state, force=True)
-    manager.wait_until_finished()
-    manager.close()
+    try:
+      checkpointing.save(manager, state, force=True)
+      manager.wait_until_finished()
+    finally:
+      # Waits for Orbax's writer threads, also after a Ctrl-C in the save or the wait: removing
+      # `tmp` under them left it behind (they recreate its subfolders).
+      manager.close()
 
 
 def convert(torch_checkpoint: str, image_size: int, out: str, dataset: str = 'coco',

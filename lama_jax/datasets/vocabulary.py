@@ -95,4 +95,7 @@ def load_vocabulary(name_or_path: str) -> Vocabulary:
       data = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f'Vocabulary file {path} is not valid JSON: {e}') from e
-  return Vocabulary.from_json(data)
+  try:
+    return Vocabulary.from_json(data)
+  except ValueError as e:
+    raise ValueError(f'Vocabulary file {path}: {e}') from e

@@ -6,6 +6,7 @@ range [0, 2196) is not valid for value of size 1000"). `is_damage` tells damaged
 falling back to an earlier step) from a checkpoint that holds another model (`shape_mismatch` names
 the first variable that differs), where an earlier step of the same run would fail the same way.
 """
+import json
 import re
 from typing import Any, Iterator
 
@@ -64,11 +65,12 @@ def read_metadata(item_dir) -> Any:
 
   Raises:
     FileNotFoundError: the item or its _METADATA is missing.
-    ValueError: _METADATA is not valid JSON (cut short, overwritten); `is_damage` says True.
+    ValueError: _METADATA is not valid JSON (cut short, overwritten), or a data file it reads
+      (the arrays' metadata live there too) is damaged; `is_damage` says True for both.
   """
   try:
     return ocp.StandardCheckpointHandler().metadata(item_dir)
-  except ValueError as e:  # json.JSONDecodeError is one
+  except json.JSONDecodeError as e:  # not other ValueErrors: TensorStore's name the damaged file
     raise _MetadataError(f'{item_dir}/_METADATA is not valid JSON: {e}') from e
 
 

@@ -101,9 +101,9 @@ def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
   if not root.is_dir():
     raise GeneratorDirError(f'{path} is not a directory.')
   config = _read_json(root / GENERATOR_JSON, 'the generator config')
+  vocab_json = _read_json(root / VOCABULARY_JSON, 'the vocabulary')  # names the file itself
   try:
-    vocab = vocabulary_lib.Vocabulary.from_json(
-        _read_json(root / VOCABULARY_JSON, 'the vocabulary'))
+    vocab = vocabulary_lib.Vocabulary.from_json(vocab_json)
   except ValueError as e:
     raise GeneratorDirError(f'{root / VOCABULARY_JSON}: {e}') from e
   try:
@@ -225,6 +225,10 @@ def save_generator_dir(out: str, generator: nn.Module, variables: dict[str, Any]
     write_metadata(tmp, generator, max_objects, dataset, vocab)
     tree = {k: jax.tree_util.tree_map(np.asarray, dict(variables.get(k, {}))) for k in COLLECTIONS}
     mngr = ocp.CheckpointManager(tmp / CHECKPOINTS, item_names=(ITEM,))
-    mngr.save(int(step), args=ocp.args.Composite(**{ITEM: ocp.args.StandardSave(tree)}))
-    mngr.wait_until_finished()
-    mngr.close()
+    try:
+      mngr.save(int(step), args=ocp.args.Composite(**{ITEM: ocp.args.StandardSave(tree)}))
+      mngr.wait_until_finished()
+    finally:
+      # Waits for Orbax's writer threads, also after a Ctrl-C in the save or the wait: removing
+      # `tmp` under them left it behind (they recreate its subfolders).
+      mngr.close()

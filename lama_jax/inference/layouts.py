@@ -25,6 +25,9 @@ from lama_jax.errors import LamaError
 PAD_LABEL = 0  # `__image__`
 PAD_BOX = (-0.6, -0.6, 0.5, 0.5)  # the official loader's padding box
 _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
+# Output files are NAME_k_raw_mask.png, written as .NAME_k_raw_mask.png.XXXXXXXX.tmp first: a name
+# of 200 characters keeps that within the 255 bytes a file name may have.
+MAX_NAME_LENGTH = 200
 _TOLERANCE = 1e-6  # boxes may overshoot [0, 1] by rounding error
 MAX_SEED = 2**32 - 1
 MAX_OBJECTS = 64  # the most objects per layout a model may take (COCO-Stuff 8, VG 10)
@@ -134,6 +137,9 @@ def parse_layouts(data: Any, vocab: Vocabulary, max_objects: int, source: str = 
     if not isinstance(name, str) or not _NAME_RE.match(name):
       raise LayoutError(f'{where}: name {json.dumps(name)} must be a non-empty string of letters, '
                         'digits, "_", "-" or "." (it names the output files)')
+    if len(name) > MAX_NAME_LENGTH:
+      raise LayoutError(f'{where}: name {name[:20]!r}... is {len(name)} characters long, more than '
+                        f'{MAX_NAME_LENGTH} (it names the output files)')
     where = f'{source}: layout {i} {name!r}'
     if name in seen:
       raise LayoutError(f'{where}: the name is already used by layout {seen[name]}')

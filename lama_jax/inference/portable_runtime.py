@@ -64,14 +64,18 @@ class Outputs(NamedTuple):
 
 
 def is_portable(path: str | os.PathLike) -> bool:
-  """Whether `path` is a folder written by `export --format stablehlo`."""
+  """Whether `path` is a folder written by `export --format stablehlo` (or one whose manifest.json
+  is cut short or garbled, so that `load` names that file rather than the folder being taken for
+  something else)."""
   manifest = os.path.join(path, MANIFEST)
   if not os.path.isfile(manifest):
     return False
   try:
     with open(manifest) as f:
       return json.load(f).get('format') == FORMAT
-  except (OSError, ValueError, AttributeError):
+  except ValueError:  # not JSON (UnicodeDecodeError is one too)
+    return True
+  except (OSError, AttributeError):
     return False
 
 

@@ -157,24 +157,27 @@ def sample_layouts(gen: LayoutGenerator, layouts: Sequence[Layout], out_dir: str
   fixed = _fixed_z(gen, layouts, k, seed, truncation) if fix_z else None
   written, rows = [], []
   canvas, tile = max(LAYOUT_CANVAS, size), max(size, SHEET_TILE)
-  for i, layout in enumerate(tqdm(layouts, desc='layouts', unit='layout',
-                                  disable=len(layouts) < 2)):
-    shown = []
-    for first, images, masks, raw in _samples(gen, layout, k, batch_size,
-                                              seed if fix_z else layout_seed(seed, i),
-                                              truncation, fixed[i] if fix_z else None):
-      for s in range(len(images)):
-        for suffix, picture in (('', images[s]), ('_mask', masks[s]), ('_raw_mask', raw[s])):
-          written.append(os.path.join(out_dir, f'{layout.name}_{first + s}{suffix}.png'))
-          files.write_png(written[-1], picture)
-      if first == 0:
-        first_masks = (raw[0], masks[0])
-      shown += list(images[:max(0, SHEET_SAMPLES - first)])
-    drawing = visualize.draw_layout(np.zeros((canvas, canvas, 3), np.uint8), layout.boxes,
-                                    layout.labels, gen.vocabulary.id_to_name, gen.num_classes)
-    written.append(os.path.join(out_dir, f'{layout.name}_layout.png'))
-    files.write_png(written[-1], drawing)
-    rows.append([_resize(p, tile) for p in (drawing, *shown, *first_masks)])
+  # Counted in images, not layouts: one layout with --num_samples 1000 is long work too.
+  with tqdm(total=len(layouts) * k, desc='samples', unit='image',
+            disable=len(layouts) * k < 2) as bar:
+    for i, layout in enumerate(layouts):
+      shown = []
+      for first, images, masks, raw in _samples(gen, layout, k, batch_size,
+                                                seed if fix_z else layout_seed(seed, i),
+                                                truncation, fixed[i] if fix_z else None):
+        for s in range(len(images)):
+          for suffix, picture in (('', images[s]), ('_mask', masks[s]), ('_raw_mask', raw[s])):
+            written.append(os.path.join(out_dir, f'{layout.name}_{first + s}{suffix}.png'))
+            files.write_png(written[-1], picture)
+        bar.update(len(images))
+        if first == 0:
+          first_masks = (raw[0], masks[0])
+        shown += list(images[:max(0, SHEET_SAMPLES - first)])
+      drawing = visualize.draw_layout(np.zeros((canvas, canvas, 3), np.uint8), layout.boxes,
+                                      layout.labels, gen.vocabulary.id_to_name, gen.num_classes)
+      written.append(os.path.join(out_dir, f'{layout.name}_layout.png'))
+      files.write_png(written[-1], drawing)
+      rows.append([_resize(p, tile) for p in (drawing, *shown, *first_masks)])
   titles = ['layout', *(f'sample {s}' for s in range(min(k, SHEET_SAMPLES))), 'raw mask 0',
             'adapted mask 0']
   sheet = visualize.labelled_grid(rows, titles, [layout.name for layout in layouts])
@@ -187,7 +190,8 @@ def sample_val(gen: LayoutGenerator, data_dir: str, dataset: str, out_dir: str, 
                seed: int, truncation: float | None, batch_size: int) -> int:
   """Writes IMAGEID_k.png for every validation layout into `out_dir`; returns the images written."""
   from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
-  total = input_pipeline.num_examples(data_dir, dataset, 'val')
+  # At the generator's size: a data dir without it then says which size to prepare.
+  total = input_pipeline.num_examples(data_dir, dataset, 'val', gen.image_size)
   jobs = collections.deque()  # (batch, r) of the requests handed to generate_many, in order
 
   def requests():

@@ -204,9 +204,13 @@ def read_record(out_dir: str) -> dict[str, Any] | None:
     return None
   try:
     with open(path) as f:
-      return json.load(f)
+      record = json.load(f)
   except ValueError as e:
     raise SynthesisError(f'{path}: not valid JSON ({e}); cannot resume from it') from None
+  if not isinstance(record, dict) or not isinstance(record.get('flags', {}), dict):
+    raise SynthesisError(f'{path}: not a synthesis record (a JSON object whose "flags" is an '
+                         'object); cannot resume from it')
+  return record
 
 
 def check_out(out_dir: str, resume: bool) -> None:
