@@ -19,7 +19,6 @@ temporary folder and prepares them there (see lama_jax/datasets/pipeline_benchma
 from collections.abc import Sequence
 import contextlib
 import json
-import sys
 
 from absl import flags
 import jax
@@ -97,4 +96,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

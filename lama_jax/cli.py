@@ -7,13 +7,14 @@ be imported side by side, in tests or a notebook) and ends with
       return cli.run(_main, FLAGS, argv, __doc__)
 
     if __name__ == '__main__':
-      sys.exit(main())
+      cli.exit_process(main())
 
 `run` parses the flags (absl syntax: `--name=value` or `--name value`, `--flagfile`), answers `--help`
 with the module docstring and the flags, and reports every `LamaError`, bad flag value or unusable
 path as one line `error: ...` on stderr with exit code 2. `--debug` (or `LAMA_JAX_DEBUG=1`) shows the
 traceback instead. Ctrl-C exits with code 130 and one line; SIGTERM too (code 143), after the
 same clean-up (temporary outputs removed), where the default would kill the process on the spot.
+`exit_process` then ends an interrupted process at once (see there).
 
 Config-file flags (ml_collections' `DEFINE_config_file`) are parsed from the `argv` given here, not
 from `sys.argv`, so `--config.field=value` overrides work when a command is called in-process; a
@@ -220,6 +221,20 @@ def _sigterm_raises():
     yield
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def exit_process(code: int) -> None:
+  """Ends the process with a command's exit code (every command's `__main__`).
+
+  An interrupted command ends at once, its clean-up done and its output flushed (`os._exit`): in
+  the interpreter's normal shutdown, an XLA compilation still running in a background thread
+  crashed the process (SIGSEGV or SIGABRT, and a core file) instead of exiting with 130 or 143.
+  """
+  if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  sys.exit(code)
 
 
 def run(main: Callable[[flags.FlagValues], int | None], fv: flags.FlagValues,

@@ -22,7 +22,6 @@ it is a generator directory as well.
 """
 from collections.abc import Sequence
 import os
-import sys
 
 from absl import flags
 
@@ -72,4 +71,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

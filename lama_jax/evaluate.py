@@ -48,7 +48,6 @@ Bad flags or inputs stop the run before any sampling with one line on stderr and
 from collections.abc import Sequence
 import contextlib
 import os
-import sys
 
 from absl import flags
 
@@ -144,4 +143,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

@@ -16,7 +16,6 @@ Flax, or keep it to pin a model version; `LayoutGenerator.load` and `sample` rea
 The step is the run's latest unless --step is given.
 """
 from collections.abc import Sequence
-import sys
 
 from absl import flags
 
@@ -57,4 +56,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

@@ -13,7 +13,6 @@ once; during the set-up, before the first step, there is nothing to save and bot
 """
 from collections.abc import Sequence
 import os
-import sys
 
 from absl import flags
 from absl import logging
@@ -74,4 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

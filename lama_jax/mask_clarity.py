@@ -31,7 +31,6 @@ when masks are given): both checkpoint forms load.
 """
 from collections.abc import Sequence
 import os
-import sys
 
 from absl import flags
 
@@ -101,4 +100,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

@@ -20,7 +20,6 @@ leaves no half-written dataset; a finished one is reused, not rebuilt.
 """
 from collections.abc import Sequence
 import json
-import sys
 
 from absl import flags
 import tensorflow as tf
@@ -70,4 +69,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

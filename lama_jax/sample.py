@@ -17,7 +17,6 @@ differ by one moved or added box shows how LAMA reconfigures the scene around th
 shapes, 1 for Visual Genome, as the official test.py), for the metrics.
 """
 from collections.abc import Sequence
-import sys
 
 from absl import flags
 
@@ -94,4 +93,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())

@@ -371,6 +371,38 @@ def test_sigterm_in_a_command_removes_its_new_output(tmp_path, capsys):
   assert signal.getsignal(signal.SIGTERM) == before
 
 
+_EXIT_DURING_A_COMPILE = """
+import sys, threading, time
+import jax, jax.numpy as jnp
+from lama_jax import cli
+
+def program(x):
+  for i in range(3000):
+    x = jnp.sin(x @ x + i)
+  return x
+
+def compile_it():
+  started.set()
+  jax.jit(program).lower(jnp.ones((8, 8))).compile()
+
+started = threading.Event()
+threading.Thread(target=compile_it, daemon=True).start()
+started.wait()
+time.sleep(1.0)  # tracing and compiling take several seconds: still running at exit
+cli.exit_process(int(sys.argv[1]))
+"""
+
+
+def test_an_interrupted_command_exits_with_its_code_while_xla_compiles():
+  """A Ctrl-C during a compile ended in SIGSEGV/SIGABRT at interpreter shutdown (2 of 3 runs of
+  this script with sys.exit), not 130: `exit_process` ends such a process at once."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
+  for code in (cli.EXIT_INTERRUPTED, cli.EXIT_TERMINATED, cli.EXIT_INTERRUPTED):
+    proc = subprocess.run([sys.executable, '-c', _EXIT_DURING_A_COMPILE, str(code)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == code, proc.stderr[-2000:]
+
+
 def test_resume_with_another_model_is_refused_before_orbax_reads(tmp_path, monkeypatch):
   """A changed config's shapes are caught from the metadata: Orbax's own failed restore left
   asynchronous reads behind that printed pages of "Event loop is closed" tracebacks."""

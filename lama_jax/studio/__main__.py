@@ -8,7 +8,6 @@ public share link unless --share is given.
 """
 from collections.abc import Sequence
 from pathlib import Path
-import sys
 
 from absl import flags
 
@@ -43,4 +42,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.exit_process(main())
