@@ -1,5 +1,6 @@
 """The layout format: parsing, validation and the one-line errors (no JAX needed)."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -87,9 +88,23 @@ def test_bad_layouts_are_refused_with_location(data, expected):
   assert message.startswith('f.json: ') and '\n' not in message
 
 
-def test_unknown_name_suggests_close_matches():
-  with pytest.raises(LayoutError, match="did you mean 'sky-other'"):
-    parse(layout(obj('sky-othr')), vocab=COCO)
+@pytest.mark.parametrize('category, hint', [
+    ('sky-othr', "did you mean 'sky-other'"),
+    ('sky', "did you mean 'sky-other'"),  # COCO-Stuff's suffixed stuff names
+    ('wall', "did you mean 'wall-brick', 'wall-concrete', 'wall-other'"),
+    ('3', "an id is a JSON number: 3, 'car'"),
+])
+def test_unknown_name_suggests_close_matches(category, hint):
+  with pytest.raises(LayoutError, match=re.escape(hint)):
+    parse(layout(obj(category)), vocab=COCO)
+
+
+def test_a_file_with_a_byte_order_mark_reads(tmp_path):
+  """Editors on Windows write UTF-8 with a BOM; json.loads refused it."""
+  path = tmp_path / 'l.json'
+  path.write_bytes('\ufeff{"name": "n", "objects": [{"category": "disk", "bbox": [0, 0, 0.5, 0.5]}]}'
+                   .encode('utf-8'))
+  assert [l.name for l in layouts.load_layouts(str(path), VOCAB, 8)] == ['n']
 
 
 def test_unused_coco_ids_are_refused():

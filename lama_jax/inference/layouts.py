@@ -77,8 +77,13 @@ def resolve_category(category: Any, vocab: Vocabulary) -> tuple[int, str]:
       return ids[category], category
     if category == vocab.id_to_name.get(PAD_LABEL):
       raise LayoutError(f'category {category!r} is the padding class, not a category')
-    close = difflib.get_close_matches(category, [n for n in ids if not _unused(n)], n=3)
-    hint = f' (did you mean {", ".join(map(repr, close))}?)' if close else ''
+    names = [n for n in ids if not _unused(n)]
+    # COCO-Stuff's stuff names have suffixes ('sky-other', 'wall-brick'): 'sky' suggests those.
+    close = [n for n in names if n.split('-')[0] == category]
+    close += [n for n in difflib.get_close_matches(category, names, n=3) if n not in close]
+    hint = f' (did you mean {", ".join(map(repr, close[:3]))}?)' if close else ''
+    if category.strip().isdigit() and int(category) in vocab.id_to_name:
+      hint = f' (an id is a JSON number: {int(category)}, {vocab.id_to_name[int(category)]!r})'
     raise LayoutError(f'unknown category {category!r} for {vocab.dataset}{hint}')
   if isinstance(category, int) and not isinstance(category, bool):
     if category == PAD_LABEL:
@@ -179,7 +184,7 @@ def parse_layouts(data: Any, vocab: Vocabulary, max_objects: int, source: str = 
 def load_layouts(path: str, vocab: Vocabulary, max_objects: int) -> list[Layout]:
   """Reads and validates a layout JSON file (see `parse_layouts`)."""
   try:
-    with open(path) as f:
+    with open(path, encoding='utf-8-sig') as f:  # UTF-8, with or without the BOM editors write
       text = f.read()
   except OSError as e:
     raise LayoutError(f'{path}: cannot read the layout file: {e.strerror}') from None
