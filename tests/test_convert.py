@@ -250,3 +250,19 @@ def test_convert_cli_writes_a_loadable_generator(tmp_path, capsys):
   assert convert.main(['--torch_checkpoint', str(tmp_path / 'junk.pth'), '--image_size', '64',
                        '--out', str(tmp_path / 'z')]) == 2
   assert 'not a readable PyTorch checkpoint' in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_name(tmp_path, capsys):
+  torch = pytest.importorskip('torch')
+  from lama_jax import convert  # pylint: disable=g-import-not-at-top
+  sd = random_state_dict(64, seed=4, num_classes=184, **SMALL)
+  sd['fc.bias'] = np.asarray(sd['fc.bias']).copy()
+  sd['fc.bias'][3] = np.nan
+  path = tmp_path / 'G.pth'
+  torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()}, path)
+  out = tmp_path / 'converted'
+  assert convert.main(['--torch_checkpoint', str(path), '--image_size', '64', '--out',
+                       str(out)]) == 2
+  assert capsys.readouterr().err == (f'error: {path}: fc.bias holds NaN or infinite values (a '
+                                     'diverged or damaged checkpoint)\n')
+  assert not out.exists()

@@ -4,6 +4,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lama_jax import files
 from lama_jax.conversion import discriminator_mapping
@@ -19,6 +20,18 @@ from lama_jax.training.state import TrainState
 
 # What an official checkpoint was trained on: its vocabulary and the most objects per layout.
 DATASETS = {'coco': ('coco_stuff', 8), 'vg': ('visual_genome', 10)}
+
+
+def _read_finite(path: str) -> dict[str, Any]:
+  """The state dict of `path`; a tensor with NaN or infinite values (a diverged or damaged
+  checkpoint) is refused by name: converted, it would draw black or NaN images."""
+  state_dict = torch_io.read_torch_state_dict(path)
+  for key, value in state_dict.items():
+    value = np.asarray(value)
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+      raise ConversionError(f'{path}: {key} holds NaN or infinite values (a diverged or damaged '
+                            'checkpoint)')
+  return state_dict
 
 
 def load_dataset_vocabulary(dataset: str, num_classes: int, vocab_path: str | None
@@ -41,7 +54,7 @@ def convert_discriminator(torch_checkpoint: str, image_size: int, num_classes: i
   Returns:
     ({'image_size', 'ch', 'num_classes'}, {'params', 'spectral'}).
   """
-  state_dict = torch_io.read_torch_state_dict(torch_checkpoint)
+  state_dict = _read_finite(torch_checkpoint)
   try:
     spec, variables = discriminator_mapping.convert_discriminator_state_dict(state_dict, image_size)
   except ConversionError as e:
@@ -94,7 +107,7 @@ def convert(torch_checkpoint: str, image_size: int, out: str, dataset: str = 'co
   """
   if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
     raise ConversionError(f'{out} already exists and is not empty; choose a new --out')
-  state_dict = torch_io.read_torch_state_dict(torch_checkpoint)
+  state_dict = _read_finite(torch_checkpoint)
   try:
     spec, variables = torch_mapping.convert_state_dict(state_dict, image_size)
   except ConversionError as e:
