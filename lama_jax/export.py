@@ -47,7 +47,8 @@ def _main(fv: flags.FlagValues) -> None:
   if bad or not fv.platforms:
     raise LamaError(f'--platforms {",".join(fv.platforms)}: choose from {", ".join(_PLATFORMS)}')
   files.check_folder_target(fv.out, '--out', empty=True)
-  step = export.export(fv.workdir, fv.out, fv.step, fv.format, fv.platforms)
+  platforms = list(dict.fromkeys(fv.platforms))  # 'cpu,cpu' lowers and records cpu once
+  step = export.export(fv.workdir, fv.out, fv.step, fv.format, platforms)
   print(f'exported step {step} of {fv.workdir} to {fv.out} ({fv.format})')
 
 

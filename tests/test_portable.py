@@ -56,6 +56,14 @@ def test_artifact_files_and_manifest(artifact):
   assert set(manifest['sha256']) == set(os.listdir(artifact)) - {'manifest.json'}
 
 
+def test_a_platform_named_twice_is_lowered_once(model, tmp_path):
+  out = tmp_path / 'hlo'
+  assert export.main(['--workdir', model, '--out', str(out), '--format', 'stablehlo',
+                      '--platforms', 'cpu,cpu']) == 0
+  manifest = json.loads((out / 'manifest.json').read_text())
+  assert manifest['programs']['sample']['platforms'] == ['cpu']
+
+
 def test_layout_generator_loads_the_artifact(model, artifact):
   ref, hlo = LayoutGenerator.load(model), LayoutGenerator.load(str(artifact))
   assert (hlo.image_size, hlo.max_objects, hlo.step, hlo.dataset) == (64, MAX_OBJECTS, 9, 'shapes')
