@@ -208,6 +208,17 @@ def test_app_bad_upload_keeps_layout(app, tmp_path, content, expected):
   assert 'studio-error' in out['status'] and 'left as it was' in out['status']
 
 
+def test_app_reads_layout_files_with_a_byte_order_mark(engine, tmp_path):
+  """Upload and the examples read UTF-8 with a BOM (editors write one), as `sample` does."""
+  from lama_jax.studio.app import StudioApp  # pylint: disable=g-import-not-at-top
+  layout = {'name': 'bom', 'objects': [{'category': 'sky', 'bbox': [0, 0, 1, 0.5]}]}
+  (tmp_path / 'bom.json').write_bytes(b'\xef\xbb\xbf' + json.dumps(layout).encode())
+  app = StudioApp(engine, 'runs/tiny', examples_dir=str(tmp_path))
+  assert [n for n, _ in app.examples] == ['bom.json: bom']
+  out = _outputs(app.on_upload(str(tmp_path / 'bom.json'), Session()))
+  assert 'Loaded bom.json: bom.' in out['status'] and out['state'].name == 'bom'
+
+
 def test_app_upload_examples_save_and_api(app, tmp_path):
   layouts = [{'name': 'a', 'objects': [{'category': 'sky', 'bbox': [0, 0, 1, 0.5]}]},
              {'name': 'b', 'objects': [{'category': 'disk', 'bbox': [0.1, 0.1, 0.5, 0.5]}]}]

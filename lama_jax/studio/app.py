@@ -58,7 +58,7 @@ def example_layouts(folder: str | None, engine: Engine) -> list[tuple[str, layou
   found = []
   for path in sorted(Path(folder).glob('*.json')):
     try:
-      with open(path) as f:
+      with open(path, encoding='utf-8-sig') as f:  # as `sample` reads layout files
         data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
       continue
@@ -244,7 +244,7 @@ class StudioApp:
       if os.path.getsize(path) > MAX_UPLOAD_BYTES:
         raise LayoutError(f'{name}: larger than {MAX_UPLOAD_BYTES >> 10} KiB, not a layout file')
       with open(path, 'rb') as f:
-        text = f.read().decode('utf-8')
+        text = f.read().decode('utf-8-sig')  # with or without a BOM, as `sample` reads it
       data = json.loads(text)
       if not isinstance(data, (dict, list)):
         raise LayoutError(f'{name}: not a layout or a list of layouts (a JSON '
