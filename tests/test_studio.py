@@ -252,6 +252,24 @@ def test_command_errors_are_one_line(argv, expected, capsys):
   assert err.startswith(expected) and err.count('\n') == 1, err
 
 
+def test_unusable_address_is_one_line_before_loading(capsys):
+  """A port in use or a host that is no address here: one line, before the model loads (gradio's
+  own error came after the compile, as a traceback)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  from lama_jax.studio.__main__ import main  # pylint: disable=g-import-not-at-top
+  with socket.socket() as busy:
+    busy.bind(('127.0.0.1', 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    assert main(['--model', '/nonexistent/run', '--port', str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err == f'error: --port {port}: already in use on 127.0.0.1 (choose another --port)\n'
+  assert main(['--model', '/nonexistent/run', '--host', '999.1.1.1']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: --host 999.1.1.1: not an address to listen on') and err.count(
+      '\n') == 1, err
+
+
 @pytest.mark.parametrize('flags, expected', [
     ('', '--xla_cpu_experimental_ynn_fusion_type='),
     ('--xla_cpu_experimental_ynn_fusion_type=individual_convolution',
