@@ -240,6 +240,22 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
                                 np.asarray(Image.open(paths[1])))
 
 
+@pytest.mark.parametrize('seed, truncation, expected', [
+    (1.5, 2.0, 'seed must be a whole number in [0, 4294967295], got 1.5'),  # was used as seed 1
+    (-1, 2.0, 'seed must be a whole number'),  # was an uncaught LayoutError (a server traceback)
+    (2**32, 2.0, 'seed must be a whole number'),
+    ('3', 2.0, "got '3'"),
+    (0, float('nan'), 'truncation must be a number'),  # was drawn untruncated
+    (0, 'x', 'truncation must be a number'),
+])
+def test_api_generate_refuses_bad_seed_and_truncation(app, seed, truncation, expected):
+  import gradio as gr  # pylint: disable=g-import-not-at-top
+  layout = json.dumps(Session().loaded('x', LAYOUT[:1]).layout_json())
+  with pytest.raises(gr.Error) as e:
+    app.api_generate(layout, seed=seed, truncation=truncation)
+  assert expected in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize('argv, expected', [
     ([], 'error: flag --model=None'),
     (['--model', '/nonexistent/run'], 'error: /nonexistent/run is not a directory.'),
