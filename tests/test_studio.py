@@ -240,6 +240,22 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
                                 np.asarray(Image.open(paths[1])))
 
 
+def test_save_prints_a_sample_command_that_parses(engine):
+  """The printed `sample` command has every required flag (--out) and a quoted model path."""
+  import html  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  import shlex  # pylint: disable=g-import-not-at-top
+  from lama_jax import cli  # pylint: disable=g-import-not-at-top
+  from lama_jax import sample  # pylint: disable=g-import-not-at-top
+  from lama_jax.studio.app import StudioApp  # pylint: disable=g-import-not-at-top
+  app = StudioApp(engine, 'runs/my model', examples_dir=None)
+  _, status = app.on_save(Session(seed=3).loaded('scene', LAYOUT[:2]))
+  command = re.search(r'python -m lama_jax\.sample (.*)</div>', html.unescape(status))[1]
+  cli.parse(sample.FLAGS, shlex.split(command))
+  assert sample.FLAGS.workdir == 'runs/my model' and sample.FLAGS.layouts == 'scene.json'
+  assert sample.FLAGS.seed == 3 and sample.FLAGS.fix_z and sample.FLAGS.out
+
+
 @pytest.mark.parametrize('seed, truncation, expected', [
     (1.5, 2.0, 'seed must be a whole number in [0, 4294967295], got 1.5'),  # was used as seed 1
     (-1, 2.0, 'seed must be a whole number'),  # was an uncaught LayoutError (a server traceback)

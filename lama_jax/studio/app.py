@@ -12,6 +12,7 @@ import json
 import math
 import os
 import secrets
+import shlex
 import shutil
 import tempfile
 import threading
@@ -290,8 +291,9 @@ class StudioApp:
     if session.fresh_draws:
       t = session.truncation if session.truncation > 0 else 0
       text += (f' The same picture (to float rounding): python -m lama_jax.sample --workdir '
-               f'{self.model_path} '
-               f'--layouts {session.name}.json --fix_z --seed {session.seed} --truncation {t:g}')
+               f'{shlex.quote(self.model_path)} '
+               f'--layouts {session.name}.json --fix_z --seed {session.seed} --truncation {t:g} '
+               f'--out {session.name}_sample')
     return paths, self.status_html(text)
 
   def api_generate(self, layout: str, seed: int = 0, truncation: float = 2.0) -> dict:
