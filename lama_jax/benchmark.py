@@ -25,6 +25,7 @@ import jax
 from ml_collections import config_flags
 
 from lama_jax import cli
+from lama_jax import files
 from lama_jax.inference import sampling
 from lama_jax.models import numerics
 from lama_jax.training import benchmark
@@ -75,6 +76,8 @@ def _main(fv: flags.FlagValues) -> None:
     config.batch_size = fv.batch_size
   # --batch_size too (per device, divisible); no evaluator runs here.
   config_checks.check(config, jax.device_count(), evals=False)
+  if fv.profile_dir:  # at once, not a traceback after the compile and the timed steps
+    files.check_folder_target(fv.profile_dir, '--profile_dir')
   if fv.mode == 'pipeline':
     # Imported here: it needs TensorFlow (tf.data), which accelerator-only machines may lack.
     from lama_jax.datasets import pipeline_benchmark  # pylint: disable=g-import-not-at-top

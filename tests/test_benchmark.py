@@ -122,3 +122,13 @@ def test_cli_times_the_step_alone_with_the_sums_halved_everywhere(tmp_path, caps
   assert figures['pairwise_sums'] == 'everywhere' and figures['sample_batch'] == 0
   assert figures['step_median_s'] > 0 and 'sample_ms_per_image' not in figures
   assert not numerics._everywhere  # pylint: disable=protected-access  # the switch is reset
+
+
+def test_cli_profile_dir_that_is_a_file_is_one_line_at_once(tmp_path, capsys):
+  """--profile_dir naming a file is refused before the compile; it was a traceback after it."""
+  (tmp_path / 'a_file').write_text('')
+  flags = [f'--config={train_helpers.tiny_config_file(tmp_path)}', '--steps=1', '--sample_batch=0',
+           f'--profile_dir={tmp_path / "a_file"}']
+  assert benchmark_cli.main(flags) == 2
+  err = capsys.readouterr().err
+  assert err == f'error: --profile_dir {tmp_path / "a_file"}: exists and is not a folder\n', err

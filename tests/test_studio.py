@@ -208,6 +208,17 @@ def test_app_bad_upload_keeps_layout(app, tmp_path, content, expected):
   assert 'studio-error' in out['status'] and 'left as it was' in out['status']
 
 
+def test_app_reads_layout_files_with_a_byte_order_mark(engine, tmp_path):
+  """Upload and the examples read UTF-8 with a BOM (editors write one), as `sample` does."""
+  from lama_jax.studio.app import StudioApp  # pylint: disable=g-import-not-at-top
+  layout = {'name': 'bom', 'objects': [{'category': 'sky', 'bbox': [0, 0, 1, 0.5]}]}
+  (tmp_path / 'bom.json').write_bytes(b'\xef\xbb\xbf' + json.dumps(layout).encode())
+  app = StudioApp(engine, 'runs/tiny', examples_dir=str(tmp_path))
+  assert [n for n, _ in app.examples] == ['bom.json: bom']
+  out = _outputs(app.on_upload(str(tmp_path / 'bom.json'), Session()))
+  assert 'Loaded bom.json: bom.' in out['status'] and out['state'].name == 'bom'
+
+
 def test_app_upload_examples_save_and_api(app, tmp_path):
   layouts = [{'name': 'a', 'objects': [{'category': 'sky', 'bbox': [0, 0, 1, 0.5]}]},
              {'name': 'b', 'objects': [{'category': 'disk', 'bbox': [0.1, 0.1, 0.5, 0.5]}]}]
@@ -229,6 +240,38 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
                                 np.asarray(Image.open(paths[1])))
 
 
+def test_save_prints_a_sample_command_that_parses(engine):
+  """The printed `sample` command has every required flag (--out) and a quoted model path."""
+  import html  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  import shlex  # pylint: disable=g-import-not-at-top
+  from lama_jax import cli  # pylint: disable=g-import-not-at-top
+  from lama_jax import sample  # pylint: disable=g-import-not-at-top
+  from lama_jax.studio.app import StudioApp  # pylint: disable=g-import-not-at-top
+  app = StudioApp(engine, 'runs/my model', examples_dir=None)
+  _, status = app.on_save(Session(seed=3).loaded('scene', LAYOUT[:2]))
+  command = re.search(r'python -m lama_jax\.sample (.*)</div>', html.unescape(status))[1]
+  cli.parse(sample.FLAGS, shlex.split(command))
+  assert sample.FLAGS.workdir == 'runs/my model' and sample.FLAGS.layouts == 'scene.json'
+  assert sample.FLAGS.seed == 3 and sample.FLAGS.fix_z and sample.FLAGS.out
+
+
+@pytest.mark.parametrize('seed, truncation, expected', [
+    (1.5, 2.0, 'seed must be a whole number in [0, 4294967295], got 1.5'),  # was used as seed 1
+    (-1, 2.0, 'seed must be a whole number'),  # was an uncaught LayoutError (a server traceback)
+    (2**32, 2.0, 'seed must be a whole number'),
+    ('3', 2.0, "got '3'"),
+    (0, float('nan'), 'truncation must be a number'),  # was drawn untruncated
+    (0, 'x', 'truncation must be a number'),
+])
+def test_api_generate_refuses_bad_seed_and_truncation(app, seed, truncation, expected):
+  import gradio as gr  # pylint: disable=g-import-not-at-top
+  layout = json.dumps(Session().loaded('x', LAYOUT[:1]).layout_json())
+  with pytest.raises(gr.Error) as e:
+    app.api_generate(layout, seed=seed, truncation=truncation)
+  assert expected in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize('argv, expected', [
     ([], 'error: flag --model=None'),
     (['--model', '/nonexistent/run'], 'error: /nonexistent/run is not a directory.'),
@@ -239,6 +282,24 @@ def test_command_errors_are_one_line(argv, expected, capsys):
   assert main(argv) == 2
   err = capsys.readouterr().err
   assert err.startswith(expected) and err.count('\n') == 1, err
+
+
+def test_unusable_address_is_one_line_before_loading(capsys):
+  """A port in use or a host that is no address here: one line, before the model loads (gradio's
+  own error came after the compile, as a traceback)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  from lama_jax.studio.__main__ import main  # pylint: disable=g-import-not-at-top
+  with socket.socket() as busy:
+    busy.bind(('127.0.0.1', 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    assert main(['--model', '/nonexistent/run', '--port', str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err == f'error: --port {port}: already in use on 127.0.0.1 (choose another --port)\n'
+  assert main(['--model', '/nonexistent/run', '--host', '999.1.1.1']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: --host 999.1.1.1: not an address to listen on') and err.count(
+      '\n') == 1, err
 
 
 @pytest.mark.parametrize('flags, expected', [

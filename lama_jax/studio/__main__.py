@@ -7,7 +7,9 @@ official checkpoint). The page listens on 127.0.0.1 only unless --host says othe
 public share link unless --share is given.
 """
 from collections.abc import Sequence
+import errno
 from pathlib import Path
+import socket
 
 from absl import flags
 
@@ -29,9 +31,31 @@ flags.DEFINE_string('examples', str(EXAMPLES), 'Folder of example layout JSON fi
                     'fit the model are one click away).', flag_values=FLAGS)
 
 
+def check_address(host: str, port: int) -> None:
+  """Raises LamaError unless the page can listen on host:port (checked before the model loads and
+  compiles; gradio's own error is a traceback, after the compile)."""
+  try:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+  except (socket.gaierror, UnicodeError) as e:
+    reason = getattr(e, 'strerror', None) or cli.one_line(e)
+    raise LamaError(f'--host {host}: not an address to listen on ({reason})') from None
+  with socket.socket(family, kind, proto) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gradio binds
+    try:
+      s.bind(address)
+    except OSError as e:
+      if e.errno == errno.EADDRINUSE:
+        raise LamaError(f'--port {port}: already in use on {host} (choose another --port)'
+                        ) from None
+      raise LamaError(f'--host {host} --port {port}: cannot listen there: '
+                      f'{e.strerror or cli.one_line(e)}') from None
+
+
 def _main(fv: flags.FlagValues) -> None:
   if not 0 < fv.port < 65536:
     raise LamaError(f'--port must lie in 1..65535, got {fv.port}')
+  check_address(fv.host, fv.port)
   # Heavy imports after the flags: --help and flag errors stay instant.
   from lama_jax.studio import page  # pylint: disable=g-import-not-at-top
   page.serve(fv.model, fv.step, fv.host, fv.port, fv.share, fv.examples)

@@ -9,8 +9,10 @@ import atexit
 import dataclasses
 import html
 import json
+import math
 import os
 import secrets
+import shlex
 import shutil
 import tempfile
 import threading
@@ -32,6 +34,7 @@ from lama_jax.studio.session import Session  # pylint: disable=wrong-import-posi
 
 MAX_UPLOAD_BYTES = 1 << 20
 MAX_SEED = 2**31 - 1
+API_MAX_SEED = 2**32 - 1  # /generate takes the `sample` CLI's seeds
 QUEUE_SIZE = 256  # waiting requests beyond this are refused (bounded memory under load)
 KEPT_SAVES = 32  # Save folders kept on disk; older ones are removed
 OUTPUTS = ('state', 'canvas', 'image', 'raw', 'mask', 'legend', 'objects', 'status', 'info',
@@ -58,7 +61,7 @@ def example_layouts(folder: str | None, engine: Engine) -> list[tuple[str, layou
   found = []
   for path in sorted(Path(folder).glob('*.json')):
     try:
-      with open(path) as f:
+      with open(path, encoding='utf-8-sig') as f:  # as `sample` reads layout files
         data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
       continue
@@ -70,6 +73,13 @@ def example_layouts(folder: str | None, engine: Engine) -> list[tuple[str, layou
         continue  # another dataset's categories, or more objects than the model takes
       found.append((f'{path.name}: {layout.name}', layout))
   return found
+
+
+def _number_in(x: Any, low: float, high: float, whole: bool = False) -> bool:
+  """x is a number (not a bool, not NaN) in [low, high], and a whole one if `whole`."""
+  if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+    return False
+  return low <= x <= high and (not whole or float(x).is_integer())
 
 
 def _background() -> np.ndarray:
@@ -244,7 +254,7 @@ class StudioApp:
       if os.path.getsize(path) > MAX_UPLOAD_BYTES:
         raise LayoutError(f'{name}: larger than {MAX_UPLOAD_BYTES >> 10} KiB, not a layout file')
       with open(path, 'rb') as f:
-        text = f.read().decode('utf-8')
+        text = f.read().decode('utf-8-sig')  # with or without a BOM, as `sample` reads it
       data = json.loads(text)
       if not isinstance(data, (dict, list)):
         raise LayoutError(f'{name}: not a layout or a list of layouts (a JSON '
@@ -281,8 +291,9 @@ class StudioApp:
     if session.fresh_draws:
       t = session.truncation if session.truncation > 0 else 0
       text += (f' The same picture (to float rounding): python -m lama_jax.sample --workdir '
-               f'{self.model_path} '
-               f'--layouts {session.name}.json --fix_z --seed {session.seed} --truncation {t:g}')
+               f'{shlex.quote(self.model_path)} '
+               f'--layouts {session.name}.json --fix_z --seed {session.seed} --truncation {t:g} '
+               f'--out {session.name}_sample')
     return paths, self.status_html(text)
 
   def api_generate(self, layout: str, seed: int = 0, truncation: float = 2.0) -> dict:
@@ -297,6 +308,10 @@ class StudioApp:
       raise gr.Error(f'layout: not JSON: {e}') from None
     except LayoutError as e:
       raise gr.Error(str(e)) from None
+    if not _number_in(seed, 0, API_MAX_SEED, whole=True):  # not a silent int(1.5) == 1
+      raise gr.Error(f'seed must be a whole number in [0, {API_MAX_SEED}], got {seed!r}')
+    if not _number_in(truncation, -math.inf, math.inf):
+      raise gr.Error(f'truncation must be a number (0 or less: none), got {truncation!r}')
     session = Session(seed=int(seed), truncation=float(truncation)).loaded(
         parsed.name, list(zip(parsed.categories, parsed.boxes.tolist())))
     rendered = self.engine.render(session, parsed)
