@@ -18,7 +18,6 @@ uint8 on the device, so the host receives only what the caller wants (`image_for
 image). `generate_many` overlaps the copy of one batch's outputs with the compute of the next.
 """
 import functools
-import json
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -245,12 +244,8 @@ class LayoutGenerator:
     if isinstance(layouts, (list, dict)):
       return layouts_lib.parse_layouts(layouts, self.vocabulary, self.max_objects, source)
     if isinstance(layouts, str) and layouts.lstrip().startswith(('{', '[')):
-      try:
-        data = json.loads(layouts)
-      except json.JSONDecodeError as e:
-        raise LayoutError(f'{source}: broken JSON at line {e.lineno}, column {e.colno}: '
-                          f'{e.msg}') from None
-      return layouts_lib.parse_layouts(data, self.vocabulary, self.max_objects, source)
+      return layouts_lib.parse_layouts(layouts_lib.decode_layouts(layouts, source),
+                                       self.vocabulary, self.max_objects, source)
     if isinstance(layouts, str):
       return layouts_lib.load_layouts(layouts, self.vocabulary, self.max_objects)
     raise LayoutError(f'{source}: not a layout or a list of layouts '

@@ -181,23 +181,35 @@ def parse_layouts(data: Any, vocab: Vocabulary, max_objects: int, source: str = 
   return layouts
 
 
-def load_layouts(path: str, vocab: Vocabulary, max_objects: int) -> list[Layout]:
-  """Reads and validates a layout JSON file (see `parse_layouts`)."""
+def decode_layouts(text: str, source: str) -> Any:
+  """Layout JSON text → a layout (dict) or a list of them; LayoutErrors start with `source`."""
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise LayoutError(f'{source}: broken JSON at line {e.lineno}, column {e.colno}: '
+                      f'{e.msg}') from None
+  if not isinstance(data, (dict, list)):
+    raise LayoutError(f'{source}: not a layout or a list of layouts (got a JSON '
+                      f'{type(data).__name__})')
+  return data
+
+
+def read_layout_file(path: str, source: str | None = None) -> Any:
+  """A layout file's layout or list of layouts (`decode_layouts`), named `source` (or `path`)."""
+  source = source or path
   try:
     with open(path, encoding='utf-8-sig') as f:  # UTF-8, with or without the BOM editors write
       text = f.read()
   except OSError as e:
-    raise LayoutError(f'{path}: cannot read the layout file: {e.strerror}') from None
+    raise LayoutError(f'{source}: cannot read the layout file: {e.strerror}') from None
   except UnicodeDecodeError:
-    raise LayoutError(f'{path}: not a text (UTF-8) file') from None
-  try:
-    data = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise LayoutError(f'{path}: broken JSON at line {e.lineno}, column {e.colno}: '
-                      f'{e.msg}') from None
-  if not isinstance(data, (dict, list)):
-    raise LayoutError(f'{path}: not a layout or a list of layouts (got a JSON '
-                      f'{type(data).__name__})')
+    raise LayoutError(f'{source}: not a text (UTF-8) file') from None
+  return decode_layouts(text, source)
+
+
+def load_layouts(path: str, vocab: Vocabulary, max_objects: int) -> list[Layout]:
+  """Reads and validates a layout JSON file (see `parse_layouts`)."""
+  data = read_layout_file(path)
   return parse_layouts(data, vocab, max_objects, source=path)
 
 

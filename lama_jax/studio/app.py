@@ -61,9 +61,8 @@ def example_layouts(folder: str | None, engine: Engine) -> list[tuple[str, layou
   found = []
   for path in sorted(Path(folder).glob('*.json')):
     try:
-      with open(path, encoding='utf-8-sig') as f:  # as `sample` reads layout files
-        data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+      data = layouts_lib.read_layout_file(str(path))
+    except LayoutError:
       continue
     for item in data if isinstance(data, list) else [data]:
       try:
@@ -253,19 +252,9 @@ class StudioApp:
     try:
       if os.path.getsize(path) > MAX_UPLOAD_BYTES:
         raise LayoutError(f'{name}: larger than {MAX_UPLOAD_BYTES >> 10} KiB, not a layout file')
-      with open(path, 'rb') as f:
-        text = f.read().decode('utf-8-sig')  # with or without a BOM, as `sample` reads it
-      data = json.loads(text)
-      if not isinstance(data, (dict, list)):
-        raise LayoutError(f'{name}: not a layout or a list of layouts (a JSON '
-                          f'{type(data).__name__})')
+      data = layouts_lib.read_layout_file(path, source=name)
       layouts = layouts_lib.parse_layouts(data, self.engine.gen.vocabulary,
                                           self.engine.gen.max_objects, source=name)
-    except UnicodeDecodeError:
-      return self._error(session, f'{name}: not a text (UTF-8) file')
-    except json.JSONDecodeError as e:
-      return self._error(session, f'{name}: broken JSON at line {e.lineno}, column {e.colno}: '
-                                  f'{e.msg}')
     except LayoutError as e:
       return self._error(session, str(e))
     more = f' (the first of {len(layouts)} layouts in the file)' if len(layouts) > 1 else ''
