@@ -80,14 +80,11 @@ def save_training_workdir(out: str, generator, g_variables: dict[str, Any],
       d_opt_state=d_tx.init(d_variables['params']))
   with files.atomic_dir(out) as tmp:
     generator_dir.write_metadata(tmp, generator, max_objects, vocab.dataset, vocab)
-    manager = checkpointing.make_manager(str(tmp), max_to_keep=1)
-    try:
+    # Closed on the way out, which waits for Orbax's writer threads also after a Ctrl-C in the
+    # save or the wait: removing `tmp` under them left it behind (they recreate its subfolders).
+    with checkpointing.make_manager(str(tmp), max_to_keep=1) as manager:
       checkpointing.save(manager, state, force=True)
       manager.wait_until_finished()
-    finally:
-      # Waits for Orbax's writer threads, also after a Ctrl-C in the save or the wait: removing
-      # `tmp` under them left it behind (they recreate its subfolders).
-      manager.close()
 
 
 def convert(torch_checkpoint: str, image_size: int, out: str, dataset: str = 'coco',

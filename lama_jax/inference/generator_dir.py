@@ -224,11 +224,8 @@ def save_generator_dir(out: str, generator: nn.Module, variables: dict[str, Any]
   with files.atomic_dir(out_path) as tmp:
     write_metadata(tmp, generator, max_objects, dataset, vocab)
     tree = {k: jax.tree_util.tree_map(np.asarray, dict(variables.get(k, {}))) for k in COLLECTIONS}
-    mngr = ocp.CheckpointManager(tmp / CHECKPOINTS, item_names=(ITEM,))
-    try:
+    # Closed on the way out, which waits for Orbax's writer threads also after a Ctrl-C in the
+    # save or the wait: removing `tmp` under them left it behind (they recreate its subfolders).
+    with ocp.CheckpointManager(tmp / CHECKPOINTS, item_names=(ITEM,)) as mngr:
       mngr.save(int(step), args=ocp.args.Composite(**{ITEM: ocp.args.StandardSave(tree)}))
       mngr.wait_until_finished()
-    finally:
-      # Waits for Orbax's writer threads, also after a Ctrl-C in the save or the wait: removing
-      # `tmp` under them left it behind (they recreate its subfolders).
-      mngr.close()
