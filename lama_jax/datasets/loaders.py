@@ -30,9 +30,9 @@ def vocabulary_name(data: Mapping[str, Any]) -> str:
   """The vocabulary of `config.data`: its `vocabulary` field, else the dataset's own."""
   if data['vocabulary']:
     return data['vocabulary']
-  if data['dataset'] == 'visual_genome':
-    return os.path.join(data['data_dir'], 'visual_genome', 'vocab.json')
-  return 'shapes' if data['dataset'] == SYNTHETIC else data['dataset']
+  if data['dataset'] == SYNTHETIC:
+    return 'shapes'
+  return vocabulary_lib.dataset_vocabulary_name(data['dataset'], data['data_dir'])
 
 
 def load_vocabulary(data: Mapping[str, Any], num_classes: int) -> vocabulary_lib.Vocabulary:

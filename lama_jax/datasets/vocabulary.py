@@ -64,6 +64,14 @@ def save_vocabulary(vocab: Vocabulary, path: str) -> None:
   files.write_json(path, vocab.to_json())
 
 
+def dataset_vocabulary_name(dataset: str, data_dir: str) -> str:
+  """What `load_vocabulary` takes for a prepared dataset's own vocabulary (Visual Genome's is the
+  file `prepare` wrote into the data dir)."""
+  if dataset == 'visual_genome':
+    return str(Path(data_dir) / 'visual_genome' / 'vocab.json')
+  return dataset
+
+
 def load_vocabulary(name_or_path: str) -> Vocabulary:
   """Loads a vocabulary by dataset name or from a JSON file.
 

@@ -9,7 +9,6 @@ memory or disk of a machine long before it could be useful; each message says th
 """
 import difflib
 import math
-import os
 from typing import Any, Callable
 
 import ml_collections
@@ -214,10 +213,9 @@ def _check_num_classes(config: ml_collections.ConfigDict) -> None:
   data = config.data
   if data.dataset == 'synthetic':  # draws labels below model.num_classes
     return
-  name = (os.path.join(data.data_dir, 'visual_genome', 'vocab.json')
-          if data.dataset == 'visual_genome' else data.dataset)
   try:
-    vocab = vocabulary.load_vocabulary(name)
+    vocab = vocabulary.load_vocabulary(
+        vocabulary.dataset_vocabulary_name(data.dataset, data.data_dir))
   except (FileNotFoundError, ValueError):
     return  # not prepared yet: the data loader says so
   if vocab.num_classes > config.model.num_classes:
