@@ -254,6 +254,8 @@ def test_save_prints_a_sample_command_that_parses(engine):
   cli.parse(sample.FLAGS, shlex.split(command))
   assert sample.FLAGS.workdir == 'runs/my model' and sample.FLAGS.layouts == 'scene.json'
   assert sample.FLAGS.seed == 3 and sample.FLAGS.fix_z and sample.FLAGS.out
+  # The checkpoint the studio draws from, not whichever is latest when the command is run.
+  assert sample.FLAGS.step == engine.gen.step
 
 
 @pytest.mark.parametrize('seed, truncation, expected', [

@@ -280,7 +280,7 @@ class StudioApp:
     if session.fresh_draws:
       t = session.truncation if session.truncation > 0 else 0
       text += (f' The same picture (to float rounding): python -m lama_jax.sample --workdir '
-               f'{shlex.quote(self.model_path)} '
+               f'{shlex.quote(self.model_path)} --step {self.engine.gen.step} '
                f'--layouts {session.name}.json --fix_z --seed {session.seed} --truncation {t:g} '
                f'--out {session.name}_sample')
     return paths, self.status_html(text)
