@@ -16,6 +16,7 @@ from lama_jax import files
 from lama_jax.cli import one_line
 from lama_jax.evaluation.common import EvalError, Evaluator, SampleBatch, Settings, Target
 from lama_jax.metrics import yolo_score
+from lama_jax.number_checks import is_number
 
 YOLO_SIZE = 512
 MANIFEST = 'manifest.json'
@@ -29,15 +30,11 @@ def _read_json(path: str, flag: str) -> Any:
     raise EvalError(f'{flag} {path}: not valid JSON: {one_line(e)}') from None
 
 
-def _is_number(v: Any) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _is_detection(det: Any) -> bool:
   """Whether `det` is a COCO result dict, with the fields scoring reads."""
-  return (isinstance(det, dict) and _is_number(det.get('score'))
+  return (isinstance(det, dict) and is_number(det.get('score'))
           and 'image_id' in det and 'category_id' in det and isinstance(det.get('bbox'), list)
-          and len(det['bbox']) == 4 and all(_is_number(v) for v in det['bbox']))
+          and len(det['bbox']) == 4 and all(is_number(v) for v in det['bbox']))
 
 
 class Yolo(Evaluator):

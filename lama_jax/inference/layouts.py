@@ -21,6 +21,7 @@ import numpy as np
 
 from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.errors import LamaError
+from lama_jax.number_checks import is_number
 
 PAD_LABEL = 0  # `__image__`
 PAD_BOX = (-0.6, -0.6, 0.5, 0.5)  # the official loader's padding box
@@ -61,10 +62,6 @@ class Layout:
     return boxes, labels
 
 
-def _is_number(x: Any) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def _unused(name: str) -> bool:
   return name.startswith('__') and name.endswith('__')
 
@@ -99,8 +96,8 @@ def resolve_category(category: Any, vocab: Vocabulary) -> tuple[int, str]:
 def check_box(box: Any) -> np.ndarray:
   """A bbox → float32 [4]. Raises LayoutError with the problem (no location)."""
   if not isinstance(box, (list, tuple, np.ndarray)) or len(box) != 4 or not all(
-      _is_number(v) or isinstance(v, np.number) for v in box):
-    shown = json.dumps(box) if not isinstance(box, np.ndarray) else str(box.tolist())
+      is_number(v) for v in box):
+    shown = json.dumps(box, default=repr) if not isinstance(box, np.ndarray) else str(box.tolist())
     raise LayoutError(f'bbox must be four numbers [x, y, w, h], got {shown}')
   x, y, w, h = (float(v) for v in box)
   if not all(math.isfinite(v) for v in (x, y, w, h)):
@@ -293,8 +290,7 @@ def check_sampling(seed: Any, truncation: Any) -> None:
     raise LayoutError(f'seed must be an integer, not {seed!r}')
   if not 0 <= int(seed) <= MAX_SEED:
     raise LayoutError(f'seed {seed} is outside [0, {MAX_SEED}]')
-  if truncation is not None and (isinstance(truncation, bool) or not _is_number(
-      truncation) and not isinstance(truncation, np.floating) or not truncation > 0):
+  if truncation is not None and not (is_number(truncation) and truncation > 0):
     raise LayoutError(f'truncation must be a positive number or None, not {truncation!r}')
 
 

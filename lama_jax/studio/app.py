@@ -27,6 +27,7 @@ from PIL import Image  # pylint: disable=wrong-import-position
 
 from lama_jax import layouts as layouts_lib  # pylint: disable=wrong-import-position
 from lama_jax.layouts import LayoutError  # pylint: disable=wrong-import-position
+from lama_jax.number_checks import number_in  # pylint: disable=wrong-import-position
 from lama_jax.studio import canvas as canvas_lib  # pylint: disable=wrong-import-position
 from lama_jax.studio.downloads import write_downloads  # pylint: disable=wrong-import-position
 from lama_jax.studio.engine import Engine  # pylint: disable=wrong-import-position
@@ -72,13 +73,6 @@ def example_layouts(folder: str | None, engine: Engine) -> list[tuple[str, layou
         continue  # another dataset's categories, or more objects than the model takes
       found.append((f'{path.name}: {layout.name}', layout))
   return found
-
-
-def _number_in(x: Any, low: float, high: float, whole: bool = False) -> bool:
-  """x is a number (not a bool, not NaN) in [low, high], and a whole one if `whole`."""
-  if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-    return False
-  return low <= x <= high and (not whole or float(x).is_integer())
 
 
 def _background() -> np.ndarray:
@@ -297,9 +291,9 @@ class StudioApp:
       raise gr.Error(f'layout: not JSON: {e}') from None
     except LayoutError as e:
       raise gr.Error(str(e)) from None
-    if not _number_in(seed, 0, API_MAX_SEED, whole=True):  # not a silent int(1.5) == 1
+    if not number_in(seed, 0, API_MAX_SEED, whole=True):  # not a silent int(1.5) == 1
       raise gr.Error(f'seed must be a whole number in [0, {API_MAX_SEED}], got {seed!r}')
-    if not _number_in(truncation, -math.inf, math.inf):
+    if not number_in(truncation, -math.inf, math.inf):
       raise gr.Error(f'truncation must be a number (0 or less: none), got {truncation!r}')
     session = Session(seed=int(seed), truncation=float(truncation)).loaded(
         parsed.name, list(zip(parsed.categories, parsed.boxes.tolist())))
