@@ -85,7 +85,7 @@ def _main(fv: flags.FlagValues) -> None:
     for result in pipeline_benchmark.run(config, sizes, fv.batches, fv.coco_like):
       print(json.dumps(result), flush=True)
     return
-  cache = compilation_cache.configure(fv.compilation_cache_dir)
+  cache = compilation_cache.configure(fv.compilation_cache_dir, '--compilation_cache_dir')
   with (numerics.pairwise_everywhere() if fv.pairwise_sums == 'everywhere'
         else contextlib.nullcontext()):
     result = benchmark.run(config, fv.steps, fv.sample_batch, profile_dir=fv.profile_dir,

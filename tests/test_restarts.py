@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lama_jax.datasets import synthetic
+from lama_jax.errors import LamaError
 from lama_jax.training import compilation_cache
 from lama_jax.training import step_cache
 from lama_jax.training import trainer as trainer_lib
@@ -63,6 +64,15 @@ def test_exported_step_equals_the_plain_step_and_loads_without_tracing(tmp_path,
   entry.write_bytes(b'not a pickle')
   again = trainer_lib.Trainer(config, steps_per_epoch=2, step_cache_dir=folder)
   assert again.abstract_state is not None and entry.read_bytes() != b'not a pickle'
+
+
+def test_cache_folder_that_is_a_file_is_one_line_naming_the_flag(monkeypatch, tmp_path):
+  (tmp_path / 'cache').write_text('')
+  with pytest.raises(LamaError, match=r'^--compilation_cache_dir .*cache: exists and is not a folder'):
+    compilation_cache.configure(str(tmp_path / 'cache'), '--compilation_cache_dir')
+  monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', str(tmp_path / 'cache' / 'xla'))
+  with pytest.raises(LamaError, match=r'^--config.compilation_cache_dir \(auto\) .*: .*cache is a file'):
+    compilation_cache.configure('auto')
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,8 @@ from absl import logging
 import jax
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
+from lama_jax import files
+
 AUTO = 'auto'
 ENV = 'JAX_COMPILATION_CACHE_DIR'
 
@@ -37,8 +39,11 @@ def resolve(setting: str) -> str:
   return os.path.expanduser(setting) if setting else ''
 
 
-def configure(setting: str) -> str:
+def configure(setting: str, flag: str = '--config.compilation_cache_dir') -> str:
   """Turns the persistent cache on in the folder `setting` names, or off for ''.
+
+  `flag` names the setting in the one-line error when the folder cannot be made or written (a file
+  there, no permission).
 
   JAX opens its cache at the first compilation; a change of folder or of on/off after that resets
   it, so the setting holds from here on.
@@ -47,6 +52,8 @@ def configure(setting: str) -> str:
     The cache folder, or '' when the cache is off.
   """
   folder = resolve(setting)
+  if folder and '://' not in folder:  # before the session's cache setting changes
+    files.check_folder_target(folder, flag if setting != AUTO else f'{flag} ({AUTO})')
   if (bool(folder), folder) != (jax.config.jax_enable_compilation_cache,
                                 jax.config.jax_compilation_cache_dir or ''):
     jax_cache.reset_cache()
