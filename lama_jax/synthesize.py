@@ -80,9 +80,9 @@ def _normal(name: str, value):
   return os.path.abspath(value) if name in _PATHS and value else value
 
 
-def _restore_flags(fv: flags.FlagValues) -> None:
+def _restore_flags(fv: flags.FlagValues, record: dict) -> None:
   """--resume: flags not given take the recorded values; given ones must match them."""
-  recorded = synthesis.read_record(fv.out).get('flags', {})
+  recorded = record.get('flags', {})
   for name in _RECORDED:
     value = recorded.get(name)
     if fv[name].present and _normal(name, fv[name].value) != value:
@@ -122,12 +122,12 @@ def _record(fv: flags.FlagValues, gen: LayoutGenerator) -> dict:
 def _main(fv: flags.FlagValues) -> None:
   # A file, a folder below a file or no permission: one line now, not after loading the model.
   files.check_folder_target(fv.out, '--out')
-  synthesis.check_out(fv.out, fv.resume)
-  if fv.resume:
-    _restore_flags(fv)
+  record = synthesis.check_out(fv.out, fv.resume)
+  if record is not None:
+    _restore_flags(fv, record)
   _check_flags(fv)
-  if fv.resume and fv.layouts:
-    recorded = synthesis.read_record(fv.out).get('layouts_sha256')
+  if record is not None and fv.layouts:
+    recorded = record.get('layouts_sha256')
     if recorded is not None and recorded != synthesis.file_sha256(fv.layouts):
       raise LamaError(f'--layouts {fv.layouts}: the file has changed since the interrupted run in '
                       f'{fv.out} started; restore it, or start a new --out')

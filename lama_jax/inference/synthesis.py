@@ -180,13 +180,19 @@ def _run_batch(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out: 
   return len(ns)
 
 
-def _batch_done(out: Path, batch: int) -> bool:
-  path = _journal(out, batch)
-  if not path.exists():
-    return False
-  with open(path) as f:
-    entries = json.load(f)['images']
-  return all((out / IMAGES / e['file_name']).exists() for e in entries)
+def _done_batches(out: Path) -> set[int]:
+  """The batches whose journal and images are all written (one listing of the journal folder, so
+  that resuming a run of a billion images does not look for 60 million journal files first)."""
+  done = set()
+  for path in (out / PARTIAL).glob('batch_*.json'):
+    number = path.stem.removeprefix('batch_')
+    if not number.isdigit():  # not a journal of ours
+      continue
+    with open(path) as f:
+      entries = json.load(f)['images']
+    if all((out / IMAGES / e['file_name']).exists() for e in entries):
+      done.add(int(number))
+  return done
 
 
 def _remove_temporaries(out: Path) -> None:
@@ -213,15 +219,22 @@ def read_record(out_dir: str) -> dict[str, Any] | None:
   return record
 
 
-def check_out(out_dir: str, resume: bool) -> None:
-  """Refuses to start in a used folder, or to resume where there is nothing to resume."""
+def check_out(out_dir: str, resume: bool) -> dict[str, Any] | None:
+  """Refuses to start in a used folder, or to resume where there is nothing to resume.
+
+  Returns:
+    The folder's settings record when resuming, else None.
+  """
   out = Path(out_dir)
   if resume:
-    if read_record(out_dir) is None:
+    record = read_record(out_dir)
+    if record is None:
       raise SynthesisError(f'{out_dir} has no {RECORD}: nothing to resume (drop --resume to start)')
-  elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    return record
+  if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise SynthesisError(f'{out_dir} already exists and is not empty; pass --resume to continue an '
                          'interrupted run, or choose a new --out')
+  return None
 
 
 def file_sha256(path: str) -> str:
@@ -262,8 +275,8 @@ def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_d
     SynthesisError: `out_dir` is in use (not resuming) or was started with another record.
   """
   out = Path(out_dir)
-  check_out(out_dir, resume)
-  if resume and read_record(out_dir) != record:
+  recorded = check_out(out_dir, resume)
+  if recorded is not None and recorded != record:
     raise SynthesisError(f'{out / RECORD} was written with other settings; resume with the same '
                          'ones, or start a new --out')
   if resume and (out / ANNOTATIONS).exists() and not (out / PARTIAL).exists():
@@ -273,12 +286,14 @@ def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_d
   files.write_json(out / RECORD, record)
   _remove_temporaries(out)
   num_batches = math.ceil(settings.num_images / settings.batch_size)
-  todo = [i for i in range(num_batches) if not _batch_done(out, i)]
-  done = settings.num_images - sum(
-      min(settings.batch_size, settings.num_images - i * settings.batch_size) for i in todo)
+  finished = {i for i in _done_batches(out) if i < num_batches}
+  done = sum(min(settings.batch_size, settings.num_images - i * settings.batch_size)
+             for i in finished)
   start, first = time.perf_counter(), None
   with tqdm(total=settings.num_images, initial=done, desc='synthesize', unit='image') as bar:
-    for i in todo:
+    for i in range(num_batches):
+      if i in finished:
+        continue
       bar.update(_run_batch(gen, layouts, settings, out, i))
       first = first or (time.perf_counter() - start, bar.n - done)
   seconds = time.perf_counter() - start
