@@ -206,6 +206,38 @@ def test_commands_on_a_damaged_checkpoint_say_one_line(damaged, tmp_path, capsys
   assert export.main(['--workdir', damaged, '--out', str(out), '--step', '3']) == 0
 
 
+def test_reads_abandoned_by_a_failed_restore_print_nothing(monkeypatch):
+  """A damaged file makes Orbax close its restore's event loop with reads pending; the leftovers
+  were printed as unraisable exceptions (14,000 lines of tracebacks for a tiny model). Exactly
+  those are dropped; any other unraisable exception still reaches the previous hook."""
+  import asyncio  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  from lama_jax.inference import checkpoint_errors  # pylint: disable=g-import-not-at-top
+  seen = []
+  monkeypatch.setattr(sys, 'unraisablehook', seen.append)
+  checkpoint_errors.quiet_abandoned_reads()
+  checkpoint_errors.quiet_abandoned_reads()  # idempotent: one hook, not two layers
+
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as e:
+    closed = e
+  namespace = {}
+  exec(compile('async def _read_array_index_and_device_put():\n  pass\n',  # pylint: disable=exec-used
+               os.path.join(os.sep, 'site-packages', 'orbax', 'serialization.py'), 'exec'), namespace)
+  orbax_read = namespace['_read_array_index_and_device_put']()
+  other = RuntimeError('Event loop is closed')  # raised by hand, not by asyncio
+  for obj, e in [(None, closed), (orbax_read, Exception('Encountered error while reading')),
+                 (None, other), (print, ValueError('mine'))]:
+    sys.unraisablehook(types.SimpleNamespace(exc_type=type(e), exc_value=e, exc_traceback=None,
+                                             err_msg=None, object=obj))
+  orbax_read.close()
+  assert [u.exc_value for u in seen][:1] == [other] and len(seen) == 2
+  assert str(seen[1].exc_value) == 'mine'
+
+
 # --- main: the config checked before the workdir exists -------------------------------------------
 
 @pytest.fixture

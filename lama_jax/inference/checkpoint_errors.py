@@ -6,8 +6,11 @@ range [0, 2196) is not valid for value of size 1000"). `is_damage` tells damaged
 falling back to an earlier step) from a checkpoint that holds another model (`shape_mismatch` names
 the first variable that differs), where an earlier step of the same run would fail the same way.
 """
+import inspect
 import json
+import os
 import re
+import sys
 from typing import Any, Iterator
 
 import jax
@@ -17,6 +20,43 @@ import orbax.checkpoint as ocp
 _DAMAGE = ('Error reading', 'Error decoding', 'DATA_LOSS', 'OUT_OF_RANGE', 'FAILED_PRECONDITION',
            'NOT_FOUND', 'corrupt', 'Truncated', 'does not exist', 'Unterminated', 'Expecting',
            'JSONDecodeError', 'No such file')
+
+
+def _is_abandoned_read(unraisable: Any) -> bool:
+  """An Orbax read that outlived its failed restore: its coroutine collected unfinished, or its
+  TensorStore result posted to the closed loop (asyncio's 'Event loop is closed')."""
+  obj, e = unraisable.object, unraisable.exc_value
+  if inspect.iscoroutine(obj) and f'{os.sep}orbax{os.sep}' in obj.cr_code.co_filename:
+    return True
+  if not isinstance(e, RuntimeError) or str(e) != 'Event loop is closed':
+    return False
+  tb = e.__traceback__
+  while tb is not None and tb.tb_next is not None:
+    tb = tb.tb_next
+  return tb is not None and tb.tb_frame.f_code.co_filename.endswith(
+      os.path.join('asyncio', 'base_events.py'))
+
+
+def quiet_abandoned_reads() -> None:
+  """Drops the tracebacks of reads that a failed restore abandoned (call before restoring).
+
+  Orbax runs a restore's reads on an event loop that it closes as soon as one read fails (a damaged
+  file). The reads still pending are left behind: their coroutines, collected unfinished, and
+  TensorStore's results, posted to the closed loop, each make Python print an unraisable
+  exception, hundreds of tracebacks (14,000 lines for one cut file of a tiny model) after the
+  one-line message. They are harmless; this hook drops exactly them and hands every other
+  unraisable exception to the hook it replaces. Idempotent.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_abandoned_reads', False):
+    return
+
+  def hook(unraisable):
+    if not _is_abandoned_read(unraisable):
+      previous(unraisable)
+
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
 
 
 def _chain(e: BaseException) -> Iterator[BaseException]:

@@ -160,6 +160,7 @@ def _restore(mngr: ocp.CheckpointManager, ckpt_dir: Path, step: int, generator: 
   abstract = abstract_variables(generator, max_objects, with_mask_net)
   target = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  checkpoint_errors.quiet_abandoned_reads()
   try:
     return mngr.restore(step, args=ocp.args.Composite(
         **{ITEM: ocp.args.StandardRestore(target)}))[ITEM]

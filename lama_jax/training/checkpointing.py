@@ -101,6 +101,7 @@ def _restore(manager: ocp.CheckpointManager, step: int, abstract_state: TrainSta
       raise CheckpointError(
           f'{where} was saved by another model: {item} {mismatch}; resume with the run\'s own '
           'config (its config.json) or train in a new --workdir')
+  checkpoint_errors.quiet_abandoned_reads()
   try:
     return manager.restore(step, args=restore_args(abstract_state))
   except Exception as e:  # pylint: disable=broad-except
