@@ -231,6 +231,21 @@ def test_generate_takes_json_layouts(gen):
     gen.generate({'objects': [{'category': 'skyy', 'bbox': [0, 0, 1, 1]}]})
 
 
+def test_json_layouts_take_masks_and_first_row(gen):
+  layout = {'objects': [{'category': 'sky', 'bbox': [0, 0, 1, 0.5]},
+                        {'category': 1, 'bbox': [0.2, 0.3, 0.4, 0.4]}]}
+  boxes, labels = np.asarray(PAD_BOX * MAX_OBJECTS, np.float32).reshape(1, -1, 4), np.zeros((1, 4))
+  boxes[:, :2], labels[:, :2] = BOXES, LABELS
+  masks = np.zeros((1, MAX_OBJECTS, 64, 64), np.float32)
+  masks[0, 0, :32], masks[0, 1, 20:40, 12:40] = 1, 1
+  out = gen.generate(layout, seed=3, masks=masks, first_row=2)
+  ref = gen.generate(boxes, labels, seed=3, masks=masks, first_row=2)
+  np.testing.assert_array_equal(out.image, ref.image)
+  np.testing.assert_array_equal(out.mask, masks)  # the given masks, not the predicted ones
+  with pytest.raises(LayoutError, match='masks must have shape'):
+    gen.generate(layout, masks=masks[:, :2])
+
+
 @pytest.mark.parametrize('kwargs, expected', [
     (dict(boxes=np.zeros((2, 4)), labels=np.zeros((2,))), 'boxes must have shape [B, O, 4]'),
     (dict(boxes=BOXES, labels=LABELS[:, :1]), 'labels must have shape'),

@@ -288,9 +288,12 @@ class LayoutGenerator:
     if labels is None:
       if isinstance(boxes, (dict, list, str)):
         layouts = self.parse_layouts(boxes)
+        # Every argument goes on (masks and first_row were once dropped without a word): rows
+        # are padded to max_objects, so given z_obj and masks have max_objects entries per row.
         return self.generate_layouts(layouts, z_obj=z_obj, z_im=z_im, seed=seed,
-                                     truncation=truncation, image_format=image_format,
-                                     mask_format=mask_format)
+                                     truncation=truncation, strict=strict, masks=masks,
+                                     image_format=image_format, mask_format=mask_format,
+                                     first_row=first_row)
       raise LayoutError('labels are missing: pass boxes [B, O, 4] and labels [B, O], or layouts')
     return _fetch(self._dispatch(boxes, labels, z_obj, z_im, seed, truncation, strict, masks,
                                  image_format, mask_format, first_row=first_row))
