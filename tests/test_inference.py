@@ -260,10 +260,25 @@ def test_json_layouts_take_masks_and_first_row(gen):
     (dict(boxes=BOXES), 'labels are missing'),
     (dict(boxes=BOXES, labels=LABELS, image_format='png'), 'image_format must be one of'),
     (dict(boxes=BOXES, labels=LABELS, mask_format='bfloat16'), 'mask_format must be one of'),
+    (dict(boxes=BOXES, labels=LABELS, first_row=1.5), 'first_row must be an integer, not 1.5'),
+    (dict(boxes=BOXES, labels=LABELS, first_row=-1), 'first_row -1 is outside [0, 2147483647]'),
+    (dict(boxes=BOXES, labels=LABELS, first_row=2**40), 'first_row 1099511627776 is outside'),
 ])
 def test_bad_api_input(gen, kwargs, expected):
   with pytest.raises(LayoutError) as e:
     gen.generate(**kwargs)
+  assert expected in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize('args, kwargs, expected', [
+    ((1.5,), {}, 'batch must be an integer, not 1.5'),  # was 2 rows (jnp.arange(1.5))
+    ((-1,), {}, 'batch -1 is outside [1, '),  # was no rows
+    ((1,), dict(num_objects=0), 'num_objects 0 is outside [1, '),
+    ((2,), dict(first_row=2**31 - 1), 'first_row 2147483647 is outside [0, 2147483646]'),  # wrapped
+])
+def test_bad_sample_z_input(gen, args, kwargs, expected):
+  with pytest.raises(LayoutError) as e:
+    gen.sample_z(*args, **kwargs)
   assert expected in str(e.value), str(e.value)
 
 
