@@ -260,6 +260,13 @@ def test_json_layouts_take_masks_and_first_row(gen):
     (dict(boxes=BOXES), 'labels are missing'),
     (dict(boxes=BOXES, labels=LABELS, image_format='png'), 'image_format must be one of'),
     (dict(boxes=BOXES, labels=LABELS, mask_format='bfloat16'), 'mask_format must be one of'),
+    (dict(boxes=BOXES, labels=LABELS, z_obj=[[[0.0] * 128, [0.0]]]),
+     'z_obj must be a regular [1, 2, 128] array of numbers'),  # was numpy's ValueError
+    (dict(boxes=BOXES, labels=LABELS, masks='abc'), 'masks must be real numbers'),
+    (dict(boxes=BOXES, labels=LABELS, masks=[[np.ones((64, 64)), np.ones((64, 63))]]),
+     'masks must be a regular [1, 2, 64, 64] array'),
+    (dict(boxes=BOXES, labels=LABELS, masks=np.ones((1, 2, 64, 64), complex)),  # was cast
+     'masks must be real numbers'),
     (dict(boxes=BOXES, labels=LABELS, first_row=1.5), 'first_row must be an integer, not 1.5'),
     (dict(boxes=BOXES, labels=LABELS, first_row=-1), 'first_row -1 is outside [0, 2147483647]'),
     (dict(boxes=BOXES, labels=LABELS, first_row=2**40), 'first_row 1099511627776 is outside'),

@@ -395,20 +395,21 @@ class LayoutGenerator:
 
   @staticmethod
   def _check_masks(masks, shape):
-    masks = np.asarray(masks, np.float32)
+    # Checked before the cast: a ragged list or a string is a LayoutError, a complex array is not
+    # quietly cut to its real part.
+    masks = layouts_lib.as_array(masks, 'masks', str(list(shape)))
     if masks.shape != shape:
       raise LayoutError(f'masks must have shape {list(shape)}, got {list(masks.shape)}')
+    masks = masks.astype(np.float32)
     if not np.all(np.isfinite(masks)):
       raise LayoutError('masks hold NaN or infinite values')
     return masks
 
   @staticmethod
   def _check_z(z, shape, name):
-    z = np.asarray(z)
+    z = layouts_lib.as_array(z, name, str(list(shape)))
     if z.shape != shape:
       raise LayoutError(f'{name} must have shape {list(shape)}, got {list(z.shape)}')
-    if not np.issubdtype(z.dtype, np.floating) and not np.issubdtype(z.dtype, np.integer):
-      raise LayoutError(f'{name} must be real numbers, got dtype {z.dtype}')
     z = z.astype(np.float32)
     if not np.all(np.isfinite(z)):
       raise LayoutError(f'{name} holds NaN or infinite values')

@@ -210,7 +210,7 @@ def load_layouts(path: str, vocab: Vocabulary, max_objects: int) -> list[Layout]
   return parse_layouts(data, vocab, max_objects, source=path)
 
 
-def _as_array(x: Any, what: str, shape: str) -> np.ndarray:
+def as_array(x: Any, what: str, shape: str) -> np.ndarray:
   """np.asarray, with a ragged or non-numeric input named (numpy's own errors say neither)."""
   try:
     array = np.asarray(x)
@@ -256,8 +256,8 @@ def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int,
   Raises:
     LayoutError: naming the layout (batch row), the object and the problem.
   """
-  boxes = _as_array(boxes, 'boxes', '[B, O, 4]')
-  labels = _as_array(labels, 'labels', '[B, O]')
+  boxes = as_array(boxes, 'boxes', '[B, O, 4]')
+  labels = as_array(labels, 'labels', '[B, O]')
   if boxes.ndim != 3 or boxes.shape[-1] != 4:
     raise LayoutError(f'boxes must have shape [B, O, 4], got {list(boxes.shape)}')
   if labels.shape != boxes.shape[:2]:
