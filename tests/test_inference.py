@@ -277,6 +277,19 @@ def test_bad_api_input(gen, kwargs, expected):
   assert expected in str(e.value), str(e.value)
 
 
+@pytest.mark.parametrize('boxes, local_masks, expected', [
+    (np.full((1, 2, 3), 0.3), np.ones((1, 2, 32, 32)), 'boxes must have shape [B, O, 4]'),
+    (BOXES, np.ones((1, 2, 32, 16)), 'local_masks must have shape [B, O, M, M] = [1, 2, M, M]'),
+    (BOXES, np.ones((1, 3, 32, 32)), 'got [1, 3, 32, 32]'),
+    (BOXES * np.nan, np.ones((1, 2, 32, 32)), 'boxes hold NaN'),
+    (BOXES, np.full((1, 2, 32, 32), np.inf), 'local_masks hold NaN'),
+])
+def test_bad_place_masks_input(gen, boxes, local_masks, expected):
+  with pytest.raises(LayoutError) as e:
+    gen.place_masks(boxes, local_masks)
+  assert expected in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize('args, kwargs, expected', [
     ((1.5,), {}, 'batch must be an integer, not 1.5'),  # was 2 rows (jnp.arange(1.5))
     ((-1,), {}, 'batch -1 is outside [1, '),  # was no rows

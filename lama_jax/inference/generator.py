@@ -389,7 +389,22 @@ class LayoutGenerator:
     """Box-local object masks [B, O, 32, 32] → semantic masks [B, O, H, W] (masks_to_layout).
 
     Run op by op, not jitted: a few cheap ops, and bit-equal to `masks_to_layout` called directly.
+
+    Raises:
+      LayoutError: shapes that do not match, or values that are not finite (`masks_to_layout`
+        would read boxes [B, O, 3] past their end, and place NaN boxes as NaN masks).
     """
+    boxes = layouts_lib.as_array(boxes, 'boxes', '[B, O, 4]')
+    local_masks = layouts_lib.as_array(local_masks, 'local_masks', '[B, O, M, M]')
+    if boxes.ndim != 3 or boxes.shape[-1] != 4:
+      raise LayoutError(f'boxes must have shape [B, O, 4], got {list(boxes.shape)}')
+    if (local_masks.ndim != 4 or local_masks.shape[:2] != boxes.shape[:2] or
+        local_masks.shape[2] != local_masks.shape[3]):
+      raise LayoutError(f'local_masks must have shape [B, O, M, M] = [{boxes.shape[0]}, '
+                        f'{boxes.shape[1]}, M, M], got {list(local_masks.shape)}')
+    for name, x in (('boxes', boxes), ('local_masks', local_masks)):
+      if not np.all(np.isfinite(x.astype(np.float32))):
+        raise LayoutError(f'{name} hold NaN or infinite values')
     return np.asarray(masks_to_layout(jnp.asarray(boxes, jnp.float32),
                                       jnp.asarray(local_masks, jnp.float32), self.image_size))
 
