@@ -82,7 +82,8 @@ def resolve_category(category: Any, vocab: Vocabulary) -> tuple[int, str]:
     if category.strip().isdigit() and int(category) in vocab.id_to_name:
       hint = f' (an id is a JSON number: {int(category)}, {vocab.id_to_name[int(category)]!r})'
     raise LayoutError(f'unknown category {category!r} for {vocab.dataset}{hint}')
-  if isinstance(category, int) and not isinstance(category, bool):
+  if isinstance(category, (int, np.integer)) and not isinstance(category, (bool, np.bool_)):
+    category = int(category)  # a NumPy id (from an array of labels) is an id too
     if category == PAD_LABEL:
       raise LayoutError('category id 0 is the padding class (__image__), not a category')
     name = vocab.id_to_name.get(category)
@@ -90,7 +91,8 @@ def resolve_category(category: Any, vocab: Vocabulary) -> tuple[int, str]:
       raise LayoutError(f'unknown category id {category} for {vocab.dataset} '
                         f'(ids 1..{vocab.num_classes - 1})')
     return category, name
-  raise LayoutError(f'category must be a name or an integer id, not {json.dumps(category)}')
+  raise LayoutError('category must be a name or an integer id, not '
+                    f'{json.dumps(category, default=repr)}')
 
 
 def check_box(box: Any) -> np.ndarray:
