@@ -48,6 +48,15 @@ def test_numpy_ids_are_ids():
       parse(layout(obj(category)))
 
 
+def test_stack_layouts_refuses():
+  (a,) = parse(layout(obj(), obj(), obj()))
+  for args, expected in ((([a], 2), "layout 0 'scene': 3 objects, more than 2"),
+                         (([], 4), 'no layouts to stack'),
+                         (([a, layout()], 4), 'layout 1 is a dict, not a Layout')):
+    with pytest.raises(LayoutError, match=re.escape(expected)):
+      layouts.stack_layouts(*args)
+
+
 def test_single_layout_and_default_names():
   assert parse({'objects': [obj()]})[0].name == 'layout'
   assert [l.name for l in parse([{'objects': [obj()]}, {'objects': [obj()]}])] == [

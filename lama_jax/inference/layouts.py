@@ -297,6 +297,20 @@ def check_sampling(seed: Any, truncation: Any) -> None:
 
 
 def stack_layouts(layouts: Sequence[Layout], num_objects: int) -> tuple[np.ndarray, np.ndarray]:
-  """Layouts → (boxes [N, num_objects, 4], labels [N, num_objects]), padded."""
+  """Layouts → (boxes [N, num_objects, 4], labels [N, num_objects]), padded.
+
+  Raises:
+    LayoutError: no layouts, one that is not a `Layout` (JSON layouts go through `parse_layouts`)
+      or one with more than `num_objects` objects (NumPy's errors said none of this).
+  """
+  if not layouts:
+    raise LayoutError('no layouts to stack (the list is empty)')
+  for i, layout in enumerate(layouts):
+    if not isinstance(layout, Layout):
+      raise LayoutError(f'layout {i} is a {type(layout).__name__}, not a Layout (parse_layouts '
+                        'makes Layouts from JSON layouts)')
+    if len(layout.labels) > num_objects:
+      raise LayoutError(f'layout {i} {layout.name!r}: {len(layout.labels)} objects, more than '
+                        f'{num_objects}')
   pairs = [layout.arrays(num_objects) for layout in layouts]
   return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
