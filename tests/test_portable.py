@@ -114,6 +114,24 @@ def test_a_bare_process_runs_the_artifact(model, artifact, tmp_path):
   assert proc.stdout.split() == ['ok', 'disk']
 
 
+@pytest.mark.parametrize('boxes, labels, expected', [
+    (BOXES, np.where(LABELS == 1, 2**32 + 1, LABELS.astype(np.int64)),  # was cast to 1
+     'labels must lie in [0, 14)'),
+    (BOXES, LABELS + 0.5, 'labels must be whole numbers'),  # was cut to LABELS
+    (np.where(LABELS[..., None] == 1, np.nan, BOXES), LABELS,  # drew NaN images
+     'boxes of real objects (label > 0) must be finite'),
+    (BOXES[:0], LABELS[:0], 'no layouts (B = 0)'),  # was jax.export's ValueError
+    ([[[0, 0, 1, 1], [0, 0, 1]]], [[1, 2]], 'boxes must be a regular array'),
+    (BOXES, LABELS.astype(str), 'labels must be an array of numbers, got dtype <U'),
+])
+def test_runtime_refuses_bad_layouts(artifact, boxes, labels, expected):
+  gen = portable_runtime.load(artifact)
+  with pytest.raises(portable_runtime.PortableError) as e:
+    gen.generate(boxes, labels)
+  assert expected in str(e.value), str(e.value)
+  assert np.isfinite(gen.generate(BOXES[:1, :2], LABELS[:1, :2].tolist()).image).all()
+
+
 def test_runtime_refuses_what_is_not_an_artifact(model, tmp_path):
   assert not portable_runtime.is_portable(model)
   with pytest.raises(portable_runtime.PortableError, match='not a portable generator'):

@@ -79,6 +79,19 @@ def is_portable(path: str | os.PathLike) -> bool:
     return False
 
 
+def _numbers(x: Any, name: str) -> np.ndarray:
+  """`x` as an array of ints or floats (not bools, strings or ragged lists), checked before any
+  cast: a cast to int32 would turn the label 2**32 + 1 into 1, and 1.9 into 1."""
+  try:
+    array = np.asarray(x)
+  except (ValueError, TypeError):
+    raise PortableError(f'{name} must be a regular array of numbers (rows of equal length)'
+                        ) from None
+  if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+    raise PortableError(f'{name} must be an array of numbers, got dtype {array.dtype}')
+  return array
+
+
 def _read_json(path: str) -> dict[str, Any]:
   try:
     with open(path) as f:
@@ -135,16 +148,23 @@ class PortableGenerator:
 
   def pad(self, boxes: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Pads [B, O, 4] boxes and [B, O] labels to max_objects; padding rows get the padding box."""
-    boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
+    boxes, labels = _numbers(boxes, 'boxes'), _numbers(labels, 'labels')
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
       raise PortableError(f'boxes [B, O, 4] and labels [B, O] expected, got {list(boxes.shape)} '
                           f'and {list(labels.shape)}')
     b, o = labels.shape
+    if b == 0:
+      raise PortableError('boxes and labels hold no layouts (B = 0)')
     if o > self.max_objects:
       raise PortableError(f'{o} objects per layout, more than the model takes ({self.max_objects})')
-    labels = labels.astype(np.int32)
+    if not np.all(labels == np.round(labels)):  # NaN too
+      raise PortableError('labels must be whole numbers (category ids)')
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
       raise PortableError(f'labels must lie in [0, {self.num_classes})')
+    labels = labels.astype(np.int32)  # safe now
+    boxes = boxes.astype(np.float32)
+    if not np.all(np.isfinite(boxes[labels != PAD_LABEL])):  # would draw NaN images
+      raise PortableError('boxes of real objects (label > 0) must be finite')
     full_boxes = np.tile(np.asarray(PAD_BOX, np.float32), (b, self.max_objects, 1))
     full_labels = np.full((b, self.max_objects), PAD_LABEL, np.int32)
     full_boxes[:, :o] = np.where((labels == PAD_LABEL)[..., None], full_boxes[:, :o], boxes)
