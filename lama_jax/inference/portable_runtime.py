@@ -184,8 +184,15 @@ class PortableGenerator:
     Returns:
       Outputs(image [B, H, W, 3], mask [B, O, H, W], raw_mask [B, O, H, W]).
     """
+    # A float seed would be cut to an int, a truncation of 0 or below redraw every z, a NaN one none.
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+      raise PortableError(f'seed must be an integer, not {seed!r}')
     if not -2**31 <= int(seed) < 2**31:
       raise PortableError(f'seed {seed} is not an int32')
+    if truncation is not None and (
+        isinstance(truncation, (bool, np.bool_)) or
+        not isinstance(truncation, (int, float, np.integer, np.floating)) or not truncation > 0):
+      raise PortableError(f'truncation must be a positive number or None, not {truncation!r}')
     boxes, labels, o = self.pad(boxes, labels)
     t = np.float32(np.inf if truncation is None else truncation)
     image, mask, raw = self._sample(self.weights, boxes, labels, np.int32(seed), t)
@@ -195,9 +202,19 @@ class PortableGenerator:
     """Generates from given noise: z_obj [B, max_objects, z_dim], z_im [B, z_dim] float32, and
     noise_keys [B, 2] uint32 (threefry key data, one key per row for the noise maps)."""
     boxes, labels, o = self.pad(boxes, labels)
-    image, mask, raw = self._forward(self.weights, np.asarray(z_obj, np.float32), boxes, labels,
-                                     np.asarray(z_im, np.float32),
-                                     np.asarray(noise_keys, np.uint32))
+    b = boxes.shape[0]
+    given = {}  # checked here: the program's own shape errors speak of args[4] and dimension 'b'
+    for name, x, shape in (('z_obj', z_obj, (b, self.max_objects, self.z_dim)),
+                           ('z_im', z_im, (b, self.z_dim)), ('noise_keys', noise_keys, (b, 2))):
+      x = _numbers(x, name)
+      if x.shape != shape:
+        raise PortableError(f'{name} must have shape {list(shape)}, got {list(x.shape)}')
+      if name != 'noise_keys' and not np.all(np.isfinite(x.astype(np.float32))):
+        raise PortableError(f'{name} holds NaN or infinite values')
+      given[name] = x
+    image, mask, raw = self._forward(self.weights, given['z_obj'].astype(np.float32), boxes,
+                                     labels, given['z_im'].astype(np.float32),
+                                     given['noise_keys'].astype(np.uint32))
     return Outputs(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
 
 
