@@ -20,6 +20,7 @@ from lama_jax.inference import generator_dir
 from lama_jax import sample
 from lama_jax.inference import sampling
 from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.errors import LamaError
 from lama_jax.inference.layouts import PAD_BOX, LayoutError
 from lama_jax.models import make_generator
 from lama_jax.datasets.vocabulary import load_vocabulary
@@ -300,6 +301,18 @@ def test_bad_sample_z_input(gen, args, kwargs, expected):
   with pytest.raises(LayoutError) as e:
     gen.sample_z(*args, **kwargs)
   assert expected in str(e.value), str(e.value)
+
+
+def test_draw_layout_refuses_float_images_and_nan_boxes(gen):
+  out = gen.generate(BOXES, LABELS)
+  with pytest.raises(LamaError, match=r'takes uint8 images .* visualize.to_uint8'):
+    visualize.draw_layout(out.image[0], BOXES[0], LABELS[0], num_classes=14)  # was near black
+  boxes = BOXES[0].copy()
+  boxes[1, 0] = np.nan  # was int()'s ValueError
+  with pytest.raises(LamaError, match=r'object 1 \(label 1\) has box \[nan, 0.3, 0.4, 0.4\]'):
+    visualize.draw_layout(np.zeros((64, 64, 3), np.uint8), boxes, LABELS[0], num_classes=14)
+  drawn = visualize.draw_layout(np.zeros((64, 64, 3)), BOXES[0], LABELS[0])  # whole floats: fine
+  assert drawn.dtype == np.uint8 and drawn.any()
 
 
 def test_export_writes_generator_only(gen, workdir, tmp_path):
