@@ -52,8 +52,8 @@ flags.DEFINE_enum('dataset', None, list(builders.BUILDERS), "Default: the genera
                   flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).', lower_bound=0,
                      flag_values=FLAGS)
-flags.DEFINE_string('taus', mask_clarity.DEFAULT_TAUS, 'Comma-separated τ values.',
-                    flag_values=FLAGS)
+flags.DEFINE_string('taus', mask_clarity.DEFAULT_TAUS, 'Comma-separated τ values in [0, 1], '
+                    'each once (reported in increasing order).', flag_values=FLAGS)
 flags.DEFINE_string('metrics', None, 'Comma-separated from alignment, fid, scene_fid (default: '
                     'alignment for shapes, fid,scene_fid otherwise).', flag_values=FLAGS)
 flags.DEFINE_string('inception_weights', None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth "

@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
+from lama_jax.errors import LamaError
+
 
 def category_colors(num_classes: int) -> np.ndarray:
   """A fixed colour per category id: [num_classes, 3] uint8; id 0 (`__image__`) is black.
@@ -74,8 +76,19 @@ def draw_layout(image_uint8: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
 
   Returns:
     uint8 images of the input's shape.
+
+  Raises:
+    LamaError: an image that is not whole numbers in [0, 255] (a generated image in [-1, 1] would
+      be cast to an almost black one), or a real object's box that is not finite.
   """
-  image = np.asarray(image_uint8, np.uint8)
+  image = np.asarray(image_uint8)
+  if image.dtype != np.uint8:
+    if not (np.issubdtype(image.dtype, np.number) and
+            np.array_equal(image, np.clip(np.round(image), 0, 255))):
+      raise LamaError(f'draw_layout takes uint8 images (whole numbers in [0, 255]), got '
+                      f'{image.dtype} values such as {float(image.flat[0]):g}; '
+                      'visualize.to_uint8 converts generated images in [-1, 1]')
+    image = image.astype(np.uint8)
   boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
   if image.ndim == 4:
     return np.stack([draw_layout(im, b, l, names, num_classes or int(labels.max()) + 1)
@@ -84,10 +97,13 @@ def draw_layout(image_uint8: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
   colors = category_colors(num_classes or int(labels.max(initial=0)) + 1)
   pil = Image.fromarray(image)
   draw = ImageDraw.Draw(pil)
-  for (x, y, bw, bh), label in zip(boxes, labels):
+  for j, ((x, y, bw, bh), label) in enumerate(zip(boxes, labels)):
     label = int(label)
     if label <= 0:
       continue
+    if not np.all(np.isfinite((x, y, bw, bh))):
+      raise LamaError(f'draw_layout: object {j} (label {label}) has box '
+                      f'[{", ".join(f"{v:g}" for v in (x, y, bw, bh))}], not finite')
     x0, y0 = int(round(x * (w - 1))), int(round(y * (h - 1)))
     x1, y1 = int(round((x + bw) * (w - 1))), int(round((y + bh) * (h - 1)))
     color = tuple(int(c) for c in colors[label % len(colors)])

@@ -20,6 +20,7 @@ from lama_jax.inference import generator_dir
 from lama_jax import sample
 from lama_jax.inference import sampling
 from lama_jax.inference.generator import LayoutGenerator
+from lama_jax.errors import LamaError
 from lama_jax.inference.layouts import PAD_BOX, LayoutError
 from lama_jax.models import make_generator
 from lama_jax.datasets.vocabulary import load_vocabulary
@@ -231,6 +232,21 @@ def test_generate_takes_json_layouts(gen):
     gen.generate({'objects': [{'category': 'skyy', 'bbox': [0, 0, 1, 1]}]})
 
 
+def test_json_layouts_take_masks_and_first_row(gen):
+  layout = {'objects': [{'category': 'sky', 'bbox': [0, 0, 1, 0.5]},
+                        {'category': 1, 'bbox': [0.2, 0.3, 0.4, 0.4]}]}
+  boxes, labels = np.asarray(PAD_BOX * MAX_OBJECTS, np.float32).reshape(1, -1, 4), np.zeros((1, 4))
+  boxes[:, :2], labels[:, :2] = BOXES, LABELS
+  masks = np.zeros((1, MAX_OBJECTS, 64, 64), np.float32)
+  masks[0, 0, :32], masks[0, 1, 20:40, 12:40] = 1, 1
+  out = gen.generate(layout, seed=3, masks=masks, first_row=2)
+  ref = gen.generate(boxes, labels, seed=3, masks=masks, first_row=2)
+  np.testing.assert_array_equal(out.image, ref.image)
+  np.testing.assert_array_equal(out.mask, masks)  # the given masks, not the predicted ones
+  with pytest.raises(LayoutError, match='masks must have shape'):
+    gen.generate(layout, masks=masks[:, :2])
+
+
 @pytest.mark.parametrize('kwargs, expected', [
     (dict(boxes=np.zeros((2, 4)), labels=np.zeros((2,))), 'boxes must have shape [B, O, 4]'),
     (dict(boxes=BOXES, labels=LABELS[:, :1]), 'labels must have shape'),
@@ -245,11 +261,58 @@ def test_generate_takes_json_layouts(gen):
     (dict(boxes=BOXES), 'labels are missing'),
     (dict(boxes=BOXES, labels=LABELS, image_format='png'), 'image_format must be one of'),
     (dict(boxes=BOXES, labels=LABELS, mask_format='bfloat16'), 'mask_format must be one of'),
+    (dict(boxes=BOXES, labels=LABELS, z_obj=[[[0.0] * 128, [0.0]]]),
+     'z_obj must be a regular [1, 2, 128] array of numbers'),  # was numpy's ValueError
+    (dict(boxes=BOXES, labels=LABELS, masks='abc'), 'masks must be real numbers'),
+    (dict(boxes=BOXES, labels=LABELS, masks=[[np.ones((64, 64)), np.ones((64, 63))]]),
+     'masks must be a regular [1, 2, 64, 64] array'),
+    (dict(boxes=BOXES, labels=LABELS, masks=np.ones((1, 2, 64, 64), complex)),  # was cast
+     'masks must be real numbers'),
+    (dict(boxes=BOXES, labels=LABELS, first_row=1.5), 'first_row must be an integer, not 1.5'),
+    (dict(boxes=BOXES, labels=LABELS, first_row=-1), 'first_row -1 is outside [0, 2147483647]'),
+    (dict(boxes=BOXES, labels=LABELS, first_row=2**40), 'first_row 1099511627776 is outside'),
 ])
 def test_bad_api_input(gen, kwargs, expected):
   with pytest.raises(LayoutError) as e:
     gen.generate(**kwargs)
   assert expected in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize('boxes, local_masks, expected', [
+    (np.full((1, 2, 3), 0.3), np.ones((1, 2, 32, 32)), 'boxes must have shape [B, O, 4]'),
+    (BOXES, np.ones((1, 2, 32, 16)), 'local_masks must have shape [B, O, M, M] = [1, 2, M, M]'),
+    (BOXES, np.ones((1, 3, 32, 32)), 'got [1, 3, 32, 32]'),
+    (BOXES * np.nan, np.ones((1, 2, 32, 32)), 'boxes hold NaN'),
+    (BOXES, np.full((1, 2, 32, 32), np.inf), 'local_masks hold NaN'),
+])
+def test_bad_place_masks_input(gen, boxes, local_masks, expected):
+  with pytest.raises(LayoutError) as e:
+    gen.place_masks(boxes, local_masks)
+  assert expected in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize('args, kwargs, expected', [
+    ((1.5,), {}, 'batch must be an integer, not 1.5'),  # was 2 rows (jnp.arange(1.5))
+    ((-1,), {}, 'batch -1 is outside [1, '),  # was no rows
+    ((1,), dict(num_objects=0), 'num_objects 0 is outside [1, '),
+    ((2,), dict(first_row=2**31 - 1), 'first_row 2147483647 is outside [0, 2147483646]'),  # wrapped
+])
+def test_bad_sample_z_input(gen, args, kwargs, expected):
+  with pytest.raises(LayoutError) as e:
+    gen.sample_z(*args, **kwargs)
+  assert expected in str(e.value), str(e.value)
+
+
+def test_draw_layout_refuses_float_images_and_nan_boxes(gen):
+  out = gen.generate(BOXES, LABELS)
+  with pytest.raises(LamaError, match=r'takes uint8 images .* visualize.to_uint8'):
+    visualize.draw_layout(out.image[0], BOXES[0], LABELS[0], num_classes=14)  # was near black
+  boxes = BOXES[0].copy()
+  boxes[1, 0] = np.nan  # was int()'s ValueError
+  with pytest.raises(LamaError, match=r'object 1 \(label 1\) has box \[nan, 0.3, 0.4, 0.4\]'):
+    visualize.draw_layout(np.zeros((64, 64, 3), np.uint8), boxes, LABELS[0], num_classes=14)
+  drawn = visualize.draw_layout(np.zeros((64, 64, 3)), BOXES[0], LABELS[0])  # whole floats: fine
+  assert drawn.dtype == np.uint8 and drawn.any()
 
 
 def test_export_writes_generator_only(gen, workdir, tmp_path):

@@ -37,6 +37,26 @@ def test_parses_names_and_ids_and_pads():
   assert stacked_boxes.shape == (2, 4, 4) and stacked_labels.shape == (2, 4)
 
 
+def test_numpy_ids_are_ids():
+  # Objects built from an array of labels hold NumPy integers (was a TypeError from json.dumps).
+  (a,) = parse(layout(obj(np.int64(1)), obj(np.uint8(9), np.array([0, 0, 1, 0.5], np.float32))))
+  assert a.labels.tolist() == [1, 9] and a.categories == ('disk', 'sky')
+  for category, expected in ((np.int32(99), 'unknown category id 99'),
+                             (np.bool_(True), 'category must be a name or an integer id'),
+                             (np.array([1]), 'category must be a name or an integer id')):
+    with pytest.raises(LayoutError, match=re.escape(expected)):
+      parse(layout(obj(category)))
+
+
+def test_stack_layouts_refuses():
+  (a,) = parse(layout(obj(), obj(), obj()))
+  for args, expected in ((([a], 2), "layout 0 'scene': 3 objects, more than 2"),
+                         (([], 4), 'no layouts to stack'),
+                         (([a, layout()], 4), 'layout 1 is a dict, not a Layout')):
+    with pytest.raises(LayoutError, match=re.escape(expected)):
+      layouts.stack_layouts(*args)
+
+
 def test_single_layout_and_default_names():
   assert parse({'objects': [obj()]})[0].name == 'layout'
   assert [l.name for l in parse([{'objects': [obj()]}, {'objects': [obj()]}])] == [

@@ -16,7 +16,8 @@ import tensorflow_datasets as tfds
 from lama_jax.inference import generator_dir
 from lama_jax.datasets import input_pipeline
 from lama_jax import mask_clarity
-from lama_jax.evaluation.mask_clarity import taint_masks
+from lama_jax.evaluation.common import EvalError
+from lama_jax.evaluation.mask_clarity import parse_taus, taint_masks
 from lama_jax.datasets import preparation as prepare_lib
 from lama_jax.datasets import vocabulary
 from lama_jax.datasets import builders
@@ -130,6 +131,16 @@ def test_taint_endpoints():
   assert not full[labels == 0].any()  # padding stays zero
   half = taint_masks(masks, labels, 0.5)
   np.testing.assert_allclose(half[1, :3], 0.5 * masks[1, :3] + 0.5 / 3, rtol=1e-6)
+
+
+def test_taus_are_sorted_and_given_once(capsys):
+  assert parse_taus('1, 0,0.5') == [0.0, 0.5, 1.0]  # the curve joins its points in this order
+  assert math.copysign(1.0, parse_taus('-0')[0]) == 1.0
+  with pytest.raises(EvalError, match=r'--taus 0,0.5,-0: 0 given more than once'):
+    parse_taus('0,0.5,-0')
+  # Rejected before the generator directory is read.
+  assert mask_clarity.main(['--workdir', 'nope', '--data_dir', 'nope', '--taus', '0.5,0.5']) == 2
+  assert capsys.readouterr().err == 'error: --taus 0.5,0.5: 0.5 given more than once\n'
 
 
 def _gt_generator_dir(path):

@@ -39,6 +39,11 @@ def artifact(model, tmp_path_factory):
   return out
 
 
+@pytest.fixture(scope='module')
+def runtime(artifact):
+  return portable_runtime.load(artifact)
+
+
 def test_artifact_files_and_manifest(artifact):
   assert sorted(os.listdir(artifact)) == sorted(
       ['manifest.json', 'vocabulary.json', 'weights.npz', 'sample.jax', 'forward.jax',
@@ -112,6 +117,47 @@ def test_a_bare_process_runs_the_artifact(model, artifact, tmp_path):
                         env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH='', XLA_FLAGS=flags))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.split() == ['ok', 'disk']
+
+
+@pytest.mark.parametrize('boxes, labels, expected', [
+    (BOXES, np.where(LABELS == 1, 2**32 + 1, LABELS.astype(np.int64)),  # was cast to 1
+     'labels must lie in [0, 14)'),
+    (BOXES, LABELS + 0.5, 'labels must be whole numbers'),  # was cut to LABELS
+    (np.where(LABELS[..., None] == 1, np.nan, BOXES), LABELS,  # drew NaN images
+     'boxes of real objects (label > 0) must be finite'),
+    (BOXES[:0], LABELS[:0], 'no layouts (B = 0)'),  # was jax.export's ValueError
+    ([[[0, 0, 1, 1], [0, 0, 1]]], [[1, 2]], 'boxes must be a regular array'),
+    (BOXES, LABELS.astype(str), 'labels must be an array of numbers, got dtype <U'),
+])
+def test_runtime_refuses_bad_layouts(runtime, boxes, labels, expected):
+  with pytest.raises(portable_runtime.PortableError) as e:
+    runtime.generate(boxes, labels)
+  assert expected in str(e.value), str(e.value)
+  assert np.isfinite(runtime.generate(BOXES[:1, :2], LABELS[:1, :2].tolist()).image).all()
+
+
+@pytest.mark.parametrize('kwargs, expected', [
+    (dict(seed=1.5), 'seed must be an integer, not 1.5'),  # was cut to 1
+    (dict(seed=None), 'seed must be an integer, not None'),  # was int()'s TypeError
+    (dict(truncation=0), 'truncation must be a positive number or None, not 0'),  # redrew all z
+    (dict(truncation=float('nan')), 'not nan'),  # redrew none
+])
+def test_runtime_refuses_bad_sampling_arguments(runtime, kwargs, expected):
+  with pytest.raises(portable_runtime.PortableError) as e:
+    runtime.generate(BOXES, LABELS, **kwargs)
+  assert expected in str(e.value), str(e.value)
+
+
+def test_runtime_forward_names_a_wrong_shape(runtime):
+  z_obj, z_im = np.zeros((2, MAX_OBJECTS, 128)), np.zeros((2, 128))
+  keys = np.zeros((2, 2), np.uint32)
+  for args, expected in (((z_obj[:, :3], z_im, keys), 'z_obj must have shape [2, 4, 128], got'),
+                         ((z_obj, z_im[:1], keys), 'z_im must have shape [2, 128], got [1, 128]'),
+                         ((z_obj, z_im, keys[:, :1]), 'noise_keys must have shape [2, 2]'),
+                         ((z_obj * np.nan, z_im, keys), 'z_obj holds NaN')):
+    with pytest.raises(portable_runtime.PortableError) as e:
+      runtime.forward(args[0], BOXES, LABELS, *args[1:])
+    assert expected in str(e.value), str(e.value)
 
 
 def test_runtime_refuses_what_is_not_an_artifact(model, tmp_path):

@@ -76,6 +76,30 @@ def test_layout_and_masks_match_pixels(shapes_dir):
       assert (coverage == 1).all()  # visible masks tile the image exactly
 
 
+def test_no_more_workers_than_images(tmp_path, monkeypatch):
+  sizes = []
+
+  class Pool:  # records the pool size, draws in this process
+    def __init__(self, processes, initializer=None):
+      del initializer
+      sizes.append(processes)
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      return False
+
+    def map(self, fn, jobs, chunksize=1):
+      del chunksize
+      return [fn(job) for job in jobs]
+
+  context = type('Context', (), {'Pool': Pool})
+  monkeypatch.setattr(shapes.multiprocessing, 'get_context', lambda method: context)
+  shapes.generate(str(tmp_path / 'out'), num_train=3, num_val=1, seed=3, num_workers=64)
+  assert sizes == [3]  # train: 3 images, 3 workers; val: 1 image, drawn in this process
+
+
 def test_refuses_non_empty_out(shapes_dir):
   with pytest.raises(FileExistsError, match='not empty'):
     shapes.generate(shapes_dir, num_train=1, num_val=1)

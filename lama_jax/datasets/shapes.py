@@ -207,6 +207,8 @@ def _write_split(root: str, split_index: int, split: str, count: int, seed: int,
   image_dir = os.path.join(root, f'{split}2017')
   os.makedirs(image_dir)
   jobs = [(image_dir, seed, split_index, i) for i in range(count)]
+  # No more workers than images: each spawned worker costs seconds and ~100 MB before it draws.
+  num_workers = min(num_workers, count)
   if num_workers > 1 and count >= min_pool_size:
     # spawn, not fork: the caller may hold TensorFlow or JAX threads.
     # Workers ignore Ctrl-C (sent to the whole process group): the parent alone stops and cleans up.

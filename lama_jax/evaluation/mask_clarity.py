@@ -54,18 +54,23 @@ def taint_masks(masks: np.ndarray, labels: np.ndarray, tau: float) -> np.ndarray
 
 
 def parse_taus(text: str) -> list[float]:
-  """Comma-separated τ values in [0, 1].
+  """Comma-separated τ values in [0, 1], in increasing order (the curve's points are joined in
+  this order: given as 0,1,0.5 the line would double back).
 
   Raises:
-    EvalError: not numbers, none, or one outside [0, 1].
+    EvalError: not numbers, none, one outside [0, 1], or one given twice.
   """
   try:
-    taus = [float(t) for t in text.split(',') if t.strip()]
+    taus = [float(t) + 0.0 for t in text.split(',') if t.strip()]  # + 0.0: -0 is 0
   except ValueError:
     raise EvalError(f'--taus must be comma-separated numbers, got {text!r}') from None
   if not taus or any(not 0.0 <= t <= 1.0 for t in taus):
     raise EvalError(f'--taus must be numbers in [0, 1], got {text!r}')
-  return taus
+  # A repeated τ would sample the whole split again for the same row.
+  twice = sorted({t for t in taus if taus.count(t) > 1})
+  if twice:
+    raise EvalError(f'--taus {text}: {", ".join(f"{t:g}" for t in twice)} given more than once')
+  return sorted(taus)
 
 
 def _row(tau: float, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,17 @@ from lama_jax.models.mask import masks_to_layout
 
 IMAGE_FORMATS = ('float32', 'uint8')
 MASK_FORMATS = ('float32', 'float16', None)
+MAX_ROW = 2**31 - 1  # row indices are int32 on the device
+
+
+def _check_int(value: Any, name: str, low: int, high: int) -> int:
+  """`value` if it is an integer in [low, high], else a LayoutError (a float would be used
+  truncated, or as jnp.arange(1.5)'s two rows; a huge one would overflow int32 with a traceback)."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise LayoutError(f'{name} must be an integer, not {value!r}')
+  if not low <= value <= high:
+    raise LayoutError(f'{name} {value} is outside [{low}, {high}]')
+  return int(value)
 
 
 class Generated(NamedTuple):
@@ -233,7 +244,10 @@ class LayoutGenerator:
     more slots add columns without changing the first ones.
     """
     layouts_lib.check_sampling(seed, truncation)
-    num_objects = self.max_objects if num_objects is None else num_objects
+    batch = _check_int(batch, 'batch', 1, MAX_ROW)
+    first_row = _check_int(first_row, 'first_row', 0, MAX_ROW + 1 - batch)
+    num_objects = _check_int(self.max_objects if num_objects is None else num_objects,
+                             'num_objects', 1, MAX_ROW)
     z_obj, z_im = _sample_z(batch, num_objects, self.z_dim, truncation is not None,
                             jax.random.key(seed), jnp.int32(first_row),
                             jnp.float32(0.0 if truncation is None else truncation))
@@ -288,9 +302,12 @@ class LayoutGenerator:
     if labels is None:
       if isinstance(boxes, (dict, list, str)):
         layouts = self.parse_layouts(boxes)
+        # Every argument goes on (masks and first_row were once dropped without a word): rows
+        # are padded to max_objects, so given z_obj and masks have max_objects entries per row.
         return self.generate_layouts(layouts, z_obj=z_obj, z_im=z_im, seed=seed,
-                                     truncation=truncation, image_format=image_format,
-                                     mask_format=mask_format)
+                                     truncation=truncation, strict=strict, masks=masks,
+                                     image_format=image_format, mask_format=mask_format,
+                                     first_row=first_row)
       raise LayoutError('labels are missing: pass boxes [B, O, 4] and labels [B, O], or layouts')
     return _fetch(self._dispatch(boxes, labels, z_obj, z_im, seed, truncation, strict, masks,
                                  image_format, mask_format, first_row=first_row))
@@ -331,6 +348,7 @@ class LayoutGenerator:
     boxes, labels = layouts_lib.check_arrays(boxes, labels, self.num_classes, self.max_objects,
                                              strict)
     b, o = labels.shape
+    first_row = _check_int(first_row, 'first_row', 0, MAX_ROW + 1 - b)
     pad = self.max_objects - o
     if z_obj is not None:
       z_obj = self._check_z(z_obj, (b, o, self.z_dim), 'z_obj')
@@ -371,26 +389,42 @@ class LayoutGenerator:
     """Box-local object masks [B, O, 32, 32] → semantic masks [B, O, H, W] (masks_to_layout).
 
     Run op by op, not jitted: a few cheap ops, and bit-equal to `masks_to_layout` called directly.
+
+    Raises:
+      LayoutError: shapes that do not match, or values that are not finite (`masks_to_layout`
+        would read boxes [B, O, 3] past their end, and place NaN boxes as NaN masks).
     """
+    boxes = layouts_lib.as_array(boxes, 'boxes', '[B, O, 4]')
+    local_masks = layouts_lib.as_array(local_masks, 'local_masks', '[B, O, M, M]')
+    if boxes.ndim != 3 or boxes.shape[-1] != 4:
+      raise LayoutError(f'boxes must have shape [B, O, 4], got {list(boxes.shape)}')
+    if (local_masks.ndim != 4 or local_masks.shape[:2] != boxes.shape[:2] or
+        local_masks.shape[2] != local_masks.shape[3]):
+      raise LayoutError(f'local_masks must have shape [B, O, M, M] = [{boxes.shape[0]}, '
+                        f'{boxes.shape[1]}, M, M], got {list(local_masks.shape)}')
+    for name, x in (('boxes', boxes), ('local_masks', local_masks)):
+      if not np.all(np.isfinite(x.astype(np.float32))):
+        raise LayoutError(f'{name} hold NaN or infinite values')
     return np.asarray(masks_to_layout(jnp.asarray(boxes, jnp.float32),
                                       jnp.asarray(local_masks, jnp.float32), self.image_size))
 
   @staticmethod
   def _check_masks(masks, shape):
-    masks = np.asarray(masks, np.float32)
+    # Checked before the cast: a ragged list or a string is a LayoutError, a complex array is not
+    # quietly cut to its real part.
+    masks = layouts_lib.as_array(masks, 'masks', str(list(shape)))
     if masks.shape != shape:
       raise LayoutError(f'masks must have shape {list(shape)}, got {list(masks.shape)}')
+    masks = masks.astype(np.float32)
     if not np.all(np.isfinite(masks)):
       raise LayoutError('masks hold NaN or infinite values')
     return masks
 
   @staticmethod
   def _check_z(z, shape, name):
-    z = np.asarray(z)
+    z = layouts_lib.as_array(z, name, str(list(shape)))
     if z.shape != shape:
       raise LayoutError(f'{name} must have shape {list(shape)}, got {list(z.shape)}')
-    if not np.issubdtype(z.dtype, np.floating) and not np.issubdtype(z.dtype, np.integer):
-      raise LayoutError(f'{name} must be real numbers, got dtype {z.dtype}')
     z = z.astype(np.float32)
     if not np.all(np.isfinite(z)):
       raise LayoutError(f'{name} holds NaN or infinite values')

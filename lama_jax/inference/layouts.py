@@ -82,7 +82,8 @@ def resolve_category(category: Any, vocab: Vocabulary) -> tuple[int, str]:
     if category.strip().isdigit() and int(category) in vocab.id_to_name:
       hint = f' (an id is a JSON number: {int(category)}, {vocab.id_to_name[int(category)]!r})'
     raise LayoutError(f'unknown category {category!r} for {vocab.dataset}{hint}')
-  if isinstance(category, int) and not isinstance(category, bool):
+  if isinstance(category, (int, np.integer)) and not isinstance(category, (bool, np.bool_)):
+    category = int(category)  # a NumPy id (from an array of labels) is an id too
     if category == PAD_LABEL:
       raise LayoutError('category id 0 is the padding class (__image__), not a category')
     name = vocab.id_to_name.get(category)
@@ -90,7 +91,8 @@ def resolve_category(category: Any, vocab: Vocabulary) -> tuple[int, str]:
       raise LayoutError(f'unknown category id {category} for {vocab.dataset} '
                         f'(ids 1..{vocab.num_classes - 1})')
     return category, name
-  raise LayoutError(f'category must be a name or an integer id, not {json.dumps(category)}')
+  raise LayoutError('category must be a name or an integer id, not '
+                    f'{json.dumps(category, default=repr)}')
 
 
 def check_box(box: Any) -> np.ndarray:
@@ -210,7 +212,7 @@ def load_layouts(path: str, vocab: Vocabulary, max_objects: int) -> list[Layout]
   return parse_layouts(data, vocab, max_objects, source=path)
 
 
-def _as_array(x: Any, what: str, shape: str) -> np.ndarray:
+def as_array(x: Any, what: str, shape: str) -> np.ndarray:
   """np.asarray, with a ragged or non-numeric input named (numpy's own errors say neither)."""
   try:
     array = np.asarray(x)
@@ -256,8 +258,8 @@ def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int,
   Raises:
     LayoutError: naming the layout (batch row), the object and the problem.
   """
-  boxes = _as_array(boxes, 'boxes', '[B, O, 4]')
-  labels = _as_array(labels, 'labels', '[B, O]')
+  boxes = as_array(boxes, 'boxes', '[B, O, 4]')
+  labels = as_array(labels, 'labels', '[B, O]')
   if boxes.ndim != 3 or boxes.shape[-1] != 4:
     raise LayoutError(f'boxes must have shape [B, O, 4], got {list(boxes.shape)}')
   if labels.shape != boxes.shape[:2]:
@@ -295,6 +297,20 @@ def check_sampling(seed: Any, truncation: Any) -> None:
 
 
 def stack_layouts(layouts: Sequence[Layout], num_objects: int) -> tuple[np.ndarray, np.ndarray]:
-  """Layouts → (boxes [N, num_objects, 4], labels [N, num_objects]), padded."""
+  """Layouts → (boxes [N, num_objects, 4], labels [N, num_objects]), padded.
+
+  Raises:
+    LayoutError: no layouts, one that is not a `Layout` (JSON layouts go through `parse_layouts`)
+      or one with more than `num_objects` objects (NumPy's errors said none of this).
+  """
+  if not layouts:
+    raise LayoutError('no layouts to stack (the list is empty)')
+  for i, layout in enumerate(layouts):
+    if not isinstance(layout, Layout):
+      raise LayoutError(f'layout {i} is a {type(layout).__name__}, not a Layout (parse_layouts '
+                        'makes Layouts from JSON layouts)')
+    if len(layout.labels) > num_objects:
+      raise LayoutError(f'layout {i} {layout.name!r}: {len(layout.labels)} objects, more than '
+                        f'{num_objects}')
   pairs = [layout.arrays(num_objects) for layout in layouts]
   return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

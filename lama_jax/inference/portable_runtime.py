@@ -79,6 +79,19 @@ def is_portable(path: str | os.PathLike) -> bool:
     return False
 
 
+def _numbers(x: Any, name: str) -> np.ndarray:
+  """`x` as an array of ints or floats (not bools, strings or ragged lists), checked before any
+  cast: a cast to int32 would turn the label 2**32 + 1 into 1, and 1.9 into 1."""
+  try:
+    array = np.asarray(x)
+  except (ValueError, TypeError):
+    raise PortableError(f'{name} must be a regular array of numbers (rows of equal length)'
+                        ) from None
+  if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+    raise PortableError(f'{name} must be an array of numbers, got dtype {array.dtype}')
+  return array
+
+
 def _read_json(path: str) -> dict[str, Any]:
   try:
     with open(path) as f:
@@ -135,16 +148,23 @@ class PortableGenerator:
 
   def pad(self, boxes: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Pads [B, O, 4] boxes and [B, O] labels to max_objects; padding rows get the padding box."""
-    boxes, labels = np.asarray(boxes, np.float32), np.asarray(labels)
+    boxes, labels = _numbers(boxes, 'boxes'), _numbers(labels, 'labels')
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
       raise PortableError(f'boxes [B, O, 4] and labels [B, O] expected, got {list(boxes.shape)} '
                           f'and {list(labels.shape)}')
     b, o = labels.shape
+    if b == 0:
+      raise PortableError('boxes and labels hold no layouts (B = 0)')
     if o > self.max_objects:
       raise PortableError(f'{o} objects per layout, more than the model takes ({self.max_objects})')
-    labels = labels.astype(np.int32)
+    if not np.all(labels == np.round(labels)):  # NaN too
+      raise PortableError('labels must be whole numbers (category ids)')
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
       raise PortableError(f'labels must lie in [0, {self.num_classes})')
+    labels = labels.astype(np.int32)  # safe now
+    boxes = boxes.astype(np.float32)
+    if not np.all(np.isfinite(boxes[labels != PAD_LABEL])):  # would draw NaN images
+      raise PortableError('boxes of real objects (label > 0) must be finite')
     full_boxes = np.tile(np.asarray(PAD_BOX, np.float32), (b, self.max_objects, 1))
     full_labels = np.full((b, self.max_objects), PAD_LABEL, np.int32)
     full_boxes[:, :o] = np.where((labels == PAD_LABEL)[..., None], full_boxes[:, :o], boxes)
@@ -164,8 +184,15 @@ class PortableGenerator:
     Returns:
       Outputs(image [B, H, W, 3], mask [B, O, H, W], raw_mask [B, O, H, W]).
     """
+    # A float seed would be cut to an int, a truncation of 0 or below redraw every z, a NaN one none.
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+      raise PortableError(f'seed must be an integer, not {seed!r}')
     if not -2**31 <= int(seed) < 2**31:
       raise PortableError(f'seed {seed} is not an int32')
+    if truncation is not None and (
+        isinstance(truncation, (bool, np.bool_)) or
+        not isinstance(truncation, (int, float, np.integer, np.floating)) or not truncation > 0):
+      raise PortableError(f'truncation must be a positive number or None, not {truncation!r}')
     boxes, labels, o = self.pad(boxes, labels)
     t = np.float32(np.inf if truncation is None else truncation)
     image, mask, raw = self._sample(self.weights, boxes, labels, np.int32(seed), t)
@@ -175,9 +202,19 @@ class PortableGenerator:
     """Generates from given noise: z_obj [B, max_objects, z_dim], z_im [B, z_dim] float32, and
     noise_keys [B, 2] uint32 (threefry key data, one key per row for the noise maps)."""
     boxes, labels, o = self.pad(boxes, labels)
-    image, mask, raw = self._forward(self.weights, np.asarray(z_obj, np.float32), boxes, labels,
-                                     np.asarray(z_im, np.float32),
-                                     np.asarray(noise_keys, np.uint32))
+    b = boxes.shape[0]
+    given = {}  # checked here: the program's own shape errors speak of args[4] and dimension 'b'
+    for name, x, shape in (('z_obj', z_obj, (b, self.max_objects, self.z_dim)),
+                           ('z_im', z_im, (b, self.z_dim)), ('noise_keys', noise_keys, (b, 2))):
+      x = _numbers(x, name)
+      if x.shape != shape:
+        raise PortableError(f'{name} must have shape {list(shape)}, got {list(x.shape)}')
+      if name != 'noise_keys' and not np.all(np.isfinite(x.astype(np.float32))):
+        raise PortableError(f'{name} holds NaN or infinite values')
+      given[name] = x
+    image, mask, raw = self._forward(self.weights, given['z_obj'].astype(np.float32), boxes,
+                                     labels, given['z_im'].astype(np.float32),
+                                     given['noise_keys'].astype(np.uint32))
     return Outputs(np.asarray(image), np.asarray(mask)[:, :o], np.asarray(raw)[:, :o])
 
 
