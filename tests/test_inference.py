@@ -577,3 +577,17 @@ def test_sample_val_writes_images_named_by_id(workdir, tmp_path, monkeypatch, ca
   assert calls == [('/data', 'shapes', 64, 2, MAX_OBJECTS)]
   assert _pngs(out) == sorted(f'{i}_{r}.png' for i in ids for r in range(2))
   assert 'wrote 6 images' in capsys.readouterr().out
+
+
+def test_path_layouts_many_batches_and_colours_say_what_is_wrong(gen, tmp_path):
+  """pathlib layouts are files like str ones; generate_many without labels and colorize_masks with
+  a label past the table were a KeyError and an IndexError."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(_write(tmp_path, {'name': 'scene', 'objects': SCENE}))
+  np.testing.assert_array_equal(gen.generate(path, seed=1).image,
+                                gen.generate(str(path), seed=1).image)
+  assert [l.name for l in gen.parse_layouts(path)] == ['scene']
+  with pytest.raises(LayoutError, match='batch 1 has no labels: generate_many takes'):
+    list(gen.generate_many([{'boxes': BOXES, 'labels': LABELS}, {'boxes': BOXES}]))
+  with pytest.raises(LamaError, match=r'labels run over \[1, 9\], outside \[0, 5\)'):
+    visualize.colorize_masks(np.ones((1, 2, 4, 4)), LABELS, 5)

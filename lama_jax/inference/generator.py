@@ -18,6 +18,7 @@ uint8 on the device, so the host receives only what the caller wants (`image_for
 image). `generate_many` overlaps the copy of one batch's outputs with the compute of the next.
 """
 import functools
+import os
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -254,14 +255,15 @@ class LayoutGenerator:
     return np.asarray(z_obj), np.asarray(z_im)
 
   def parse_layouts(self, layouts: Any, source: str = '<layouts>') -> list[Layout]:
-    """Validates layouts given as decoded JSON (dict or list), a JSON string or a file path."""
+    """Validates layouts given as decoded JSON (dict or list), a JSON string or a file path (str or
+    os.PathLike)."""
     if isinstance(layouts, (list, dict)):
       return layouts_lib.parse_layouts(layouts, self.vocabulary, self.max_objects, source)
     if isinstance(layouts, str) and layouts.lstrip().startswith(('{', '[')):
       return layouts_lib.parse_layouts(layouts_lib.decode_layouts(layouts, source),
                                        self.vocabulary, self.max_objects, source)
-    if isinstance(layouts, str):
-      return layouts_lib.load_layouts(layouts, self.vocabulary, self.max_objects)
+    if isinstance(layouts, (str, os.PathLike)):
+      return layouts_lib.load_layouts(os.fspath(layouts), self.vocabulary, self.max_objects)
     raise LayoutError(f'{source}: not a layout or a list of layouts '
                       f'(got {type(layouts).__name__})')
 
@@ -273,7 +275,8 @@ class LayoutGenerator:
 
     Args:
       boxes: [B, O, 4] normalised (x, y, w, h) — or, with `labels` None, layouts in the JSON format
-        (a dict, a list of dicts, a JSON string or a file path), generated one row each.
+        (a dict, a list of dicts, a JSON string, or a file path as str or os.PathLike),
+        generated one row each.
       labels: [B, O] int category ids, 0 = padding (a padding row's box is ignored).
       z_obj: [B, O, z_dim] object noise; drawn from `seed` when None.
       z_im: [B, z_dim] image noise; drawn from `seed` when None.
@@ -300,7 +303,7 @@ class LayoutGenerator:
       LayoutError: bad input, with a message naming the layout, object and problem.
     """
     if labels is None:
-      if isinstance(boxes, (dict, list, str)):
+      if isinstance(boxes, (dict, list, str, os.PathLike)):
         layouts = self.parse_layouts(boxes)
         # Every argument goes on (masks and first_row were once dropped without a word): rows
         # are padded to max_objects, so given z_obj and masks have max_objects entries per row.
@@ -324,8 +327,12 @@ class LayoutGenerator:
       **common: arguments shared by every batch (e.g. image_format='uint8', mask_format=None).
     """
     pending = None
-    for batch in batches:
+    for i, batch in enumerate(batches):
       kwargs = {**common, **batch}
+      if 'boxes' not in kwargs or 'labels' not in kwargs:  # not a KeyError from deep inside
+        raise LayoutError(f'batch {i} has no {"boxes" if "boxes" not in kwargs else "labels"}: '
+                          'generate_many takes dicts of array layouts (boxes [B, O, 4], labels '
+                          '[B, O]); JSON layouts go to generate')
       started = self._dispatch(kwargs.pop('boxes'), kwargs.pop('labels'), **kwargs)
       if pending is not None:
         yield _fetch(pending)
