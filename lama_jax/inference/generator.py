@@ -41,16 +41,6 @@ MASK_FORMATS = ('float32', 'float16', None)
 MAX_ROW = 2**31 - 1  # row indices are int32 on the device
 
 
-def _check_int(value: Any, name: str, low: int, high: int) -> int:
-  """`value` if it is an integer in [low, high], else a LayoutError (a float would be used
-  truncated, or as jnp.arange(1.5)'s two rows; a huge one would overflow int32 with a traceback)."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise LayoutError(f'{name} must be an integer, not {value!r}')
-  if not low <= value <= high:
-    raise LayoutError(f'{name} {value} is outside [{low}, {high}]')
-  return int(value)
-
-
 class Generated(NamedTuple):
   """What `generate` returns (NumPy; float32 unless other formats were asked for)."""
   image: np.ndarray  # [B, H, W, 3] in [-1, 1] (uint8: the official test.py's (x/2 + 1/2)·255, truncated)
@@ -245,9 +235,9 @@ class LayoutGenerator:
     more slots add columns without changing the first ones.
     """
     layouts_lib.check_sampling(seed, truncation)
-    batch = _check_int(batch, 'batch', 1, MAX_ROW)
-    first_row = _check_int(first_row, 'first_row', 0, MAX_ROW + 1 - batch)
-    num_objects = _check_int(self.max_objects if num_objects is None else num_objects,
+    batch = layouts_lib.check_int(batch, 'batch', 1, MAX_ROW)
+    first_row = layouts_lib.check_int(first_row, 'first_row', 0, MAX_ROW + 1 - batch)
+    num_objects = layouts_lib.check_int(self.max_objects if num_objects is None else num_objects,
                              'num_objects', 1, MAX_ROW)
     z_obj, z_im = _sample_z(batch, num_objects, self.z_dim, truncation is not None,
                             jax.random.key(seed), jnp.int32(first_row),
@@ -355,7 +345,7 @@ class LayoutGenerator:
     boxes, labels = layouts_lib.check_arrays(boxes, labels, self.num_classes, self.max_objects,
                                              strict)
     b, o = labels.shape
-    first_row = _check_int(first_row, 'first_row', 0, MAX_ROW + 1 - b)
+    first_row = layouts_lib.check_int(first_row, 'first_row', 0, MAX_ROW + 1 - b)
     pad = self.max_objects - o
     if z_obj is not None:
       z_obj = self._check_z(z_obj, (b, o, self.z_dim), 'z_obj')

@@ -285,13 +285,20 @@ def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int,
   return boxes.astype(np.float32), labels
 
 
+def check_int(value: Any, name: str, low: int, high: int) -> int:
+  """`value` if it is an integer (NumPy's too, not a bool) in [low, high], else a LayoutError: a
+  float would be used truncated (or as jnp.arange(1.5)'s two rows), a huge one overflow int32."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise LayoutError(f'{name} must be an integer, not {value!r}')
+  if not low <= value <= high:
+    raise LayoutError(f'{name} {value} is outside [{low}, {high}]')
+  return int(value)
+
+
 def check_sampling(seed: Any, truncation: Any) -> None:
   """Raises LayoutError for a seed that is not an integer in [0, 2**32) (JAX keys keep 32 bits:
   larger or negative seeds would alias others) or a truncation that is not positive or None."""
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-    raise LayoutError(f'seed must be an integer, not {seed!r}')
-  if not 0 <= int(seed) <= MAX_SEED:
-    raise LayoutError(f'seed {seed} is outside [0, {MAX_SEED}]')
+  check_int(seed, 'seed', 0, MAX_SEED)
   if truncation is not None and not (is_number(truncation) and truncation > 0):
     raise LayoutError(f'truncation must be a positive number or None, not {truncation!r}')
 
