@@ -132,8 +132,11 @@ def _main(fv: flags.FlagValues) -> None:
     stack.enter_context(files.output_dir(out))
     report = driver.evaluate(fv.workdir, names, settings, fv.step, fv.dataset, notes)
     table = report_lib.markdown_table(report)
-    report_lib.write_json(os.path.join(out, 'metrics.json'), report)
-    files.write_text(os.path.join(out, 'metrics.md'), table)
+    # Together: a rerun into the same --out never leaves one new file beside an old one.
+    with files.atomic_files([os.path.join(out, 'metrics.json'),
+                             os.path.join(out, 'metrics.md')]) as (json_tmp, md_tmp):
+      report_lib.write_json(json_tmp, report)
+      files.write_text(md_tmp, table)
   print(table)
   print(f'wrote {os.path.join(out, "metrics.json")} and metrics.md')
 

@@ -1,8 +1,9 @@
 """Writing outputs so that nothing half-written is ever left behind.
 
 `atomic_open` writes a file beside its destination and renames it into place when complete;
-`atomic_dir` does the same for a directory; `output_dir` creates a command's output folder and removes
-it again if the command fails before finishing. `write_png` is the one PNG writer.
+`atomic_files` does it for a set of files together, `atomic_dir` for a directory; `output_dir`
+creates a command's output folder and removes it again if the command fails before finishing.
+`write_png` is the one PNG writer.
 """
 import contextlib
 import json
@@ -10,7 +11,7 @@ import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -53,6 +54,32 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
+def atomic_files(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
+  """Yields a temporary path beside each of `paths`; when the block succeeds they all replace their
+  destinations at once (renames only), so a set of outputs is never half old, half new.
+
+  On any error, or Ctrl-C, the temporary files go and the destinations are left as they were.
+  """
+  tmps = []
+  try:
+    for path in map(os.fspath, paths):
+      fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
+                                 dir=os.path.dirname(os.path.abspath(path)))
+      os.close(fd)
+      tmps.append(tmp)
+    yield list(tmps)
+    for tmp in tmps:
+      os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
+    for tmp, path in zip(tmps, paths):
+      os.replace(tmp, path)
+  except BaseException:
+    for tmp in tmps:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
+    raise
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
   """Yields a temporary sibling directory that is renamed to `path` when the block succeeds.
 
@@ -61,7 +88,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
   """
   out = Path(path).absolute()
   out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
+  try:
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
+  except OSError as e:  # name the folder the user asked for, not our temporary sibling
+    raise OSError(e.errno, f'cannot create a folder here ({e.strerror})', str(path)) from None
   os.chmod(tmp, 0o755)  # mkdtemp makes it private
   try:
     yield tmp

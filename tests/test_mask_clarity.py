@@ -220,3 +220,30 @@ def test_coco_polygons_rle_and_missing_segmentations():
   for seg in ([], None):  # no segmentation: a full box
     record = common.ImageRecord(1, 'x.png', box, np.array([1]), segmentations=[seg])
     assert common.object_masks(record, norm, width, height).all()
+
+
+def _report(step: int) -> dict:
+  rows = [{'tau': tau, 'alignment': 0.9 - tau / 2, 'mask_entropy': 0.1 + tau} for tau in (0, 1)]
+  return {'dataset': 'shapes', 'image_size': 64, 'step': step, 'num_layouts': 2,
+          'num_samples': 1, 'metrics': ['alignment'], 'taus': [0, 1], 'results': rows}
+
+
+def test_interrupted_outputs_leave_the_last_complete_set(tmp_path, monkeypatch):
+  """A rerun into the same --out stopped between its three files kept the new curve.png beside the
+  old table.md and results.json; now the three replace the old set together or not at all."""
+  from lama_jax.evaluation import mask_clarity as mask_clarity_lib  # pylint: disable=g-import-not-at-top
+  paths = mask_clarity_lib.write_outputs(_report(step=3), str(tmp_path))
+  before = {name: open(path, 'rb').read() for name, path in paths.items()}
+
+  def interrupted(report):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(mask_clarity_lib, 'markdown_table', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    mask_clarity_lib.write_outputs(_report(step=9), str(tmp_path))
+  assert {name: open(path, 'rb').read() for name, path in paths.items()} == before
+  assert sorted(os.listdir(tmp_path)) == sorted(mask_clarity_lib.OUTPUTS)  # no temporary files
+  monkeypatch.undo()
+  mask_clarity_lib.write_outputs(_report(step=9), str(tmp_path))
+  assert 'step 9' in open(paths['table.md']).read()
+  assert json.load(open(paths['results.json']))['step'] == 9
+  assert open(paths['curve.png'], 'rb').read() != before['curve.png']

@@ -460,3 +460,18 @@ def test_resume_with_another_model_is_refused_before_orbax_reads(tmp_path, monke
     checkpointing.restore_latest(manager, abstract)
   assert not restores  # refused from the metadata, before Orbax started reading
   manager.close()
+
+
+def test_a_folder_that_cannot_be_made_is_named_not_its_temporary_sibling(tmp_path, monkeypatch):
+  """`shapes --out /proc/x` said 'error: /proc/.x.zcd19i9a.tmp: No such file or directory'."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from lama_jax import files  # pylint: disable=g-import-not-at-top
+
+  def refused(prefix, suffix, dir):  # what mkdtemp does in /proc, even as root
+    raise FileNotFoundError(2, 'No such file or directory', os.path.join(dir, prefix + 'abc' + suffix))
+  monkeypatch.setattr(tempfile, 'mkdtemp', refused)
+  out = tmp_path / 'x'
+  with pytest.raises(OSError) as e:
+    with files.atomic_dir(out):
+      pass
+  assert cli.one_line(e.value) == f'{out}: cannot create a folder here (No such file or directory)'

@@ -140,9 +140,14 @@ def plot_curve(report: dict[str, Any]) -> np.ndarray:
 
 
 def write_outputs(report: dict[str, Any], out: str) -> dict[str, str]:
-  """Writes curve.png, table.md and results.json into the existing folder `out`; their paths."""
+  """Writes curve.png, table.md and results.json into the existing folder `out`; their paths.
+
+  The three replace an earlier run's together, so an interrupted run never leaves a mixed set.
+  """
   paths = {name: os.path.join(out, name) for name in OUTPUTS}
-  files.write_png(paths['curve.png'], plot_curve(report))
-  files.write_text(paths['table.md'], markdown_table(report))
-  report_lib.write_json(paths['results.json'], report)
+  with files.atomic_files([paths[name] for name in OUTPUTS]) as tmps:
+    tmp = dict(zip(OUTPUTS, tmps))
+    files.write_png(tmp['curve.png'], plot_curve(report))
+    files.write_text(tmp['table.md'], markdown_table(report))
+    report_lib.write_json(tmp['results.json'], report)
   return paths
