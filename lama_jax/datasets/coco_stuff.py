@@ -8,8 +8,10 @@ The official loader's rules (LAMA `data/cocostuff_loader.py`, from sg2im), appli
     annotation-file order; labels are the raw COCO category ids.
 Beyond the official rules (none of which fires on COCO-Stuff 2017 itself): a box reaching more than
 one pixel outside its image is clipped to it before the size rule (skipped when nothing of it is
-inside), and an RLE mask whose size is not its image's is stored as a full box; `prepare` reports
-both counts (clipped_boxes, skipped_boxes_outside, masks_wrong_size) with the split.
+inside), and an RLE mask whose size is not its image's, or a polygon reaching more than an image size
+outside it, is stored as a full box; `prepare` reports these counts (clipped_boxes,
+skipped_boxes_outside, masks_wrong_size, masks_outside_image) with the split. A segmentation that
+cannot be decoded (a non-finite polygon point, RLE counts that do not cover its size) is an error.
 TFDS stores the images in a fixed order (shuffled once by key hash, deterministically). Boxes are
 normalised by the image size, which must match the size the annotations state. Each object's
 segmentation (polygons or RLE; stuff annotations are RLE) is stored as a 32×32 box-local mask
@@ -58,6 +60,7 @@ class SplitStats:
   clipped_boxes: int = 0  # boxes reaching > OVERHANG_TOLERANCE px outside their image, clipped
   skipped_boxes_outside: int = 0  # boxes with nothing inside their image, skipped
   masks_wrong_size: int = 0  # RLE masks whose size is not their image's: stored as full boxes
+  masks_outside_image: int = 0  # polygons reaching more than an image size outside: full boxes
 
 
 def _load_coco(path: str) -> coco_api.COCO:
@@ -116,13 +119,37 @@ def clip_box(box: tuple[float, float, float, float], width: int, height: int
   return x0, y0, x1 - x0, y1 - y0
 
 
-def _check_mask_size(ann: dict, width: int, height: int, path: str, stats: SplitStats):
-  """The annotation's segmentation, or None (a full-box mask) for an RLE of another size."""
+def polygons_far_outside(polygons: list, width: int, height: int) -> bool:
+  """Whether a polygon point lies more than an image width or height outside its image.
+
+  pycocotools rasterises the whole outline, in memory that grows with its length: a point 1e9
+  pixels away needs tens of gigabytes.
+  """
+  points = [(x, y) for polygon in polygons for x, y in zip(polygon[::2], polygon[1::2])]
+  return any(not (-width <= x <= 2 * width and -height <= y <= 2 * height) for x, y in points)
+
+
+def _usable_segmentation(ann: dict, width: int, height: int, path: str, stats: SplitStats):
+  """The annotation's segmentation, or None (a full-box mask, counted) for an RLE of another size
+  or a polygon reaching far outside its image.
+
+  Raises:
+    DatasetError: a segmentation that cannot be decoded (`common.segmentation_problem`).
+  """
   seg = ann.get('segmentation')
+  problem = common.segmentation_problem(seg)
+  if problem:
+    raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a malformed '
+                              f'segmentation: {problem}.')
   if isinstance(seg, dict) and 'size' in seg and list(seg['size']) != [height, width]:
     stats.masks_wrong_size += 1
     logging.warning('%s: annotation id %s has a %s mask on a %dx%d image; stored as a full box.',
                     path, ann.get('id'), 'x'.join(map(str, seg['size'][::-1])), width, height)
+    return None
+  if isinstance(seg, list) and polygons_far_outside(seg, width, height):
+    stats.masks_outside_image += 1
+    logging.warning('%s: annotation id %s has a polygon reaching far outside its %dx%d image; '
+                    'stored as a full box.', path, ann.get('id'), width, height)
     return None
   return seg
 
@@ -195,7 +222,7 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
       if (w * h / (width * height) > MIN_OBJECT_SIZE and ann.get('iscrowd', 0) != 1
           and names[category] != OTHER_NAME):
         objects[image_id].append(((x, y, w, h), category,
-                                  _check_mask_size(ann, width, height, path, stats)))
+                                  _usable_segmentation(ann, width, height, path, stats)))
 
   records = []
   for image_id, img in images.items():

@@ -1,0 +1,82 @@
+"""prepare on malformed and unusual datasets: one clear error for bad input, the rest prepared and
+counted (what a QA sweep of coco_stuff and visual_genome found)."""
+import json
+import os
+
+import numpy as np
+from pycocotools import mask as mask_utils
+import pytest
+
+from lama_jax.datasets import coco_stuff
+from lama_jax.datasets import common
+from lama_jax.datasets import preparation as prepare_lib
+from tests import coco_fixture
+
+
+def _coco(tmp_path) -> str:
+  return coco_fixture.write_coco(str(tmp_path / 'coco'))
+
+
+def _edit_json(manual: str, name: str, edit) -> None:
+  path = os.path.join(manual, 'annotations', name)
+  with open(path) as f:
+    data = json.load(f)
+  edit(data)
+  with open(path, 'w') as f:
+    json.dump(data, f)
+
+
+def _set_first_segmentation(manual: str, name: str, segmentation) -> int:
+  """Gives the first annotation of `name` (val: image 101's first object, which is kept) the
+  segmentation; returns the annotation's id."""
+  ids = []
+  def edit(data):
+    data['annotations'][0]['segmentation'] = segmentation
+    ids.append(data['annotations'][0]['id'])
+  _edit_json(manual, name, edit)
+  return ids[0]
+
+
+@pytest.mark.parametrize('name, segmentation, problem', [
+    ('instances', [10, 10, 40, 10, 40, 30], 'the polygon 10 is not a list of x, y numbers'),
+    ('instances', [[10, 10, float('inf'), 10, 40, 30]], 'the polygon .* has a non-finite coordinate'),
+    ('instances', [[10, 10, float('nan'), 10, 40, 30]], 'the polygon .* has a non-finite coordinate'),
+    ('instances', [['10', '10', '40', '10', '40', '30']], 'the polygon .* is not a list of x, y'),
+    ('stuff', {'size': [80, 80], 'counts': [10, 20]},
+     'the RLE counts cover 30 pixels, but its size 80x80 has 6400'),
+    ('stuff', {'size': [80, 80], 'counts': ''}, 'the RLE counts cover 0 pixels'),
+    ('stuff', {'size': [80, 80], 'counts': [-5, 6405]}, 'the RLE counts .* are neither'),
+    ('stuff', {'size': '80x80', 'counts': [6400]}, "the RLE size '80x80' is not \\[height, width\\]"),
+])
+def test_malformed_segmentation_is_one_clear_error(tmp_path, name, segmentation, problem):
+  """pycocotools decoded these into garbage (counts that do not cover the mask leave the rest
+  uninitialised), allocated until the process was killed (an infinite polygon point), or raised a
+  TypeError/OverflowError traceback."""
+  manual = _coco(tmp_path)
+  ann_id = _set_first_segmentation(manual, f'{name}_val2017.json', segmentation)
+  with pytest.raises(common.DatasetError, match=(
+      f'{name}_val2017.json: annotation id {ann_id} has a malformed segmentation: {problem}')):
+    coco_stuff.select_images(manual, 'val')
+
+
+def test_polygon_far_outside_is_a_full_box_and_counted(tmp_path):
+  """A point 1e30 pixels away made pycocotools allocate until the process was killed."""
+  manual = _coco(tmp_path)
+  _set_first_segmentation(manual, 'instances_val2017.json', [[10, 10, 1e30, 10, 40, 30]])
+  records, stats = coco_stuff.select_images(manual, 'val')
+  assert records[0].segmentations[0] is None and stats.masks_outside_image == 1
+  assert stats.objects_without_segmentation == 3  # the fixture's other objects have none either
+
+
+def test_valid_segmentations_pass_the_checks():
+  """Compressed and uncompressed RLE from pycocotools, polygons, and empty fields."""
+  rng = np.random.default_rng(0)
+  for h, w in ((1, 1), (7, 13), (480, 640)):
+    for fill in (0.0, 0.3, 1.0):
+      mask = np.asfortranarray((rng.random((h, w)) < fill).astype(np.uint8))
+      rle = mask_utils.encode(mask)
+      assert common.segmentation_problem({'size': [h, w], 'counts': rle['counts'].decode()}) is None
+  assert common.segmentation_problem({'size': [2, 3], 'counts': [1, 4, 1]}) is None
+  for empty in ([], [[]], [[1, 2, 3, 4]], {}, None):
+    assert common.segmentation_problem(empty) is None
+  assert common.segmentation_problem([[0, 0, 5.5, 0, 5, 5]]) is None
