@@ -39,14 +39,14 @@ def _set_first_segmentation(manual: str, name: str, segmentation) -> int:
 
 @pytest.mark.parametrize('name, segmentation, problem', [
     ('instances', [10, 10, 40, 10, 40, 30], 'the polygon 10 is not a list of x, y numbers'),
-    ('instances', [[10, 10, float('inf'), 10, 40, 30]], 'the polygon .* has a non-finite coordinate'),
-    ('instances', [[10, 10, float('nan'), 10, 40, 30]], 'the polygon .* has a non-finite coordinate'),
+    ('instances', [[10, 10, float('inf'), 10, 40, 30]], 'the polygon .* has a non-finite'),
+    ('instances', [[10, 10, float('nan'), 10, 40, 30]], 'the polygon .* has a non-finite'),
     ('instances', [['10', '10', '40', '10', '40', '30']], 'the polygon .* is not a list of x, y'),
     ('stuff', {'size': [80, 80], 'counts': [10, 20]},
      'the RLE counts cover 30 pixels, but its size 80x80 has 6400'),
     ('stuff', {'size': [80, 80], 'counts': ''}, 'the RLE counts cover 0 pixels'),
     ('stuff', {'size': [80, 80], 'counts': [-5, 6405]}, 'the RLE counts .* are neither'),
-    ('stuff', {'size': '80x80', 'counts': [6400]}, "the RLE size '80x80' is not \\[height, width\\]"),
+    ('stuff', {'size': '80x80', 'counts': [6400]}, "the RLE size '80x80' is not \\[height, width"),
 ])
 def test_malformed_segmentation_is_one_clear_error(tmp_path, name, segmentation, problem):
   """pycocotools decoded these into garbage (counts that do not cover the mask leave the rest
@@ -80,3 +80,49 @@ def test_valid_segmentations_pass_the_checks():
   for empty in ([], [[]], [[1, 2, 3, 4]], {}, None):
     assert common.segmentation_problem(empty) is None
   assert common.segmentation_problem([[0, 0, 5.5, 0, 5, 5]]) is None
+
+
+def _append_image(data, **fields):
+  data['images'].append({**data['images'][0], **fields})
+
+
+@pytest.mark.parametrize('name, edit, message', [
+    ('instances', lambda d: d.pop('images'),
+     'instances_val2017.json is not valid COCO JSON: it has no images list'),
+    ('instances', lambda d: d.pop('annotations'), 'it has no annotations list'),  # was prepared
+    ('stuff', lambda d: d.update(categories={}), 'stuff_val2017.json .* it has no categories list'),
+    ('instances', lambda d: d['categories'][0].pop('name'),  # a KeyError traceback
+     "instances_val2017.json: category {'id': 1} has no integer id and name"),
+    ('instances', lambda d: _append_image(d, file_name='other.jpg'),  # one of them kept silently
+     'instances_val2017.json: image id 101 is listed twice'),
+    ('instances', lambda d: _append_image(d, id=2**70),  # an OverflowError deep inside TFDS
+     'image id 1180591620717411303424 does not fit in 64 bits'),
+    ('stuff', lambda d: d['annotations'][0].update(category_id='157'),  # said 'category id 157'
+     "annotation id \\d+ has category id '157', which neither annotation file defines"),
+    ('stuff', lambda d: d['annotations'].append(7), 'stuff_val2017.json: annotation 7 is not an'),
+])
+def test_malformed_annotation_file_is_one_clear_error(tmp_path, name, edit, message):
+  manual = _coco(tmp_path)
+  _edit_json(manual, f'{name}_val2017.json', edit)
+  with pytest.raises(common.DatasetError, match=message):
+    coco_stuff.select_images(manual, 'val')
+
+
+def test_annotation_file_with_byte_order_mark_reads(tmp_path):
+  manual = _coco(tmp_path)
+  path = os.path.join(manual, 'annotations', 'stuff_val2017.json')
+  with open(path, encoding='utf-8') as f:
+    text = f.read()
+  with open(path, 'w', encoding='utf-8-sig') as f:  # what some Windows editors save
+    f.write(text)
+  records, _ = coco_stuff.select_images(manual, 'val')
+  assert [r.image_id for r in records] == list(coco_fixture.EXPECTED['val'])
+
+
+def test_bad_annotation_file_leaves_nothing(tmp_path):
+  manual = _coco(tmp_path)
+  _edit_json(manual, 'instances_train2017.json', lambda d: _append_image(d, id=2**63))
+  out = tmp_path / 'tfds'
+  with pytest.raises(common.DatasetError, match='image id 9223372036854775808 does not fit'):
+    prepare_lib.prepare('coco_stuff', manual, str(out), image_sizes=(16,))
+  assert not out.exists()

@@ -35,6 +35,7 @@ DEFAULT_SIZE = 128
 # Largest stored size: the models draw at most 256x256; a 1024x1024 copy is 3 MB per image (230 GB
 # for COCO-Stuff), and far larger sizes exhaust the memory of the resize itself.
 MAX_SIZE = 1024
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1  # the range of the stored image ids
 
 
 @dataclasses.dataclass(eq=False)
