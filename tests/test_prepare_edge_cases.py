@@ -11,6 +11,8 @@ from lama_jax.datasets import coco_stuff
 from lama_jax.datasets import common
 from lama_jax.datasets import preparation as prepare_lib
 from tests import coco_fixture
+from tests.test_prepare import _edit_h5
+from tests.test_prepare import _write_vg
 
 
 def _coco(tmp_path) -> str:
@@ -126,3 +128,30 @@ def test_bad_annotation_file_leaves_nothing(tmp_path):
   with pytest.raises(common.DatasetError, match='image id 9223372036854775808 does not fit'):
     prepare_lib.prepare('coco_stuff', manual, str(out), image_sizes=(16,))
   assert not out.exists()
+
+
+def _replace_with_group(manual: str, split: str, name: str) -> None:
+  import h5py  # pylint: disable=g-import-not-at-top
+  with h5py.File(os.path.join(manual, f'{split}.h5'), 'a') as f:
+    del f[name]
+    f.create_group(name)
+
+
+@pytest.mark.parametrize('break_it, message', [
+    (lambda m: _replace_with_group(m, 'val', 'image_ids'),  # a TypeError traceback from h5py
+     r"val.h5 lacks the sg2im datasets \['image_ids'\]"),
+    (lambda m: _edit_h5(m, 'val', 'image_paths', lambda a: np.array([b'VG_100K/\xff.jpg'])),
+     r"val.h5: image id 21 has an image path that is not UTF-8: b'VG_100K/\\xff.jpg'"),
+    (lambda m: _edit_h5(m, 'val', 'image_ids', lambda a: np.array([b'x'])),  # int(b'x') traceback
+     r'val.h5: image_ids must hold whole numbers, not \|S1'),
+    (lambda m: _edit_h5(m, 'val', 'object_names', lambda a: a + 0.5),  # labels truncated silently
+     'val.h5: object_names must hold whole numbers, not float64'),
+    (lambda m: _edit_h5(m, 'val', 'image_ids', lambda a: a.astype(np.uint64) + 2**63),
+     'val.h5: image ids must fit in 64 bits .*, got 9223372036854775829'),  # TFDS OverflowError
+])
+def test_visual_genome_malformed_h5_is_one_clear_error(tmp_path, break_it, message):
+  manual = _write_vg(str(tmp_path / 'vg'))
+  break_it(manual)
+  with pytest.raises(common.DatasetError, match=message):
+    prepare_lib.prepare('visual_genome', manual, str(tmp_path / 'tfds'), image_sizes=(16,))
+  assert not (tmp_path / 'tfds').exists()
