@@ -4,8 +4,10 @@ import json
 import os
 
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 import pytest
+import tensorflow as tf
 
 from lama_jax.datasets import coco_stuff
 from lama_jax.datasets import common
@@ -155,3 +157,29 @@ def test_visual_genome_malformed_h5_is_one_clear_error(tmp_path, break_it, messa
   with pytest.raises(common.DatasetError, match=message):
     prepare_lib.prepare('visual_genome', manual, str(tmp_path / 'tfds'), image_sizes=(16,))
   assert not (tmp_path / 'tfds').exists()
+
+
+def _record(path: str, size: tuple[int, int]) -> common.ImageRecord:
+  return common.ImageRecord(image_id=7, path=path, pixel_boxes=np.zeros((0, 4)),
+                            labels=np.zeros(0, np.int64), width=size[0], height=size[1])
+
+
+def test_16_bit_grayscale_png_keeps_its_grey_levels(tmp_path):
+  """PIL's convert('RGB') clipped every level above 255 of 65535: a white image was stored."""
+  levels = np.tile(np.arange(0, 250, 10, dtype=np.uint8)[None, :, None], (4, 1, 1))  # [4, 25, 1]
+  path = str(tmp_path / 'deep.png')
+  with open(path, 'wb') as f:
+    f.write(tf.io.encode_png(levels.astype(np.uint16) * 257).numpy())
+  data, size = common.read_image(_record(path, (25, 4)))
+  assert size == (25, 4)
+  np.testing.assert_array_equal(common.resize_image(data, 25)[0, :, 0],
+                                common.resize_image(tf.io.encode_png(levels).numpy(), 25)[0, :, 0])
+
+
+def test_image_too_large_for_pil_is_one_clear_error(tmp_path, monkeypatch):
+  """PIL's DecompressionBombError (over ~179 million pixels) was a traceback."""
+  path = str(tmp_path / 'big.jpg')
+  Image.new('RGB', (80, 80)).save(path)
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)  # 80x80 is then over twice the limit
+  with pytest.raises(common.DatasetError, match=r'big.jpg \(image id 7\) is too large'):
+    common.read_image(_record(path, (80, 80)))

@@ -111,11 +111,14 @@ def check_files_exist(records: list[ImageRecord], what: str) -> None:
 def read_image(record: ImageRecord) -> tuple[bytes, tuple[int, int]]:
   """Reads and fully decodes an image, returning bytes TensorFlow decodes to RGB and (W, H).
 
-  JPEG and PNG files in RGB or grayscale are passed through unchanged; other modes (CMYK, palette,
-  alpha) are re-encoded as RGB PNG, as the official loader's `convert('RGB')` sees them.
+  JPEG and PNG files in RGB or grayscale (16-bit PNGs too) are passed through unchanged; other
+  modes (CMYK, palette, alpha) are re-encoded as RGB PNG, as the official loader's
+  `convert('RGB')` sees them. (PIL's `convert('RGB')` clips 16-bit grayscale to white; TensorFlow
+  scales it to 8 bits.)
 
   Raises:
-    DatasetError: unreadable or corrupt file, or a size that differs from the annotations'.
+    DatasetError: unreadable, corrupt or too large file, or a size that differs from the
+      annotations'.
   """
   try:
     with open(record.path, 'rb') as f:
@@ -123,10 +126,13 @@ def read_image(record: ImageRecord) -> tuple[bytes, tuple[int, int]]:
     with Image.open(io.BytesIO(data)) as image:
       image.load()  # a full decode: truncated files fail here, not during training
       fmt, mode, size = image.format, image.mode, image.size
-      if fmt not in ('JPEG', 'PNG') or mode not in ('RGB', 'L'):
+      if not (fmt == 'JPEG' and mode in ('RGB', 'L')
+              or fmt == 'PNG' and mode in ('RGB', 'L', 'I;16')):
         buf = io.BytesIO()
         image.convert('RGB').save(buf, format='PNG')
         data = buf.getvalue()
+  except Image.DecompressionBombError as e:  # PIL refuses more than ~179 million pixels
+    raise DatasetError(f'Image {record.path} (image id {record.image_id}) is too large: {e}') from e
   except (OSError, SyntaxError, ValueError) as e:
     raise DatasetError(f'Corrupt or unreadable image {record.path} (image id {record.image_id}): '
                        f'{e}') from e
