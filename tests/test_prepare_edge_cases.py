@@ -9,6 +9,7 @@ from pycocotools import mask as mask_utils
 import pytest
 import tensorflow as tf
 
+from lama_jax import prepare
 from lama_jax.datasets import coco_stuff
 from lama_jax.datasets import common
 from lama_jax.datasets import preparation as prepare_lib
@@ -183,3 +184,13 @@ def test_image_too_large_for_pil_is_one_clear_error(tmp_path, monkeypatch):
   monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)  # 80x80 is then over twice the limit
   with pytest.raises(common.DatasetError, match=r'big.jpg \(image id 7\) is too large'):
     common.read_image(_record(path, (80, 80)))
+
+
+def test_stdout_holds_only_the_json_lines(tmp_path, capsys):
+  """TFDS printed 'Downloading and preparing dataset ...' and '... downloaded and prepared to ...'
+  to stdout for every size, between the JSON lines that `prepare` documents."""
+  manual = _coco(tmp_path)
+  assert prepare.main(['--dataset', 'coco_stuff', '--manual_dir', manual, '--data_dir',
+                       str(tmp_path / 'tfds'), '--image_sizes', '8,16']) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert [json.loads(line)['split'] for line in lines] == ['train', 'val']
