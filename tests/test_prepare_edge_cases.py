@@ -13,6 +13,7 @@ from lama_jax import prepare
 from lama_jax.datasets import coco_stuff
 from lama_jax.datasets import common
 from lama_jax.datasets import preparation as prepare_lib
+from lama_jax.datasets import segmentation_checks
 from tests import coco_fixture
 from tests.test_prepare import _edit_h5
 from tests.test_prepare import _write_vg
@@ -80,11 +81,11 @@ def test_valid_segmentations_pass_the_checks():
     for fill in (0.0, 0.3, 1.0):
       mask = np.asfortranarray((rng.random((h, w)) < fill).astype(np.uint8))
       rle = mask_utils.encode(mask)
-      assert common.segmentation_problem({'size': [h, w], 'counts': rle['counts'].decode()}) is None
-  assert common.segmentation_problem({'size': [2, 3], 'counts': [1, 4, 1]}) is None
+      assert segmentation_checks.segmentation_problem({'size': [h, w], 'counts': rle['counts'].decode()}) is None
+  assert segmentation_checks.segmentation_problem({'size': [2, 3], 'counts': [1, 4, 1]}) is None
   for empty in ([], [[]], [[1, 2, 3, 4]], {}, None):
-    assert common.segmentation_problem(empty) is None
-  assert common.segmentation_problem([[0, 0, 5.5, 0, 5, 5]]) is None
+    assert segmentation_checks.segmentation_problem(empty) is None
+  assert segmentation_checks.segmentation_problem([[0, 0, 5.5, 0, 5, 5]]) is None
 
 
 def _append_image(data, **fields):

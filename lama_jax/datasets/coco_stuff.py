@@ -32,6 +32,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lama_jax.datasets import segmentation_checks
 from lama_jax.datasets import vocabulary as vocabulary_lib
 from lama_jax.datasets import common
 
@@ -138,25 +139,15 @@ def clip_box(box: tuple[float, float, float, float], width: int, height: int
   return x0, y0, x1 - x0, y1 - y0
 
 
-def polygons_far_outside(polygons: list, width: int, height: int) -> bool:
-  """Whether a polygon point lies more than an image width or height outside its image.
-
-  pycocotools rasterises the whole outline, in memory that grows with its length: a point 1e9
-  pixels away needs tens of gigabytes.
-  """
-  points = [(x, y) for polygon in polygons for x, y in zip(polygon[::2], polygon[1::2])]
-  return any(not (-width <= x <= 2 * width and -height <= y <= 2 * height) for x, y in points)
-
-
 def _usable_segmentation(ann: dict, width: int, height: int, path: str, stats: SplitStats):
   """The annotation's segmentation, or None (a full-box mask, counted) for an RLE of another size
   or a polygon reaching far outside its image.
 
   Raises:
-    DatasetError: a segmentation that cannot be decoded (`common.segmentation_problem`).
+    DatasetError: a segmentation that cannot be decoded (`segmentation_checks.segmentation_problem`).
   """
   seg = ann.get('segmentation')
-  problem = common.segmentation_problem(seg)
+  problem = segmentation_checks.segmentation_problem(seg)
   if problem:
     raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a malformed '
                               f'segmentation: {problem}.')
@@ -165,7 +156,7 @@ def _usable_segmentation(ann: dict, width: int, height: int, path: str, stats: S
     logging.warning('%s: annotation id %s has a %s mask on a %dx%d image; stored as a full box.',
                     path, ann.get('id'), 'x'.join(map(str, seg['size'][::-1])), width, height)
     return None
-  if isinstance(seg, list) and polygons_far_outside(seg, width, height):
+  if isinstance(seg, list) and segmentation_checks.polygons_far_outside(seg, width, height):
     stats.masks_outside_image += 1
     logging.warning('%s: annotation id %s has a polygon reaching far outside its %dx%d image; '
                     'stored as a full box.', path, ann.get('id'), width, height)
