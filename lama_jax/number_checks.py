@@ -15,6 +15,11 @@ def is_number(x: Any) -> bool:
   return isinstance(x, _NUMBER_TYPES) and not isinstance(x, (bool, np.bool_))
 
 
+def is_int(x: Any) -> bool:
+  """x is an int (NumPy's too), not a bool."""
+  return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
 def number_in(x: Any, low: float, high: float, whole: bool = False) -> bool:
   """x is a number in [low, high] (so not NaN), and a whole one if `whole`."""
   return is_number(x) and low <= x <= high and (not whole or float(x).is_integer())

@@ -13,8 +13,9 @@ so that training only reads and scales them. Per image that is S·S·3 bytes (64
 Nothing is downloaded. Each finished split prints one JSON line to stdout:
   {"split": "train", "images": N, "objects": M, "skipped_degenerate_boxes": K, ...}
 with what the filters counted; for COCO-Stuff and shapes also clipped_boxes (boxes reaching more
-than a pixel outside their image, clipped to it), skipped_boxes_outside (nothing inside) and
-masks_wrong_size (RLE masks of another size than their image, stored as full boxes).
+than a pixel outside their image, clipped to it), skipped_boxes_outside (nothing inside),
+masks_wrong_size (RLE masks of another size than their image) and masks_outside_image (polygons
+reaching more than an image size outside it), both stored as full boxes.
 TFDS writes into a temporary folder and renames it when every split is done, so an interrupted run
 leaves no half-written dataset; a finished one is reused, not rebuilt.
 """

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lama_jax import layouts
-from lama_jax.number_checks import is_number, number_in
+from lama_jax.number_checks import is_int, is_number, number_in
 
 
 @pytest.mark.parametrize('x', [0, -3, 1.5, math.nan, math.inf, np.int32(2), np.float32(0.5)])
@@ -16,6 +16,11 @@ def test_numbers(x):
 @pytest.mark.parametrize('x', [True, False, np.bool_(True), '1', None, [1], 1j, np.complex64(1)])
 def test_not_numbers(x):
   assert not is_number(x)
+
+
+def test_is_int():
+  assert is_int(3) and is_int(np.int64(-2)) and is_int(2**70)
+  assert not any(is_int(x) for x in (True, np.bool_(False), 3.0, np.float32(1), '3', None))
 
 
 def test_number_in():

@@ -8,8 +8,10 @@ The official loader's rules (LAMA `data/cocostuff_loader.py`, from sg2im), appli
     annotation-file order; labels are the raw COCO category ids.
 Beyond the official rules (none of which fires on COCO-Stuff 2017 itself): a box reaching more than
 one pixel outside its image is clipped to it before the size rule (skipped when nothing of it is
-inside), and an RLE mask whose size is not its image's is stored as a full box; `prepare` reports
-both counts (clipped_boxes, skipped_boxes_outside, masks_wrong_size) with the split.
+inside), and an RLE mask whose size is not its image's, or a polygon reaching more than an image
+size outside it, is stored as a full box; `prepare` reports these counts (clipped_boxes,
+skipped_boxes_outside, masks_wrong_size, masks_outside_image) with the split. A segmentation that
+cannot be decoded (a non-finite polygon point, RLE counts that do not cover its size) is an error.
 TFDS stores the images in a fixed order (shuffled once by key hash, deterministically). Boxes are
 normalised by the image size, which must match the size the annotations state. Each object's
 segmentation (polygons or RLE; stuff annotations are RLE) is stored as a 32×32 box-local mask
@@ -21,18 +23,16 @@ Manual folder layout (MANUAL_DIR):
   train2017/*.jpg, val2017/*.jpg
 """
 import collections
-import contextlib
 import dataclasses
-import io
 import json
 import math
 import os
 
 from absl import logging
 import numpy as np
-from pycocotools import coco as coco_api
 import tensorflow_datasets as tfds
 
+from lama_jax.datasets import segmentation_checks
 from lama_jax.datasets import vocabulary as vocabulary_lib
 from lama_jax.datasets import common
 
@@ -58,29 +58,52 @@ class SplitStats:
   clipped_boxes: int = 0  # boxes reaching > OVERHANG_TOLERANCE px outside their image, clipped
   skipped_boxes_outside: int = 0  # boxes with nothing inside their image, skipped
   masks_wrong_size: int = 0  # RLE masks whose size is not their image's: stored as full boxes
+  masks_outside_image: int = 0  # polygons reaching more than an image size outside: full boxes
 
 
-def _load_coco(path: str) -> coco_api.COCO:
+def _load_annotations(path: str, lists: tuple[str, ...]) -> dict:
+  """An annotation file's JSON object, checked to hold the `lists` the official loader reads.
+
+  Read as UTF-8 (a byte-order mark allowed), whatever the locale; pycocotools' index of it is not
+  needed.
+  """
   if not os.path.isfile(path):
     raise common.DatasetError(
         f'Missing annotation file {path}. Expected the COCO-Stuff 2017 layout: '
         'annotations/{instances,stuff}_{train,val}2017.json and {train,val}2017/ image folders.')
   try:
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
-      return coco_api.COCO(path)
-  except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+    with open(path, encoding='utf-8-sig') as f:
+      data = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise common.DatasetError(f'Annotation file {path} is not valid COCO JSON: {e!r}') from e
-  except AssertionError as e:  # pycocotools asserts that the top level is an object
+  if not isinstance(data, dict):
     raise common.DatasetError(f'Annotation file {path} is not valid COCO JSON: the top level is '
-                              'not an object with images, annotations and categories.') from e
+                              'not an object with images, annotations and categories.')
+  missing = [key for key in lists if not isinstance(data.get(key), list)]
+  if missing:
+    raise common.DatasetError(f'Annotation file {path} is not valid COCO JSON: it has no '
+                              f'{" and no ".join(missing)} list.')
+  return data
+
+
+def _category_names(data: dict, path: str) -> dict[int, str]:
+  """Category id -> name of an annotation file."""
+  names = {}
+  for category in data['categories']:
+    if not (isinstance(category, dict) and type(category.get('id')) is int
+            and isinstance(category.get('name'), str)):
+      raise common.DatasetError(f'{path}: category {category!r:.80} has no integer id and name.')
+    names[category['id']] = category['name']
+  return names
 
 
 def _check_image(img, path: str) -> None:
   """Raises DatasetError unless `img` is a COCO image entry: an integer id, a file_name and a
   positive width and height (what the records and the TFDS keys are made of)."""
-  if not isinstance(img, dict) or isinstance(img.get('id'), bool) or not isinstance(
-      img.get('id'), int):
+  if not isinstance(img, dict) or type(img.get('id')) is not int:
     raise common.DatasetError(f'{path}: image entry {img!r:.80} has no integer id.')
+  if not common.INT64_MIN <= img['id'] <= common.INT64_MAX:  # TFDS failed deep inside on these
+    raise common.DatasetError(f'{path}: image id {img["id"]} does not fit in 64 bits.')
   if not isinstance(img.get('file_name'), str) or not img['file_name']:
     raise common.DatasetError(f'{path}: image id {img["id"]} has no file_name.')
   size = img.get('width'), img.get('height')
@@ -116,13 +139,27 @@ def clip_box(box: tuple[float, float, float, float], width: int, height: int
   return x0, y0, x1 - x0, y1 - y0
 
 
-def _check_mask_size(ann: dict, width: int, height: int, path: str, stats: SplitStats):
-  """The annotation's segmentation, or None (a full-box mask) for an RLE of another size."""
+def _usable_segmentation(ann: dict, width: int, height: int, path: str, stats: SplitStats):
+  """The annotation's segmentation, or None (a full-box mask, counted) for an RLE of another size
+  or a polygon reaching far outside its image.
+
+  Raises:
+    DatasetError: a segmentation that cannot be decoded (`segmentation_checks.segmentation_problem`).
+  """
   seg = ann.get('segmentation')
+  problem = segmentation_checks.segmentation_problem(seg)
+  if problem:
+    raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a malformed '
+                              f'segmentation: {problem}.')
   if isinstance(seg, dict) and 'size' in seg and list(seg['size']) != [height, width]:
     stats.masks_wrong_size += 1
     logging.warning('%s: annotation id %s has a %s mask on a %dx%d image; stored as a full box.',
                     path, ann.get('id'), 'x'.join(map(str, seg['size'][::-1])), width, height)
+    return None
+  if isinstance(seg, list) and segmentation_checks.polygons_far_outside(seg, width, height):
+    stats.masks_outside_image += 1
+    logging.warning('%s: annotation id %s has a polygon reaching far outside its %dx%d image; '
+                    'stored as a full box.', path, ann.get('id'), width, height)
     return None
   return seg
 
@@ -165,26 +202,30 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
   """
   paths = [os.path.join(manual_dir, 'annotations', f'{kind}_{split}2017.json')
            for kind in ('instances', 'stuff')]
-  instances, stuff = (_load_coco(p) for p in paths)
+  instances = _load_annotations(paths[0], ('images', 'annotations', 'categories'))
+  stuff = _load_annotations(paths[1], ('annotations', 'categories'))
   images = {}
-  for img in instances.dataset.get('images', []):
+  for img in instances['images']:
     _check_image(img, paths[0])
+    if img['id'] in images:  # the official loader would keep it twice; which file is meant?
+      raise common.DatasetError(f'{paths[0]}: image id {img["id"]} is listed twice.')
     images[img['id']] = img
-  names = {c['id']: c['name'] for c in instances.dataset.get('categories', [])}
-  names.update({c['id']: c['name'] for c in stuff.dataset.get('categories', [])})
+  names = {**_category_names(instances, paths[0]), **_category_names(stuff, paths[1])}
 
   stats = SplitStats()
   objects = collections.defaultdict(list)  # image id -> [(box, label)]
   with_stuff = set()
   for coco, path in ((instances, paths[0]), (stuff, paths[1])):
-    for ann in coco.dataset.get('annotations', []):
+    for ann in coco['annotations']:
+      if not isinstance(ann, dict):
+        raise common.DatasetError(f'{path}: annotation {ann!r:.80} is not an object.')
       image_id, category = ann.get('image_id'), ann.get('category_id')
-      if image_id not in images:
+      if type(image_id) is not int or image_id not in images:  # JSON ids are ints, not '1'
         raise common.DatasetError(f'{path}: annotation id {ann.get("id")} points at image id '
-                                  f'{image_id}, which {paths[0]} does not list.')
-      if category not in names:
+                                  f'{image_id!r}, which {paths[0]} does not list.')
+      if type(category) is not int or category not in names:
         raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has category id '
-                                  f'{category}, which neither annotation file defines.')
+                                  f'{category!r}, which neither annotation file defines.')
       if coco is stuff:
         with_stuff.add(image_id)
       width, height = images[image_id]['width'], images[image_id]['height']
@@ -195,7 +236,7 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
       if (w * h / (width * height) > MIN_OBJECT_SIZE and ann.get('iscrowd', 0) != 1
           and names[category] != OTHER_NAME):
         objects[image_id].append(((x, y, w, h), category,
-                                  _check_mask_size(ann, width, height, path, stats)))
+                                  _usable_segmentation(ann, width, height, path, stats)))
 
   records = []
   for image_id, img in images.items():

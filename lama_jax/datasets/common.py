@@ -34,6 +34,7 @@ DEFAULT_SIZE = 128
 # Largest stored size: the models draw at most 256x256; a 1024x1024 copy is 3 MB per image (230 GB
 # for COCO-Stuff), and far larger sizes exhaust the memory of the resize itself.
 MAX_SIZE = 1024
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1  # the range of the stored image ids
 
 
 @dataclasses.dataclass(eq=False)
@@ -109,11 +110,14 @@ def check_files_exist(records: list[ImageRecord], what: str) -> None:
 def read_image(record: ImageRecord) -> tuple[bytes, tuple[int, int]]:
   """Reads and fully decodes an image, returning bytes TensorFlow decodes to RGB and (W, H).
 
-  JPEG and PNG files in RGB or grayscale are passed through unchanged; other modes (CMYK, palette,
-  alpha) are re-encoded as RGB PNG, as the official loader's `convert('RGB')` sees them.
+  JPEG and PNG files in RGB or grayscale (16-bit PNGs too) are passed through unchanged; other
+  modes (CMYK, palette, alpha) are re-encoded as RGB PNG, as the official loader's
+  `convert('RGB')` sees them. (PIL's `convert('RGB')` clips 16-bit grayscale to white; TensorFlow
+  scales it to 8 bits.)
 
   Raises:
-    DatasetError: unreadable or corrupt file, or a size that differs from the annotations'.
+    DatasetError: unreadable, corrupt or too large file, or a size that differs from the
+      annotations'.
   """
   try:
     with open(record.path, 'rb') as f:
@@ -121,10 +125,13 @@ def read_image(record: ImageRecord) -> tuple[bytes, tuple[int, int]]:
     with Image.open(io.BytesIO(data)) as image:
       image.load()  # a full decode: truncated files fail here, not during training
       fmt, mode, size = image.format, image.mode, image.size
-      if fmt not in ('JPEG', 'PNG') or mode not in ('RGB', 'L'):
+      if not (fmt == 'JPEG' and mode in ('RGB', 'L')
+              or fmt == 'PNG' and mode in ('RGB', 'L', 'I;16')):
         buf = io.BytesIO()
         image.convert('RGB').save(buf, format='PNG')
         data = buf.getvalue()
+  except Image.DecompressionBombError as e:  # PIL refuses more than ~179 million pixels
+    raise DatasetError(f'Image {record.path} (image id {record.image_id}) is too large: {e}') from e
   except (OSError, SyntaxError, ValueError) as e:
     raise DatasetError(f'Corrupt or unreadable image {record.path} (image id {record.image_id}): '
                        f'{e}') from e

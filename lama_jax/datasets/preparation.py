@@ -2,6 +2,7 @@
 from collections.abc import Sequence
 import contextlib
 import os
+import sys
 
 from absl import logging
 import tensorflow_datasets as tfds
@@ -63,6 +64,8 @@ def prepare(dataset: str, manual_dir: str, data_dir: str,
   with contextlib.ExitStack() as stack:
     for folder in (data_dir, os.path.join(data_dir, dataset), os.path.join(data_dir, 'downloads')):
       stack.enter_context(files.output_dir(folder))
+    # TFDS prints its progress lines to stdout, where `prepare` prints only the JSON lines.
+    stack.enter_context(contextlib.redirect_stdout(sys.stderr))
     for size in sorted(set(image_sizes)):
       builders.make(dataset, data_dir, size).download_and_prepare(download_config=config)
   # Reload from disk: what is reported is what was written.

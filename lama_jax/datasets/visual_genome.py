@@ -32,6 +32,8 @@ MAX_OBJECTS = 10  # the official loader's max_objects for VG
 SPLITS = ('train', 'val')
 _H5_KEYS = ('image_ids', 'image_paths', 'object_names', 'object_boxes', 'objects_per_image',
             'relationships_per_image', 'relationship_subjects', 'relationship_objects')
+_WHOLE_NUMBER_KEYS = ('image_ids', 'object_names', 'objects_per_image', 'relationships_per_image',
+                      'relationship_subjects', 'relationship_objects')
 
 
 @dataclasses.dataclass
@@ -81,7 +83,8 @@ def _chosen_objects(data: dict, i: int) -> list[int]:
 
 def _check_shapes(data: dict, path: str) -> None:
   """Raises DatasetError unless the sg2im arrays have the shapes `select_images` indexes them
-  with and the image ids are unique (they are the TFDS keys)."""
+  with, whole numbers where it takes indices, ids and labels, and the image ids unique int64s
+  (they are the TFDS keys)."""
   n = np.shape(data['image_ids'])[:1]
   names = np.shape(data['object_names'])
   rels = np.shape(data['relationship_subjects'])
@@ -93,7 +96,15 @@ def _check_shapes(data: dict, path: str) -> None:
         f'{path}: the sg2im datasets do not fit together ({shapes}); expected image_ids, '
         'image_paths, objects_per_image, relationships_per_image [N], object_names [N, O], '
         'object_boxes [N, O, 4], relationship_subjects and relationship_objects [N, R].')
-  ids, counts = np.unique(data['image_ids'], return_counts=True)
+  not_whole = [k for k in _WHOLE_NUMBER_KEYS if not np.issubdtype(data[k].dtype, np.integer)]
+  if not_whole:  # int() would silently truncate 2.5, or fail on b'x' with a traceback
+    raise common.DatasetError(f'{path}: {", ".join(not_whole)} must hold whole numbers, not '
+                              f'{", ".join(str(data[k].dtype) for k in not_whole)}.')
+  ids = data['image_ids']
+  if ids.size and not common.INT64_MIN <= ids.min() <= ids.max() <= common.INT64_MAX:
+    raise common.DatasetError(f'{path}: image ids must fit in 64 bits (they are stored as int64), '
+                              f'got {ids.max()}.')
+  ids, counts = np.unique(ids, return_counts=True)
   if (counts > 1).any():
     raise common.DatasetError(f'{path}: image ids {ids[counts > 1][:5].tolist()} appear more than '
                               'once.')
@@ -107,7 +118,7 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
     raise common.DatasetError(f'Missing {path} (the sg2im split file from preprocess_vg.py).')
   try:
     with h5py.File(path, 'r') as f:
-      missing = [k for k in _H5_KEYS if k not in f]
+      missing = [k for k in _H5_KEYS if not isinstance(f.get(k), h5py.Dataset)]
       if missing:
         raise common.DatasetError(f'{path} lacks the sg2im datasets {missing}.')
       data = {k: f[k][()] for k in _H5_KEYS}
@@ -118,7 +129,11 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
   records = []
   for i, image_id in enumerate(data['image_ids']):
     image_path = data['image_paths'][i]
-    image_path = image_path.decode() if isinstance(image_path, bytes) else str(image_path)
+    try:
+      image_path = image_path.decode() if isinstance(image_path, bytes) else str(image_path)
+    except UnicodeDecodeError as e:
+      raise common.DatasetError(f'{path}: image id {image_id} has an image path that is not '
+                                f'UTF-8: {bytes(image_path)!r}.') from e
     boxes, labels = [], []
     try:
       chosen = _chosen_objects(data, i)
