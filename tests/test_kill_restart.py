@@ -16,7 +16,7 @@ from lama_jax.training import step_cache
 from tests.train_helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_STEPS, KEEP = 20, 3
+NUM_STEPS, KEEP = 10, 3  # a save per step: the signals land near saves
 OVERRIDES = dict(num_train_steps=NUM_STEPS, keep_checkpoints=KEEP, sample_every_steps=1000)
 
 SCRIPT = f'''

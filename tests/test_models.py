@@ -49,6 +49,25 @@ def test_count_params_matches_official(size):
 
 
 @pytest.mark.parametrize('size', [64, 128, 256])
+def test_output_shapes_at_every_size(size):
+  """Shapes only (traced, not compiled); the gradients below compile the two ends, 64 and 256."""
+  g = make_generator(size, **TINY)
+  d = make_discriminator(size, ch=4, num_classes=14)
+  z, boxes, labels, z_im = _layout(2, 3)
+  rngs = {'params': jax.random.key(0), 'noise': jax.random.key(1)}
+  g_vars = jax.eval_shape(g.init, rngs, z, boxes, labels, z_im)
+  img, mask, raw = jax.eval_shape(
+      lambda v: g.apply(v, z, boxes, labels, z_im, train=True, rngs={'noise': jax.random.key(2)},
+                        mutable=['batch_stats', 'spectral'])[0], g_vars)
+  assert img.shape == (2, size, size, 3) and mask.shape == raw.shape == (2, 3, size, size)
+  d_vars = jax.eval_shape(d.init, rngs, jnp.zeros((2, size, size, 3)), boxes, labels)
+  out_im, out_obj, valid = jax.eval_shape(
+      lambda v: d.apply(v, jnp.zeros((2, size, size, 3)), boxes, labels, mutable=['spectral'])[0],
+      d_vars)
+  assert out_im.shape == (2,) and out_obj.shape == valid.shape == (2, 3)
+
+
+@pytest.mark.parametrize('size', [64, 256])
 def test_generator_and_discriminator_shapes_and_finite_gradients(size):
   g = make_generator(size, **TINY)
   d = make_discriminator(size, ch=4, num_classes=14)
