@@ -16,20 +16,12 @@ from lama_jax.datasets import preparation as prepare_lib
 from lama_jax.datasets import segmentation_checks
 from tests import coco_fixture
 from tests.test_prepare import _edit_h5
+from tests.test_prepare import _edit_json
 from tests.test_prepare import _write_vg
 
 
 def _coco(tmp_path) -> str:
   return coco_fixture.write_coco(str(tmp_path / 'coco'))
-
-
-def _edit_json(manual: str, name: str, edit) -> None:
-  path = os.path.join(manual, 'annotations', name)
-  with open(path) as f:
-    data = json.load(f)
-  edit(data)
-  with open(path, 'w') as f:
-    json.dump(data, f)
 
 
 def _set_first_segmentation(manual: str, name: str, segmentation) -> int:
