@@ -40,6 +40,19 @@ def config_file(tmp_path):
   return tiny_config_file(tmp_path)
 
 
+def test_a_batch_larger_than_the_train_split_is_refused(tiny_shapes, config_file, tmp_path, capsys):
+  """3 images (6 with flips) and batch 8: no step per epoch, so every learning-rate milestone fell
+  on step 0 (the rates ×0.01 from the start) and num_train_steps=-1 trained nothing, silently."""
+  flags, _ = tiny_shapes
+  workdir = tmp_path / 'run'
+  assert main_cmd.main(['--config', config_file, '--workdir', str(workdir), *flags,
+                        '--config.batch_size=8']) == 2
+  err = _one_error(capsys)
+  assert '--config.batch_size=8: more than the shapes train split' in err
+  assert '3 images (6 with the official flip)' in err
+  assert not workdir.exists()
+
+
 @pytest.mark.parametrize('norm', ['bgn', 'gn'])
 def test_a_width_the_group_norm_cannot_split_is_refused(config_file, tmp_path, capsys, norm):
   """model.ch=6 was a reshape TypeError traceback from inside the generator's first trace."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from lama_jax import files
 from lama_jax.datasets import builders
+from lama_jax.datasets import common
 from lama_jax.datasets import input_pipeline
 from lama_jax.datasets import preparation
 from lama_jax.datasets import shapes
@@ -72,11 +73,26 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
 
 
 def steps_per_epoch(data: Mapping[str, Any], global_batch_size: int, image_size: int) -> int:
-  """Training steps per epoch of `data` at `image_size` (a fixed count for synthetic batches)."""
+  """Training steps per epoch of `data` at `image_size` (a fixed count for synthetic batches).
+
+  Raises:
+    common.DatasetError: the train split holds less than one batch. The schedule counts in epochs:
+      with no step per epoch every learning-rate milestone would fall on step 0 and
+      `num_train_steps=-1` would train for no step at all.
+  """
   if data['dataset'] == SYNTHETIC:
     return synthetic.STEPS_PER_EPOCH
-  return input_pipeline.steps_per_epoch(data['data_dir'], data['dataset'], global_batch_size,
-                                        data['flip'], image_size)
+  steps = input_pipeline.steps_per_epoch(data['data_dir'], data['dataset'], global_batch_size,
+                                         data['flip'], image_size)
+  if steps == 0:
+    images = input_pipeline.num_examples(data['data_dir'], data['dataset'], 'train', image_size)
+    flipped = f' ({2 * images} with the official flip)' if data['flip'] == 'official' else ''
+    processes = f', split over {jax.process_count()} processes' if jax.process_count() > 1 else ''
+    raise common.DatasetError(
+        f'--config.batch_size={global_batch_size}: more than the {data["dataset"]} train split in '
+        f'{data["data_dir"]} holds: {images} images{flipped}{processes}, so an epoch would have no '
+        'step; lower the batch size or train on more images')
+  return steps
 
 
 def train_batches(data: Mapping[str, Any], image_size: int, num_classes: int,
