@@ -60,6 +60,8 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
     return
   start = time.time()
   if jax.process_index() == 0:
+    # Named as the user set it, not as `prepare`'s --data_dir.
+    files.check_folder_target(data['data_dir'], '--config.data.data_dir')
     manual = data['shapes']['manual_dir']
     if not (os.path.isdir(manual) and os.listdir(manual)):
       # A file there (or above) is named with its field, not as 'File exists' from makedirs.
