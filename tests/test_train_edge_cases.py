@@ -75,3 +75,14 @@ def test_a_width_the_group_norm_cannot_split_is_refused(config_file, tmp_path, c
       capsys)
   assert not workdir.exists()
   config_checks.check(tiny_config(ch=6, norm='bn'))  # batch norm takes any width
+
+
+def test_fewer_val_layouts_than_asked_is_said(tiny_shapes, caplog):
+  """The grids and evaluators quietly took the 2 val layouts there were for 16 and 10."""
+  config = tiny_shapes[1].copy_and_resolve_references()
+  config.log.num_sample_images, config.evals.num_layouts = 16, 10
+  evaluation = loop.Evaluation(config, None, None, '', None)
+  evaluation._read_layouts()  # pylint: disable=protected-access
+  assert len(evaluation.eval_layouts['labels']) == 2
+  assert ('The val split holds only 2 layouts, fewer than config.log.num_sample_images=16 and '
+          'config.evals.num_layouts=10 asks: all 2 are used.') in caplog.messages

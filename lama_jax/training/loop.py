@@ -15,6 +15,7 @@ import signal
 import time
 from typing import Any, Iterator
 
+from absl import logging
 from clu import metric_writers
 from clu import parameter_overview
 from clu import periodic_actions
@@ -139,6 +140,8 @@ class Evaluation:
     count = max(config.log.num_sample_images, config.evals.num_layouts)
     layouts = loaders.val_layouts(config.data, config.model.image_size, config.model.num_classes,
                                   count, with_masks=config.gt_masks)
+    _warn_few_layouts(len(layouts['labels']), config.log.num_sample_images,
+                      config.evals.num_layouts)
     self.grid_layouts = {k: v[:config.log.num_sample_images] for k, v in layouts.items()}
     self.eval_layouts = {k: v[:config.evals.num_layouts] for k, v in layouts.items()}
 
@@ -165,6 +168,17 @@ class Evaluation:
     for name, result in results.items():
       _flatten(f'eval/{name}', result, scalars)
     return scalars
+
+
+def _warn_few_layouts(available: int, num_sample_images: int, num_layouts: int) -> None:
+  """Says when the val split is smaller than the grids or the evaluators ask: their scores would
+  otherwise be reported as if on `num_layouts` layouts."""
+  if available >= max(num_sample_images, num_layouts):
+    return
+  asked = {'log.num_sample_images': num_sample_images, 'evals.num_layouts': num_layouts}
+  short = ' and '.join(f'config.{field}={n}' for field, n in asked.items() if n > available)
+  logging.warning('The val split holds only %d layouts, fewer than %s asks: all %d are used.',
+                  available, short, available)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
