@@ -86,3 +86,20 @@ def test_fewer_val_layouts_than_asked_is_said(tiny_shapes, caplog):
   assert len(evaluation.eval_layouts['labels']) == 2
   assert ('The val split holds only 2 layouts, fewer than config.log.num_sample_images=16 and '
           'config.evals.num_layouts=10 asks: all 2 are used.') in caplog.messages
+
+
+def test_a_run_already_at_its_last_step_says_so_and_compiles_nothing(tmp_path, monkeypatch,
+                                                                        capsys):
+  """It printed 'training to step 2' and stopped without a word, after compiling the step."""
+  config = tiny_config(num_train_steps=2, compilation_cache_dir='')
+  trainer = Trainer(config, steps_per_epoch=100)
+  manager = checkpointing.make_manager(str(tmp_path), 2, owner=True)
+  state = trainer.init_state()
+  checkpointing.save(manager, state.replace(step=state.step + 2))
+  manager.wait_until_finished()
+  manager.close()
+  compiled = []
+  monkeypatch.setattr(Trainer, 'compile_step', lambda self: compiled.append(1))
+  loop.train_and_evaluate(config, str(tmp_path))
+  assert 'The run is already at step 2: nothing to train' in capsys.readouterr().out
+  assert not compiled
