@@ -6,6 +6,7 @@ shapes set (3 train, 2 val images at 64×64) that the run itself generates and p
 import pytest
 
 from lama_jax import main as main_cmd
+from lama_jax.datasets import loaders
 from lama_jax.training import checkpointing
 from lama_jax.training import config_checks
 from lama_jax.training import loop
@@ -27,7 +28,6 @@ def tiny_shapes(tmp_path_factory):
            f'--config.data.shapes.manual_dir={root / "manual"}', '--config.data.dataset=shapes',
            '--config.data.shapes.num_train=3', '--config.data.shapes.num_val=2',
            '--config.model.num_classes=14']
-  from lama_jax.datasets import loaders  # pylint: disable=g-import-not-at-top
   config = tiny_config(dataset='shapes', data_dir=str(root / 'tfds'), num_classes=14,
                        **{'data.shapes.manual_dir': str(root / 'manual'),
                           'data.shapes.num_train': 3, 'data.shapes.num_val': 2})
@@ -103,3 +103,15 @@ def test_a_run_already_at_its_last_step_says_so_and_compiles_nothing(tmp_path, m
   loop.train_and_evaluate(config, str(tmp_path))
   assert 'The run is already at step 2: nothing to train' in capsys.readouterr().out
   assert not compiled
+
+
+def test_a_shapes_set_of_another_size_than_the_config_asks_is_said(tiny_shapes, caplog):
+  """A set generated earlier (3 train, 2 val) was used silently for num_train=3000, num_val=200."""
+  config = tiny_shapes[1].copy_and_resolve_references()
+  config.data.shapes.num_train, config.data.shapes.num_val = 3000, 200
+  loaders.ensure_prepared(config.data, 64)
+  assert any('holds 3 train and 2 val images, not the 3000 and 200 of config.data.shapes.num_train'
+             in m for m in caplog.messages), caplog.messages
+  caplog.clear()
+  loaders.ensure_prepared(tiny_shapes[1].data, 64)  # the size asked: nothing to say
+  assert not any('shapes set' in m for m in caplog.messages)

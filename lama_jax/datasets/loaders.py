@@ -56,8 +56,12 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
   prepared by the user."""
   if data['dataset'] != 'shapes':
     return
-  if image_size in builders.prepared_sizes(data['data_dir'], 'shapes'):
-    return
+  if image_size not in builders.prepared_sizes(data['data_dir'], 'shapes'):
+    _prepare_shapes(data, image_size)
+  _warn_other_shapes_size(data, image_size)
+
+
+def _prepare_shapes(data: Mapping[str, Any], image_size: int) -> None:
   start = time.time()
   if jax.process_index() == 0:
     # Named as the user set it, not as `prepare`'s --data_dir.
@@ -72,6 +76,21 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('shapes_prepared')
   logging.info('Shapes set ready in %.1f s.', time.time() - start)
+
+
+def _warn_other_shapes_size(data: Mapping[str, Any], image_size: int) -> None:
+  """Says when the shapes set found prepared is not the size the config asks: a set generated
+  earlier is used as it is, so a changed num_train or num_val alone changes nothing."""
+  held = {split: input_pipeline.num_examples(data['data_dir'], 'shapes', split, image_size)
+          for split in ('train', 'val')}
+  asked = {split: data['shapes'][f'num_{split}'] for split in held}
+  if held != asked:
+    logging.warning(
+        'The shapes set in %s holds %d train and %d val images, not the %d and %d of '
+        'config.data.shapes.num_train and num_val: it was generated earlier and is used as it is '
+        '(remove %s and %s to generate it anew).', data['data_dir'], held['train'], held['val'],
+        asked['train'], asked['val'], data['shapes']['manual_dir'],
+        os.path.join(data['data_dir'], 'shapes'))
 
 
 def steps_per_epoch(data: Mapping[str, Any], global_batch_size: int, image_size: int) -> int:
