@@ -22,7 +22,8 @@ def _one_error(capsys) -> str:
 
 @pytest.fixture(scope='module')
 def tiny_shapes(tmp_path_factory):
-  """The flags of a shapes set of 3 train and 2 val images, generated and prepared at 64×64."""
+  """(command-line flags, config) of a shapes set of 3 train and 2 val images, generated and
+  prepared at 64×64 as a run does (`ensure_prepared`)."""
   root = tmp_path_factory.mktemp('shapes')
   flags = [f'--config.data.data_dir={root / "tfds"}',
            f'--config.data.shapes.manual_dir={root / "manual"}', '--config.data.dataset=shapes',
