@@ -11,13 +11,8 @@ from lama_jax.training import checkpointing
 from lama_jax.training import config_checks
 from lama_jax.training import loop
 from lama_jax.training.trainer import Trainer
+from tests.test_reliability import _one_error
 from tests.train_helpers import tiny_config, tiny_config_file
-
-
-def _one_error(capsys) -> str:
-  err = capsys.readouterr().err
-  assert err.startswith('error: ') and err.count('\n') == 1, err
-  return err
 
 
 @pytest.fixture(scope='module')

@@ -267,8 +267,8 @@ class BatchNorm(nn.Module):
     return y.astype(x.dtype)
 
 
-def group_norm(x: jax.Array, groups: int = GROUP_NORM_GROUPS, eps: float = 1e-5, everywhere: bool = True
-               ) -> jax.Array:
+def group_norm(x: jax.Array, groups: int = GROUP_NORM_GROUPS, eps: float = 1e-5,
+               everywhere: bool = True) -> jax.Array:
   """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups.
 
   `everywhere`: its statistics summed by halving on every backend (models/numerics.py), as the
