@@ -29,7 +29,10 @@ def atomic_open(path: str | os.PathLike, mode: str = 'w') -> Iterator[Any]:
     with os.fdopen(fd, mode) as f:
       yield f
     os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
-    os.replace(tmp, path)
+    try:
+      os.replace(tmp, path)
+    except OSError as e:  # e.g. a folder in the way: name the file asked for, not our temporary
+      raise OSError(e.errno, e.strerror, path) from None
   except BaseException:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)

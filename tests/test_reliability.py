@@ -475,3 +475,13 @@ def test_a_folder_that_cannot_be_made_is_named_not_its_temporary_sibling(tmp_pat
     with files.atomic_dir(out):
       pass
   assert cli.one_line(e.value) == f'{out}: cannot create a folder here (No such file or directory)'
+
+
+def test_a_folder_in_the_way_of_an_output_file_is_named_not_the_temporary_file(tmp_path):
+  """A workdir whose config.json is a folder named '.config.json.XXX.tmp', not config.json."""
+  from lama_jax import files  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'config.json').mkdir()
+  with pytest.raises(OSError) as e:
+    files.write_json(tmp_path / 'config.json', {})
+  assert cli.one_line(e.value) == f'{tmp_path / "config.json"}: Is a directory'
+  assert sorted(os.listdir(tmp_path)) == ['config.json']

@@ -16,6 +16,7 @@ import numpy as np
 
 from lama_jax import files
 from lama_jax.datasets import builders
+from lama_jax.datasets import common
 from lama_jax.datasets import input_pipeline
 from lama_jax.datasets import preparation
 from lama_jax.datasets import shapes
@@ -55,10 +56,16 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
   prepared by the user."""
   if data['dataset'] != 'shapes':
     return
-  if image_size in builders.prepared_sizes(data['data_dir'], 'shapes'):
-    return
+  if image_size not in builders.prepared_sizes(data['data_dir'], 'shapes'):
+    _prepare_shapes(data, image_size)
+  _warn_other_shapes_size(data, image_size)
+
+
+def _prepare_shapes(data: Mapping[str, Any], image_size: int) -> None:
   start = time.time()
   if jax.process_index() == 0:
+    # Named as the user set it, not as `prepare`'s --data_dir.
+    files.check_folder_target(data['data_dir'], '--config.data.data_dir')
     manual = data['shapes']['manual_dir']
     if not (os.path.isdir(manual) and os.listdir(manual)):
       # A file there (or above) is named with its field, not as 'File exists' from makedirs.
@@ -71,12 +78,42 @@ def ensure_prepared(data: Mapping[str, Any], image_size: int) -> None:
   logging.info('Shapes set ready in %.1f s.', time.time() - start)
 
 
+def _warn_other_shapes_size(data: Mapping[str, Any], image_size: int) -> None:
+  """Says when the shapes set found prepared is not the size the config asks: a set generated
+  earlier is used as it is, so a changed num_train or num_val alone changes nothing."""
+  held = {split: input_pipeline.num_examples(data['data_dir'], 'shapes', split, image_size)
+          for split in ('train', 'val')}
+  asked = {split: data['shapes'][f'num_{split}'] for split in held}
+  if held != asked:
+    logging.warning(
+        'The shapes set in %s holds %d train and %d val images, not the %d and %d of '
+        'config.data.shapes.num_train and num_val: it was generated earlier and is used as it is '
+        '(remove %s and %s to generate it anew).', data['data_dir'], held['train'], held['val'],
+        asked['train'], asked['val'], data['shapes']['manual_dir'],
+        os.path.join(data['data_dir'], 'shapes'))
+
+
 def steps_per_epoch(data: Mapping[str, Any], global_batch_size: int, image_size: int) -> int:
-  """Training steps per epoch of `data` at `image_size` (a fixed count for synthetic batches)."""
+  """Training steps per epoch of `data` at `image_size` (a fixed count for synthetic batches).
+
+  Raises:
+    common.DatasetError: the train split holds less than one batch. The schedule counts in epochs:
+      with no step per epoch every learning-rate milestone would fall on step 0 and
+      `num_train_steps=-1` would train for no step at all.
+  """
   if data['dataset'] == SYNTHETIC:
     return synthetic.STEPS_PER_EPOCH
-  return input_pipeline.steps_per_epoch(data['data_dir'], data['dataset'], global_batch_size,
-                                        data['flip'], image_size)
+  steps = input_pipeline.steps_per_epoch(data['data_dir'], data['dataset'], global_batch_size,
+                                         data['flip'], image_size)
+  if steps == 0:
+    images = input_pipeline.num_examples(data['data_dir'], data['dataset'], 'train', image_size)
+    flipped = f' ({2 * images} with the official flip)' if data['flip'] == 'official' else ''
+    processes = f', split over {jax.process_count()} processes' if jax.process_count() > 1 else ''
+    raise common.DatasetError(
+        f'--config.batch_size={global_batch_size}: more than the {data["dataset"]} train split in '
+        f'{data["data_dir"]} holds: {images} images{flipped}{processes}, so an epoch would have no '
+        'step; lower the batch size or train on more images')
+  return steps
 
 
 def train_batches(data: Mapping[str, Any], image_size: int, num_classes: int,

@@ -34,6 +34,7 @@ Dtype = Any
 LEAKY_SLOPE = 0.01
 EPS_CONV = 1e-4  # the official `conv2d` helper: spectral_norm(conv, eps=1e-4)
 EPS_DEFAULT = 1e-12  # torch's default: Linear, Embedding, the mask 1×1 conv, LAMA convs
+GROUP_NORM_GROUPS = 4  # ISLA-Norm's group norm ('bgn', 'gn'): the channels split into 4 groups
 
 def leaky_relu(x: jax.Array) -> jax.Array:
   return nn.leaky_relu(x, LEAKY_SLOPE)
@@ -266,8 +267,8 @@ class BatchNorm(nn.Module):
     return y.astype(x.dtype)
 
 
-def group_norm(x: jax.Array, groups: int = 4, eps: float = 1e-5, everywhere: bool = True
-               ) -> jax.Array:
+def group_norm(x: jax.Array, groups: int = GROUP_NORM_GROUPS, eps: float = 1e-5,
+               everywhere: bool = True) -> jax.Array:
   """GroupNorm without affine over an NHWC tensor: channels split into contiguous groups.
 
   `everywhere`: its statistics summed by halving on every backend (models/numerics.py), as the

@@ -17,6 +17,7 @@ from lama_jax.datasets import shapes
 from lama_jax.errors import LamaError
 from lama_jax.inference import layouts
 from lama_jax.models import presets
+from lama_jax.models.layers import GROUP_NORM_GROUPS
 
 DATASETS = ('coco_stuff', 'visual_genome', 'shapes', 'synthetic')
 FLIP_MODES = ('official', 'random', 'none')
@@ -193,6 +194,15 @@ def _check_evals(config: ml_collections.ConfigDict) -> None:
                   f'{name} cannot run during training: {problem}')
 
 
+def _check_norm_groups(model: ml_collections.ConfigDict) -> None:
+  """ISLA-Norm's group norm splits every generator layer's channels (multiples of model.ch, the
+  last one model.ch itself) into equal groups; other widths fail inside the model's first trace."""
+  if model.norm in ('bgn', 'gn') and model.ch % GROUP_NORM_GROUPS:
+    raise _fail('model.ch', model.ch, f'must be a multiple of {GROUP_NORM_GROUPS} with '
+                f'model.norm={model.norm!r} (its group norm splits the channels into '
+                f'{GROUP_NORM_GROUPS} groups); or use model.norm=\'bn\'')
+
+
 def _check_vocabulary(config: ml_collections.ConfigDict) -> None:
   """A vocabulary the user names must load (the datasets' own fall back to numbered names)."""
   from lama_jax.datasets import vocabulary  # pylint: disable=g-import-not-at-top
@@ -245,6 +255,7 @@ def check(config: ml_collections.ConfigDict, num_devices: int = 1, evals: bool =
   if batch // num_devices > MAX_BATCH_PER_DEVICE:
     raise _fail('batch_size', batch, f'{batch // num_devices} images per device, more than the '
                 f'limit of {MAX_BATCH_PER_DEVICE} per device (beyond it memory runs out)')
+  _check_norm_groups(config.model)
   _check_vocabulary(config)
   _check_num_classes(config)
   if evals:

@@ -15,6 +15,7 @@ import signal
 import time
 from typing import Any, Iterator
 
+from absl import logging
 from clu import metric_writers
 from clu import parameter_overview
 from clu import periodic_actions
@@ -139,6 +140,8 @@ class Evaluation:
     count = max(config.log.num_sample_images, config.evals.num_layouts)
     layouts = loaders.val_layouts(config.data, config.model.image_size, config.model.num_classes,
                                   count, with_masks=config.gt_masks)
+    _warn_few_layouts(len(layouts['labels']), config.log.num_sample_images,
+                      config.evals.num_layouts)
     self.grid_layouts = {k: v[:config.log.num_sample_images] for k, v in layouts.items()}
     self.eval_layouts = {k: v[:config.evals.num_layouts] for k, v in layouts.items()}
 
@@ -165,6 +168,17 @@ class Evaluation:
     for name, result in results.items():
       _flatten(f'eval/{name}', result, scalars)
     return scalars
+
+
+def _warn_few_layouts(available: int, num_sample_images: int, num_layouts: int) -> None:
+  """Says when the val split is smaller than the grids or the evaluators ask: their scores would
+  otherwise be reported as if on `num_layouts` layouts."""
+  if available >= max(num_sample_images, num_layouts):
+    return
+  asked = {'log.num_sample_images': num_sample_images, 'evals.num_layouts': num_layouts}
+  short = ' and '.join(f'config.{field}={n}' for field, n in asked.items() if n > available)
+  logging.warning('The val split holds only %d layouts, fewer than %s asks: all %d are used.',
+                  available, short, available)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
@@ -247,22 +261,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     is_main = jax.process_index() == 0
     manager = checkpointing.make_manager(workdir, config.log.keep_checkpoints, owner=True)
     state = _restore_or_init(trainer, manager)
+    start_step = int(to_host(state.step))
     # The step loads (or compiles) while the run files, the evaluation and tf.data start. Not
-    # before the restore: an error there exits at once, not after a compile it cannot stop.
+    # before the restore: an error there exits at once, not after a compile it cannot stop. Not
+    # when there is no step to take: the process would wait for the compile to exit.
     pool = concurrent.futures.ThreadPoolExecutor(1, 'compile_step')
-    compiling = pool.submit(trainer.compile_step)
+    compiling = pool.submit(trainer.compile_step) if start_step < num_steps else None
     pool.shutdown(wait=False)
     # After the restore: a config that does not fit the checkpoints leaves the run as it was.
     if is_main:
       write_run_files(workdir, config, trainer, vocab)
     writer = (metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir)) if is_main
               else metric_writers.MultiWriter([]))
-    if int(to_host(state.step)) == 0 and is_main:
+    if start_step == 0 and is_main:
       writer.write_hparams(_scalar_fields(config))
     _say(f'{spe} steps per epoch; training to step {num_steps} on {jax.device_count()} '
          f'device(s); logs and checkpoints in {workdir}; compilation cache '
          f"{'in ' + cache if cache else 'off'}.")
     evaluation = Evaluation(config, trainer, vocab, workdir, writer)
+    if start_step >= num_steps:
+      _say(f'The run is already at step {start_step}: nothing to train (raise '
+           '--config.num_train_steps, or num_epochs, to train further).')
 
     def should_stop() -> str:
       budget = config.time_budget_minutes
@@ -283,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   return state
 
 
-def _loop(config, trainer: Trainer, compiling: concurrent.futures.Future, state: TrainState,
+def _loop(config, trainer: Trainer, compiling: concurrent.futures.Future | None, state: TrainState,
           num_steps: int, manager, writer, evaluation: Evaluation, should_stop,
           signalled=lambda: False) -> TrainState:
   """Steps until `num_steps` or a stop; logs, samples and checkpoints on the way and at the end.
