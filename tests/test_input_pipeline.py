@@ -175,3 +175,11 @@ def test_processes_read_disjoint_shards(data, monkeypatch):
 def test_unprepared_dataset_says_how_to_prepare(tmp_path):
   with pytest.raises(FileNotFoundError, match='python -m lama_jax.prepare --dataset shapes'):
     input_pipeline.create_eval_dataset(str(tmp_path), 'shapes', 16, 2, 8)
+
+
+def test_the_truncation_warning_is_said_once(caplog):
+  """A run builds three pipelines (train, eval, layouts): the warning came 2-3 times per run."""
+  input_pipeline._warn_truncation.cache_clear()
+  for _ in range(3):
+    input_pipeline._warn_truncation('coco_stuff', 2)
+  assert sum('max_objects=2 <' in r.getMessage() for r in caplog.records) == 1

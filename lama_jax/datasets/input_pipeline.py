@@ -20,6 +20,8 @@ with `lama_jax.models.mask.masks_to_layout(boxes, masks, image_size)`.
 Each process reads its own, equally sized part of the training split (TFDS `even_splits` over
 `jax.process_count()`), so hosts never see the same image and all take the same number of steps.
 """
+import functools
+
 from absl import logging
 import jax
 import numpy as np
@@ -126,6 +128,7 @@ def _scale(batch: dict) -> dict:
   return {**batch, 'image': tf.cast(batch['image'], tf.float32) / 127.5 - 1.0}
 
 
+@functools.cache  # once per process: a run builds its train, eval and layout pipelines
 def _warn_truncation(dataset: str, max_objects: int) -> None:
   if max_objects < DEFAULT_MAX_OBJECTS[dataset]:
     logging.warning('max_objects=%d < %d: images with more objects keep only their first %d.',
