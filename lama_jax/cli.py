@@ -33,6 +33,7 @@ import traceback
 from absl import flags
 from ml_collections.config_flags import config_flags  # is_config_flag is not re-exported
 
+from lama_jax import startup_interrupts
 from lama_jax.errors import LamaError
 
 EXIT_USER_ERROR = 2
@@ -246,6 +247,7 @@ def run(main: Callable[[flags.FlagValues], int | None], fv: flags.FlagValues,
     return 0
   try:
     with _sigterm_raises():
+      startup_interrupts.raise_if_interrupted()
       parse(fv, argv)
       return int(main(fv) or 0)
   except (LamaError, OSError) as e:

@@ -9,10 +9,16 @@ The config is checked (every field known, typed and in range; the batch divisibl
 before the workdir is created. A killed run resumes from its latest checkpoint (from the newest
 intact one if the latest is damaged, which is moved to WORKDIR/damaged_checkpoints/); SIGTERM or
 Ctrl-C during training saves a checkpoint and stops with exit code 0 (a second Ctrl-C aborts at
-once; during the set-up, before the first step, there is nothing to save and both abort at once).
+once; during the set-up, before the first step, there is nothing to save and both abort at once;
+a Ctrl-C while the modules import takes effect when they have, seconds later).
 """
-from collections.abc import Sequence
-import os
+# First, before the seconds of JAX and TensorFlow imports: a Ctrl-C during them is kept, not lost.
+if __name__ == '__main__':
+  from lama_jax import startup_interrupts  # pylint: disable=g-import-not-at-top
+  startup_interrupts.defer()
+
+from collections.abc import Sequence  # pylint: disable=g-import-not-at-top,wrong-import-position
+import os  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from absl import flags
 from absl import logging

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -485,3 +486,37 @@ def test_a_folder_in_the_way_of_an_output_file_is_named_not_the_temporary_file(t
     files.write_json(tmp_path / 'config.json', {})
   assert cli.one_line(e.value) == f'{tmp_path / "config.json"}: Is a directory'
   assert sorted(os.listdir(tmp_path)) == ['config.json']
+
+
+_INTERRUPTED_WHILE_IMPORTING = """
+import os, signal, sys
+from lama_jax import startup_interrupts
+startup_interrupts.defer()
+os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C during the imports below
+import jax, tensorflow  # the heavy imports still finish
+from absl import flags
+from lama_jax import cli
+sys.exit(cli.run(lambda fv: print('the command ran'), flags.FlagValues(), []))
+"""
+
+
+def test_a_ctrl_c_while_importing_is_kept_for_the_command():
+  """A Ctrl-C during the imports printed Python's traceback or, raised inside a garbage-collector
+  callback, was lost (the run trained to its end); now the command exits 130 before it runs."""
+  proc = subprocess.run([sys.executable, '-c', _INTERRUPTED_WHILE_IMPORTING], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert (proc.returncode, proc.stdout, proc.stderr) == (130, '', 'interrupted\n')
+
+
+def test_main_interrupted_in_its_first_second_exits_130_in_one_word(tmp_path):
+  workdir = tmp_path / 'run'
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'lama_jax.main', '--config', tiny_config_file(tmp_path),
+       '--workdir', str(workdir)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  time.sleep(1.0)  # JAX and TensorFlow take seconds to import
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130, err[-2000:]
+  assert 'Traceback' not in err and err.rstrip().endswith('interrupted'), err[-2000:]
+  assert not workdir.exists()
