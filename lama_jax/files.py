@@ -22,21 +22,8 @@ from lama_jax.errors import LamaError
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = 'w') -> Iterator[Any]:
   """Opens a temporary file in `path`'s folder; on success it replaces `path`, on error it goes."""
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
-  try:
-    with os.fdopen(fd, mode) as f:
-      yield f
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
-    try:
-      os.replace(tmp, path)
-    except OSError as e:  # e.g. a folder in the way: name the file asked for, not our temporary
-      raise OSError(e.errno, e.strerror, path) from None
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(tmp)
-    raise
+  with atomic_files([path]) as (tmp,), open(tmp, mode) as f:
+    yield f
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -73,8 +60,11 @@ def atomic_files(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
     yield list(tmps)
     for tmp in tmps:
       os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
-    for tmp, path in zip(tmps, paths):
-      os.replace(tmp, path)
+    for tmp, path in zip(tmps, map(os.fspath, paths)):
+      try:
+        os.replace(tmp, path)
+      except OSError as e:  # e.g. a folder in the way: name the file asked for, not our temporary
+        raise OSError(e.errno, e.strerror, path) from None
   except BaseException:
     for tmp in tmps:
       with contextlib.suppress(FileNotFoundError):

@@ -270,14 +270,19 @@ def test_main_refuses_bad_config_values(config_file, tmp_path, capsys, args, exp
   assert not workdir.exists()
 
 
-@pytest.mark.parametrize('below', ['', '/sub'])
-def test_main_names_a_shapes_manual_dir_that_is_a_file(config_file, tmp_path, afile, capsys, below):
+@pytest.mark.parametrize('field, below', [('shapes.manual_dir', ''), ('shapes.manual_dir', '/sub'),
+                                           ('data_dir', '')])
+def test_main_names_a_shapes_folder_that_is_a_file(config_file, tmp_path, afile, capsys, field,
+                                                   below):
+  """Named as the config field; the data_dir was named as prepare's --data_dir."""
+  folders = {'data_dir': tmp_path / 'tfds', 'shapes.manual_dir': tmp_path / 'manual',
+             field: f'{afile}{below}'}
   workdir = tmp_path / 'run'
   assert main_cmd.main([
       '--config', config_file, '--workdir', str(workdir), '--config.data.dataset=shapes',
-      '--config.model.num_classes=14', f'--config.data.data_dir={tmp_path / "tfds"}',
-      f'--config.data.shapes.manual_dir={afile}{below}']) == 2
-  assert _one_error(capsys).startswith(f'error: --config.data.shapes.manual_dir {afile}{below}: ')
+      '--config.model.num_classes=14',
+      *(f'--config.data.{name}={folder}' for name, folder in folders.items())]) == 2
+  assert _one_error(capsys).startswith(f'error: --config.data.{field} {afile}{below}: ')
   assert not workdir.exists()
 
 

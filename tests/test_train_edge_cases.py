@@ -49,18 +49,6 @@ def test_a_batch_larger_than_the_train_split_is_refused(tiny_shapes, config_file
   assert not workdir.exists()
 
 
-def test_a_data_dir_that_is_a_file_is_named_as_the_config_field(config_file, tmp_path, capsys):
-  afile = tmp_path / 'afile'
-  afile.write_text('x')
-  workdir = tmp_path / 'run'
-  assert main_cmd.main([
-      '--config', config_file, '--workdir', str(workdir), '--config.data.dataset=shapes',
-      '--config.model.num_classes=14', f'--config.data.data_dir={afile}',
-      f'--config.data.shapes.manual_dir={tmp_path / "manual"}']) == 2
-  assert _one_error(capsys).startswith(f'error: --config.data.data_dir {afile}: ')
-  assert not workdir.exists()
-
-
 @pytest.mark.parametrize('norm', ['bgn', 'gn'])
 def test_a_width_the_group_norm_cannot_split_is_refused(config_file, tmp_path, capsys, norm):
   """model.ch=6 was a reshape TypeError traceback from inside the generator's first trace."""

@@ -238,7 +238,7 @@ class LayoutGenerator:
     batch = layouts_lib.check_int(batch, 'batch', 1, MAX_ROW)
     first_row = layouts_lib.check_int(first_row, 'first_row', 0, MAX_ROW + 1 - batch)
     num_objects = layouts_lib.check_int(self.max_objects if num_objects is None else num_objects,
-                             'num_objects', 1, MAX_ROW)
+                                        'num_objects', 1, MAX_ROW)
     z_obj, z_im = _sample_z(batch, num_objects, self.z_dim, truncation is not None,
                             jax.random.key(seed), jnp.int32(first_row),
                             jnp.float32(0.0 if truncation is None else truncation))

@@ -21,7 +21,7 @@ import numpy as np
 
 from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.errors import LamaError
-from lama_jax.number_checks import is_number
+from lama_jax.number_checks import is_int, is_number
 
 PAD_LABEL = 0  # `__image__`
 PAD_BOX = (-0.6, -0.6, 0.5, 0.5)  # the official loader's padding box
@@ -288,7 +288,7 @@ def check_arrays(boxes: Any, labels: Any, num_classes: int, max_objects: int,
 def check_int(value: Any, name: str, low: int, high: int) -> int:
   """`value` if it is an integer (NumPy's too, not a bool) in [low, high], else a LayoutError: a
   float would be used truncated (or as jnp.arange(1.5)'s two rows), a huge one overflow int32."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+  if not is_int(value):
     raise LayoutError(f'{name} must be an integer, not {value!r}')
   if not low <= value <= high:
     raise LayoutError(f'{name} {value} is outside [{low}, {high}]')
