@@ -1,5 +1,6 @@
 """Official PyTorch generator state dicts → our variables, and the convert CLI."""
 import json
+import logging
 import os
 import re
 
@@ -159,11 +160,22 @@ def test_missing_key_is_named():
     convert_state_dict(sd, 64)
 
 
-def test_unmapped_key_is_named():
+def test_keys_the_official_model_lacks_are_dropped_with_a_warning(caplog):
+  # As the official test.py loads a checkpoint: the keys its model has, the others dropped.
   sd = random_state_dict(64, num_classes=11, **SMALL)
-  sd['mask_regress.conv4.alpha'] = np.zeros(())
-  with pytest.raises(ConversionError, match=r'unmapped keys: mask_regress\.conv4\.alpha'):
-    convert_state_dict(sd, 64)
+  _, want = convert_state_dict(sd, 64)
+  extra = {**sd, 'mask_regress.conv4.alpha': np.zeros(()),
+           **{f'ema.{i}': np.zeros((2,)) for i in range(11)}}
+  with caplog.at_level(logging.WARNING):
+    _, got = convert_state_dict(extra, 64)
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  assert 'Ignoring 12 state-dict key(s) that the official generator does not have' in caplog.text
+  assert 'ema.0, ema.1, ema.10' in caplog.text and 'and 2 more' in caplog.text
+  # Beside a missing key, the unmapped ones are named too (a renamed key shows as both).
+  del extra['style_mapping.2.bias']
+  with pytest.raises(ConversionError, match=r'missing keys: style_mapping\.2\.bias; unmapped keys: '
+                                            r'ema\.0'):
+    convert_state_dict(extra, 64)
 
 
 def test_wrong_shape_is_named():

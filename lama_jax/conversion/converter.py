@@ -99,7 +99,7 @@ def convert(torch_checkpoint: str, image_size: int, out: str, dataset: str = 'co
     The generator's spec (width, classes, ...), with 'd_ch' when D was converted.
 
   Raises:
-    ConversionError: unreadable file, unmapped or missing keys, wrong vocabulary.
+    ConversionError: unreadable file, missing or misshapen keys, wrong vocabulary.
     GeneratorDirError: `out` exists and is not empty.
   """
   if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):

@@ -11,8 +11,8 @@ for each:
                     its class axis, as our SNEmbed does), u `[classes]`, v `[C]`.
   alphas            `obD.<block>.alpha` → `<block>/alpha`.
 
-Sizes are read from the tensors (width `ch`, classes). Missing, unmapped or misshapen keys are errors
-that name them, as for the generator.
+Sizes are read from the tensors (width `ch`, classes). Missing or misshapen keys are errors that name
+them, and keys it does not have are dropped with a warning, as for the generator.
 """
 from typing import Any, Mapping
 
@@ -104,7 +104,7 @@ def convert_discriminator_state_dict(state_dict: Mapping[str, Any], image_size: 
     module with `make_discriminator(**spec)`.
 
   Raises:
-    ConversionError: naming every missing, unmapped or misshapen key.
+    ConversionError: naming every missing or misshapen key (unmapped keys: a warning).
   """
   sd = strip_ddp_prefix(state_dict)
   discriminator = infer_discriminator(sd, image_size)
@@ -129,9 +129,7 @@ def convert_discriminator_state_dict(state_dict: Mapping[str, Any], image_size: 
         raise ConversionError(f'{t}: shape {arr.shape} after conversion, our discriminator expects '
                               f'{want} at {"/".join(key)}.')
       flat[key] = arr
-  problems = reader.problems()
-  if problems:
-    raise ConversionError('not an official LAMA discriminator state dict: ' + '; '.join(problems))
+  reader.check('discriminator')
   assert set(flat) == set(template), sorted(set(template) - set(flat))
   variables = {col: traverse_util.unflatten_dict({k[1:]: v for k, v in flat.items() if k[0] == col})
                for col in ('params', 'spectral')}

@@ -12,11 +12,13 @@ Every tensor of the official `ResnetGenerator{64,128,256}` is mapped (the key li
   noise seeds   (1, C, 1, 1) → our (1, C).
 
 Sizes are read from the tensors (width `ch`, classes, embedding and z widths, the mask network's
-hidden width), so non-default widths convert too. Any key left unmapped, any key missing, any shape
-that does not fit is an error that names the key.
+hidden width), so non-default widths convert too. Any key missing, any shape that does not fit is
+an error that names the key; keys the official model does not have are dropped with a warning that
+names them, as the official test.py drops them.
 """
 from typing import Any, Mapping
 
+from absl import logging
 import numpy as np
 from flax import traverse_util
 
@@ -71,16 +73,27 @@ class _Reader:
     self.used.add(key)
     return np.asarray(self.sd[key])
 
-  def problems(self, ignored_suffixes: tuple[str, ...] = ()) -> list[str]:
-    """What the conversion found wrong: keys it needed and missed, keys nothing used."""
-    problems = []
+  def unmapped(self, ignored_suffixes: tuple[str, ...] = ()) -> list[str]:
+    """Keys nothing used (those ending in `ignored_suffixes` apart)."""
+    return sorted(k for k in self.sd if k not in self.used
+                  and not (ignored_suffixes and k.endswith(ignored_suffixes)))
+
+  def check(self, what: str, ignored_suffixes: tuple[str, ...] = ()) -> None:
+    """Raises ConversionError naming the missing keys (and the unmapped ones beside them: a renamed
+    key shows as both); with none missing, unmapped keys are only a warning. The official test.py
+    loads its checkpoints the same way, keeping the keys its model has and dropping the others, so
+    a checkpoint holding a few more tensors than the released model converts as it loads there."""
+    unmapped = self.unmapped(ignored_suffixes)
     if self.missing:
-      problems.append(f'missing keys: {", ".join(self.missing)}')
-    unmapped = sorted(k for k in self.sd if k not in self.used
-                      and not (ignored_suffixes and k.endswith(ignored_suffixes)))
+      problems = [f'missing keys: {", ".join(self.missing)}']
+      if unmapped:
+        problems.append(f'unmapped keys: {", ".join(unmapped)}')
+      raise ConversionError(f'not an official LAMA {what} state dict: ' + '; '.join(problems))
     if unmapped:
-      problems.append(f'unmapped keys: {", ".join(unmapped)}')
-    return problems
+      shown = ', '.join(unmapped[:10]) + (f' and {len(unmapped) - 10} more' if len(unmapped) > 10
+                                          else '')
+      logging.warning('Ignoring %d state-dict key(s) that the official %s does not have (the '
+                      "official test.py's loading ignores them too): %s", len(unmapped), what, shown)
 
 
 def _shape_of(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
@@ -236,7 +249,7 @@ def convert_state_dict(state_dict: Mapping[str, Any], image_size: int
     `generator_from_spec(spec)`) and {'params', 'batch_stats', 'spectral'} as float32 NumPy trees.
 
   Raises:
-    ConversionError: naming every missing, unmapped or misshapen key.
+    ConversionError: naming every missing or misshapen key (unmapped keys: a warning).
   """
   sd = strip_ddp_prefix(state_dict)
   generator = infer_generator(sd, image_size)
@@ -263,12 +276,11 @@ def convert_state_dict(state_dict: Mapping[str, Any], image_size: int
         raise ConversionError(f'{t}: shape {arr.shape} after conversion, our generator expects '
                               f'{tuple(want)} at {"/".join(key)}.')
       flat[key] = arr
-  problems = reader.problems(IGNORED_SUFFIXES)
+  reader.check('generator', IGNORED_SUFFIXES)
   unfilled = sorted('/'.join(k) for k in template if k not in flat)
-  if unfilled and not reader.missing:
-    problems.append(f'our variables left unfilled: {", ".join(unfilled)}')
-  if problems:
-    raise ConversionError('not an official LAMA generator state dict: ' + '; '.join(problems))
+  if unfilled:
+    raise ConversionError('not an official LAMA generator state dict: our variables left '
+                          f'unfilled: {", ".join(unfilled)}')
   variables = {}
   for col in ('params', 'batch_stats', 'spectral'):
     variables[col] = traverse_util.unflatten_dict(
