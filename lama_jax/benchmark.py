@@ -16,6 +16,9 @@ steps aggregated by op kind and model code ('profile').
 per image. --coco_like N first writes N photo-like 640x480 JPEGs in the COCO-Stuff layout to a
 temporary folder and prepares them there (see lama_jax/datasets/pipeline_benchmark.py).
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 import contextlib
 import json

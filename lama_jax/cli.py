@@ -23,6 +23,7 @@ config file that is missing or fails to load is one line naming the file (and th
 from collections.abc import Callable, Sequence
 import contextlib
 import errno
+import gc
 import math
 import os
 import re
@@ -230,8 +231,11 @@ def exit_process(code: int) -> None:
   An interrupted command ends at once, its clean-up done and its output flushed (`os._exit`): in
   the interpreter's normal shutdown, an XLA compilation still running in a background thread
   crashed the process (SIGSEGV or SIGABRT, and a core file) instead of exiting with 130 or 143.
+  Objects in reference cycles are collected first: `os._exit` runs no finalizers, and a worker
+  pool's semaphores left that way made Python's resource_tracker warn after 'interrupted'.
   """
   if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+    gc.collect()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # pylint: disable=protected-access

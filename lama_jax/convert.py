@@ -20,6 +20,9 @@ The output is then a training workdir at step 0 (G, D and fresh Adam states: the
 checkpoints hold none) that `main` resumes from, given a config whose model matches the checkpoint;
 it is a generator directory as well.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 import os
 

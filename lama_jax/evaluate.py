@@ -45,6 +45,9 @@ YOLO score how-to (two runs, the detector is yours, e.g. YOLOv4 as in the paper)
 Results go to --out (default RUN/eval) as metrics.json and metrics.md, and the table is printed.
 Bad flags or inputs stop the run before any sampling with one line on stderr and exit code 2.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 import contextlib
 import os

@@ -15,6 +15,9 @@ Flax, or keep it to pin a model version; `LayoutGenerator.load` and `sample` rea
 
 The step is the run's latest unless --step is given.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 
 from absl import flags

@@ -12,10 +12,8 @@ Ctrl-C during training saves a checkpoint and stops with exit code 0 (a second C
 once; during the set-up, before the first step, there is nothing to save and both abort at once;
 a Ctrl-C while the modules import takes effect when they have, seconds later).
 """
-# First, before the seconds of JAX and TensorFlow imports: a Ctrl-C during them is kept, not lost.
-if __name__ == '__main__':
-  from lama_jax import startup_interrupts  # pylint: disable=g-import-not-at-top
-  startup_interrupts.defer()
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
 
 from collections.abc import Sequence  # pylint: disable=g-import-not-at-top,wrong-import-position
 import os  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -29,6 +29,9 @@ results.json. Bad flags or inputs: one line on stderr, exit code 2.
 The generator directory may or may not hold the layout-to-mask network's parameters (it is unused
 when masks are given): both checkpoint forms load.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 import os
 

@@ -19,6 +19,9 @@ reaching more than an image size outside it), both stored as full boxes.
 TFDS writes into a temporary folder and renames it when every split is done, so an interrupted run
 leaves no half-written dataset; a finished one is reused, not rebuilt.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 import json
 

@@ -16,6 +16,9 @@ differ by one moved or added box shows how LAMA reconfigures the scene around th
 --val writes IMAGEID_k.png for every validation layout (5 samples per layout for COCO-Stuff and
 shapes, 1 for Visual Genome, as the official test.py), for the metrics.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 
 from absl import flags

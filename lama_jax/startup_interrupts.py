@@ -3,9 +3,10 @@
 JAX and TensorFlow take seconds to import, and a KeyboardInterrupt raised inside one of the
 garbage-collector callbacks that run meanwhile cannot propagate: Python prints "Exception ignored"
 and goes on, so a training run Ctrl-C'd in its first seconds trained to its end (about 1 in 8 tries
-3 s after the start). Other interrupts there printed Python's traceback. A command run as a program
-calls `defer()` before its heavy imports; `cli.run` then calls `raise_if_interrupted()`, which
-restores Python's handler and raises the kept interrupt, so the command exits with 130 and one word.
+3 s after the start). Other interrupts there printed Python's traceback. Every command, run as a
+program, calls `defer_if_main(__name__)` before its heavy imports; `cli.run` then calls
+`raise_if_interrupted()`, which restores Python's handler and raises the kept interrupt, so the
+command exits with 130 and one word.
 """
 import signal
 
@@ -24,6 +25,13 @@ def defer() -> None:
   global _deferring
   signal.signal(signal.SIGINT, _remember)
   _deferring = True
+
+
+def defer_if_main(module_name: str) -> None:
+  """`defer()` when the calling module runs as the program (`python -m lama_jax.<command>`), whose
+  `cli.run` will take the interrupt back; imported as a library, nothing changes."""
+  if module_name == '__main__':
+    defer()
 
 
 def raise_if_interrupted() -> None:

@@ -19,6 +19,9 @@ the image), differently on every pass, so one split yields many distinct layouts
 A run can be interrupted at any time: --resume (with --out, other flags optional but must match)
 finishes it without duplicating images, and gives the same files as an uninterrupted run.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 import math
 import os

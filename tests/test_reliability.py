@@ -3,6 +3,7 @@ checkpoints are named and skipped; Ctrl-C during training saves like SIGTERM.
 
 The command cases run in-process (`cmd.main(argv)`); only the no-traceback check and Ctrl-C start a
 subprocess. The tiny generator workdir is test_inference's (steps 3 and 7)."""
+import ast
 import os
 import re
 import shutil
@@ -510,6 +511,66 @@ def test_a_ctrl_c_while_importing_is_kept_for_the_command():
   callback, was lost (the run trained to its end); now the command exits 130 before it runs."""
   proc = subprocess.run([sys.executable, '-c', _INTERRUPTED_WHILE_IMPORTING], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
+  assert (proc.returncode, proc.stdout, proc.stderr) == (130, '', 'interrupted\n')
+
+
+def _command_modules() -> list[str]:
+  """Every module that runs as a command: its `__main__` block calls `cli.exit_process`."""
+  found = []
+  for root, _, names in os.walk(os.path.join(REPO, 'lama_jax')):
+    for name in (n for n in names if n.endswith('.py')):
+      path = os.path.join(root, name)
+      body = ast.parse(open(path, encoding='utf-8').read()).body
+      if any(isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+             and 'cli.exit_process(' in ast.unparse(node) for node in body):
+        found.append(os.path.relpath(path, REPO))
+  return sorted(found)
+
+
+def test_every_command_keeps_a_ctrl_c_from_before_its_imports():
+  """The first statements after the docstring, before any other import: a Ctrl-C during the
+  seconds of imports is kept for `cli.run` (exit 130, 'interrupted'), not a traceback."""
+  commands = _command_modules()
+  assert len(commands) == 11 and 'lama_jax/studio/__main__.py' in commands, commands
+  for path in commands:
+    body = ast.parse(open(os.path.join(REPO, path), encoding='utf-8').read()).body
+    first, second = (ast.unparse(node) for node in body[1:3])
+    assert (first, second) == ('from lama_jax import startup_interrupts',
+                               'startup_interrupts.defer_if_main(__name__)'), path
+
+
+@pytest.mark.parametrize('command', ['sample', 'prepare', 'datasets.shapes'])
+def test_a_command_interrupted_while_importing_exits_130_in_one_word(command, tmp_path):
+  proc = subprocess.Popen([sys.executable, '-m', f'lama_jax.{command}', '--out', str(tmp_path / 'o')],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  time.sleep(0.5)  # the package's light import is done; JAX's, TensorFlow's or PIL's are not
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=300)
+  assert (proc.returncode, out, err) == (130, '', 'interrupted\n')
+
+
+_POOL_INTERRUPTED = """
+import multiprocessing, os, signal, sys, threading, time
+from absl import flags
+from lama_jax import cli
+
+def main(fv):
+  with multiprocessing.get_context('spawn').Pool(2) as pool:  # as `shapes` draws its images
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    pool.map(time.sleep, [30, 30])
+
+if __name__ == '__main__':
+  cli.exit_process(cli.run(main, flags.FlagValues(), []))
+"""
+
+
+def test_an_interrupted_worker_pool_leaves_no_semaphores_behind(tmp_path):
+  """`shapes` interrupted while its workers drew: 'interrupted', then Python's resource_tracker
+  warned 'There appear to be 6 leaked semaphore objects' (os._exit runs no finalizers)."""
+  script = tmp_path / 'pool.py'
+  script.write_text(_POOL_INTERRUPTED)
+  proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, env={**os.environ, 'PYTHONPATH': REPO})
   assert (proc.returncode, proc.stdout, proc.stderr) == (130, '', 'interrupted\n')
 
 

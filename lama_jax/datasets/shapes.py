@@ -15,6 +15,9 @@ Files written (image ids: train 1..N, val 1_000_001..):
 Each image is drawn from its own seed (seed, split, index), so the output is byte-identical for a seed
 whatever the number of worker processes.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 import json
 import multiprocessing
 import os

@@ -6,6 +6,9 @@ r"""The layout studio: draw boxes in the browser and watch LAMA build the image.
 official checkpoint). The page listens on 127.0.0.1 only unless --host says otherwise, and opens no
 public share link unless --share is given.
 """
+from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports below is kept
+startup_interrupts.defer_if_main(__name__)
+
 from collections.abc import Sequence
 import errno
 from pathlib import Path
