@@ -122,6 +122,27 @@ def test_bad_input_gives_clear_error(tmp_path, break_it, message):
   assert not list(out.glob(f'coco_stuff/*/{version}'))
 
 
+def test_a_size_interrupted_after_another_leaves_no_empty_folder(tmp_path, monkeypatch):
+  """Ctrl-C while the second size was written left an empty coco_stuff/32px/ beside 16px/."""
+  manual = coco_fixture.write_coco(str(tmp_path / 'coco'))
+  real = coco_stuff.CocoStuff._generate_examples
+
+  def interrupted_at_32(self, *args, **kwargs):
+    if self.builder_config.image_size == 32:
+      raise KeyboardInterrupt
+    yield from real(self, *args, **kwargs)
+  monkeypatch.setattr(coco_stuff.CocoStuff, '_generate_examples', interrupted_at_32)
+  with pytest.raises(KeyboardInterrupt):
+    prepare_lib.prepare('coco_stuff', manual, str(tmp_path / 'tfds'), image_sizes=(16, 32))
+  # The finished size is kept (TFDS keeps its .config beside the sizes).
+  assert sorted(n for n in os.listdir(tmp_path / 'tfds' / 'coco_stuff') if n[0] != '.') == ['16px']
+  assert os.listdir(tmp_path / 'tfds' / 'coco_stuff' / '16px') == [str(coco_stuff.CocoStuff.VERSION)]
+  # Adding the size later, interrupted again: still no empty 32px/ beside the prepared size.
+  with pytest.raises(KeyboardInterrupt):
+    prepare_lib.prepare('coco_stuff', manual, str(tmp_path / 'tfds'), image_sizes=(32,))
+  assert sorted(n for n in os.listdir(tmp_path / 'tfds' / 'coco_stuff') if n[0] != '.') == ['16px']
+
+
 def test_cli_error_is_one_clear_line(tmp_path):
   manual = coco_fixture.write_coco(str(tmp_path / 'coco'))
   os.remove(os.path.join(manual, 'annotations', 'instances_train2017.json'))

@@ -1,6 +1,7 @@
 """Dataset files to TFRecords through the TFDS builders (the library behind `prepare`)."""
 from collections.abc import Sequence
 import contextlib
+import glob
 import os
 import sys
 
@@ -60,14 +61,21 @@ def prepare(dataset: str, manual_dir: str, data_dir: str,
   files.check_folder_target(data_dir, '--data_dir')
   config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
   # TFDS removes its own temporary folder on failure; these remove the folders around it that a
-  # failed or interrupted first preparation would leave empty.
+  # failed or interrupted first preparation would leave empty, but keep the sizes it finished.
+  def finished_a_size() -> bool:
+    return bool(glob.glob(os.path.join(glob.escape(data_dir), dataset, '*px', '*',
+                                       'dataset_info.json')))
   with contextlib.ExitStack() as stack:
-    for folder in (data_dir, os.path.join(data_dir, dataset), os.path.join(data_dir, 'downloads')):
-      stack.enter_context(files.output_dir(folder))
+    for folder in (data_dir, os.path.join(data_dir, dataset)):
+      stack.enter_context(files.output_dir(folder, keep=finished_a_size))
+    stack.enter_context(files.output_dir(os.path.join(data_dir, 'downloads')))
     # TFDS prints its progress lines to stdout, where `prepare` prints only the JSON lines.
     stack.enter_context(contextlib.redirect_stdout(sys.stderr))
     for size in sorted(set(image_sizes)):
-      builders.make(dataset, data_dir, size).download_and_prepare(download_config=config)
+      builder = builders.make(dataset, data_dir, size)
+      # DATASET/{S}px too: a size interrupted after an earlier one succeeded left it empty.
+      with files.output_dir(os.path.dirname(builder.data_dir)):
+        builder.download_and_prepare(download_config=config)
   # Reload from disk: what is reported is what was written.
   builder = builders.make(dataset, data_dir, image_sizes[0])
   if dataset == 'visual_genome':
