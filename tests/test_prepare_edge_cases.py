@@ -98,6 +98,13 @@ def _append_image(data, **fields):
     ('stuff', lambda d: d['annotations'][0].update(category_id='157'),  # said 'category id 157'
      "annotation id \\d+ has category id '157', which neither annotation file defines"),
     ('stuff', lambda d: d['annotations'].append(7), 'stuff_val2017.json: annotation 7 is not an'),
+    # float() took these as 5.0, NaN and 1.0:
+    ('instances', lambda d: d['annotations'][0].update(bbox=['5', 5, 30, 30]),
+     r"annotation id \d+ has a malformed bbox \['5', 5, 30, 30\] \(need \[x, y, w, h\], four"),
+    ('instances', lambda d: d['annotations'][0].update(bbox=[5, 'nan', 30, 30]), 'malformed bbox'),
+    ('instances', lambda d: d['annotations'][0].update(bbox=[5, 5, True, 30]), 'malformed bbox'),
+    ('instances', lambda d: d['annotations'][0].update(bbox=[5, 5, 30]), 'malformed bbox'),
+    ('instances', lambda d: d['annotations'][0].update(bbox={'x': 5}), 'malformed bbox'),
 ])
 def test_malformed_annotation_file_is_one_clear_error(tmp_path, name, edit, message):
   manual = _coco(tmp_path)

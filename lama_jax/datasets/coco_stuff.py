@@ -32,6 +32,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lama_jax import number_checks
 from lama_jax.datasets import segmentation_checks
 from lama_jax.datasets import vocabulary as vocabulary_lib
 from lama_jax.datasets import common
@@ -114,11 +115,11 @@ def _check_image(img, path: str) -> None:
 
 def _box(ann: dict, path: str) -> tuple[float, float, float, float]:
   bbox = ann.get('bbox')
-  try:
-    x, y, w, h = (float(v) for v in bbox)
-  except (TypeError, ValueError) as e:
+  # Numbers only: float() would also take the strings "5" and "nan" and JSON's true.
+  if not (isinstance(bbox, list) and len(bbox) == 4 and all(number_checks.is_number(v) for v in bbox)):
     raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a malformed bbox '
-                              f'{bbox!r} (need [x, y, w, h]).') from e
+                              f'{bbox!r} (need [x, y, w, h], four numbers).')
+  x, y, w, h = (float(v) for v in bbox)
   if not all(math.isfinite(v) for v in (x, y, w, h)):
     raise common.DatasetError(f'{path}: annotation id {ann.get("id")} has a non-finite bbox {bbox}.')
   return x, y, w, h
