@@ -20,9 +20,18 @@ def _remember(signum, frame) -> None:
   _interrupted = True
 
 
+def ignored() -> bool:
+  """Whether this process started with SIGINT ignored: a background job of a shell script, which a
+  Ctrl-C meant for the script's foreground must not stop (Python keeps it ignored, and so do we)."""
+  return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
 def defer() -> None:
-  """Keeps SIGINT for `raise_if_interrupted` instead of raising it (main thread, before imports)."""
+  """Keeps SIGINT for `raise_if_interrupted` instead of raising it (main thread, before imports);
+  an ignored SIGINT stays ignored."""
   global _deferring
+  if ignored():
+    return
   signal.signal(signal.SIGINT, _remember)
   _deferring = True
 

@@ -1,5 +1,6 @@
 """Test setup: CPU only, TensorFlow kept off accelerators."""
 import os
+import signal
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
@@ -19,3 +20,9 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   import tempfile  # pylint: disable=g-import-not-at-top
   os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='lama_jax_tests_xla_cache_')
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+# Started as a background job of a script, pytest inherits an ignored SIGINT and so would every
+# command a test starts, which then (rightly) ignore the Ctrl-C the interrupt tests send. A Python
+# handler is not inherited across exec: the commands start with SIGINT at its default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+  signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -549,6 +549,20 @@ def test_a_command_interrupted_while_importing_exits_130_in_one_word(command, tm
   assert (proc.returncode, out, err) == (130, '', 'interrupted\n')
 
 
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path):
+  """A background job of a shell script starts with SIGINT ignored, so that a Ctrl-C meant for the
+  script's foreground does not stop it; the commands keep it so (Python's own rule)."""
+  ignoring = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); '
+              'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
+  proc = subprocess.Popen([sys.executable, '-c', ignoring, '-m', 'lama_jax.sample', '--out',
+                           str(tmp_path / 'o')], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 2 and err.startswith('error: '), err  # it ran on to its flag check
+
+
 _POOL_INTERRUPTED = """
 import multiprocessing, os, signal, sys, threading, time
 from absl import flags

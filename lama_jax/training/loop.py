@@ -28,6 +28,7 @@ import numpy as np
 from lama_jax import cli
 from lama_jax import evaluation
 from lama_jax import files
+from lama_jax import startup_interrupts
 from lama_jax.datasets import loaders
 from lama_jax.datasets.vocabulary import Vocabulary
 from lama_jax.inference import generator_dir
@@ -74,6 +75,8 @@ class StopRequests:
 
   def __enter__(self):
     for sig in self.SIGNALS:
+      if sig == signal.SIGINT and startup_interrupts.ignored():
+        continue  # a background job of a script: the script's Ctrl-C is not for it
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # not the main thread: no signal handling
