@@ -98,6 +98,9 @@ def test_shipped_example_layouts_are_valid():
     ([layout(), layout()], 'already used by layout 0'),
     ([layout(name='../evil')], 'names the output files'),
     ([layout(name='')], 'names the output files'),
+    # Allowed characters only, but a leading "." or "-": the message names that rule.
+    ([layout(name='.hidden')], 'not starting with "." or "-"'),
+    ([layout(name='-x')], 'not starting with "." or "-"'),
     ([layout(name='x' * 201)], 'is 201 characters long, more than 200 (it names the output files)'),
 ])
 def test_bad_layouts_are_refused_with_location(data, expected):
