@@ -141,6 +141,21 @@ def test_fid_scene_fid_ds(data_dir, gen_dir, weights, tmp_path, monkeypatch):
   assert _read(out)[0]['metrics']['fid'] == pytest.approx(m['fid'], rel=1e-6)
 
 
+def test_fid_of_one_layout_fails_before_sampling(data_dir, gen_dir, weights, tmp_path, capsys,
+                                                monkeypatch):
+  """It sampled the layout, then said 'FID needs at least 2 images' (with the real split, hours)."""
+  def no_sampling(*args, **kwargs):
+    raise AssertionError('sampled')
+  monkeypatch.setattr(evaluation.driver, 'feed', no_sampling)
+  out = tmp_path / 'eval'
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(out),
+                        '--max_layouts', '1', *BATCH, '--metrics', 'fid',
+                        '--inception_weights', weights['inception']]) == 2
+  err = capsys.readouterr().err.splitlines()[-1]
+  assert err == 'error: fid needs at least 2 val layouts; --max_layouts 1', err
+  assert not out.exists()
+
+
 def test_yolo_writes_images_then_scores(data_dir, raw_dir, gen_dir, tmp_path):
   yolo_dir = str(tmp_path / 'yolo')
   base = ['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),

@@ -115,6 +115,7 @@ class Evaluator:
   weights: ClassVar[tuple[str, ...]] = ()  # Settings fields: weight files that must be given
   datasets: ClassVar[tuple[str, ...] | None] = None  # None: every dataset
   needs_real: ClassVar[bool] = False  # reads the real images (SampleBatch.real)
+  min_layouts: ClassVar[int] = 1  # val layouts it needs (checked before any sampling)
   repeats: int = 1
 
   def __init__(self):

@@ -75,11 +75,19 @@ def sample_split(gen: LayoutGenerator, dataset: str, evaluators: Sequence[Evalua
   """Feeds the first `settings.max_layouts` val layouts of `dataset` to `evaluators`; their ids.
 
   Raises:
-    EvalError: the split is empty.
+    EvalError: the split is empty, or has fewer layouts than an evaluator needs.
   """
   # At the generator's size: a data dir without it then says which size to prepare.
-  total = input_pipeline.num_examples(settings.data_dir, dataset, 'val', gen.image_size)
-  total = min(total, settings.max_layouts or total)
+  in_split = input_pipeline.num_examples(settings.data_dir, dataset, 'val', gen.image_size)
+  total = min(in_split, settings.max_layouts or in_split)
+  if not in_split:
+    raise EvalError(f'the {dataset} val split in {settings.data_dir} is empty')
+  for evaluator in evaluators:  # before the sampling, not after it
+    if total < evaluator.min_layouts:
+      given = (f'--max_layouts {settings.max_layouts}' if total < in_split
+               else f'the {dataset} val split in {settings.data_dir} has {total}')
+      raise EvalError(f'{evaluator.name} needs at least {evaluator.min_layouts} val layouts; '
+                      f'{given}')
   draws = max((e.repeats for e in evaluators), default=0)
   batches = sampling.val_batches(settings.data_dir, dataset, gen.image_size, settings.batch_size,
                                  gen.max_objects, settings.max_layouts,

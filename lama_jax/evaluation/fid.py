@@ -73,6 +73,7 @@ class Fid(_FrechetEvaluator):
   """FID of all samples against the real val images."""
   name = 'fid'
   kind = 'full'
+  min_layouts = 2  # the real images' covariance
 
   def pictures(self, images, samples, rounding):
     return list(images)
