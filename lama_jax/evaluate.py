@@ -60,7 +60,7 @@ from lama_jax.datasets import builders
 from lama_jax.evaluation import driver
 from lama_jax.evaluation import registry
 from lama_jax.evaluation import report as report_lib
-from lama_jax.evaluation.common import EvalError, Settings, check_counts
+from lama_jax.evaluation.common import COUNT_LIMITS, EvalError, Settings, check_counts
 from lama_jax.inference.layouts import MAX_SEED
 
 FLAGS = cli.flag_values()
@@ -83,9 +83,12 @@ flags.DEFINE_string('detections', None, 'COCO results JSON of the detector on --
 flags.DEFINE_string('instances', None, 'instances_val2017.json, the ground truth for --detections.',
                     flag_values=FLAGS)
 flags.DEFINE_integer('num_samples', None, 'Samples per layout (default 5 for COCO-Stuff and '
-                     'shapes, 1 for VG).', flag_values=FLAGS)
-flags.DEFINE_integer('batch_size', 16, 'Layouts per generator batch.', flag_values=FLAGS)
-flags.DEFINE_integer('inception_batch_size', 50, 'Images per Inception pass.', flag_values=FLAGS)
+                     f"shapes, 1 for VG; at most {COUNT_LIMITS['num_samples']}).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer('batch_size', 16, 'Layouts per generator batch (at most '
+                     f"{COUNT_LIMITS['batch_size']}).", flag_values=FLAGS)
+flags.DEFINE_integer('inception_batch_size', 50, 'Images per Inception pass (at most '
+                     f"{COUNT_LIMITS['inception_batch_size']}).", flag_values=FLAGS)
 flags.DEFINE_integer('seed', 0, 'Sampling seed (as `sample --val`).', lower_bound=0,
                      upper_bound=MAX_SEED, flag_values=FLAGS)
 flags.DEFINE_float('truncation', 2.0, 'z entries beyond ±T are redrawn once (official); 0 or less: '
