@@ -129,3 +129,21 @@ def test_ground_truth_mask_training_uses_the_given_masks():
   from lama_jax.models.mask import masks_to_layout  # pylint: disable=g-import-not-at-top
   np.testing.assert_allclose(mask, masks_to_layout(batch['boxes'], batch['masks'], 64), atol=1e-6)
   assert image.shape == (2, 64, 64, 3)
+
+
+def test_progress_line_leaves_out_the_time_spent_scoring(monkeypatch, capsys):
+  """The demo's last line said '0.08 steps/s  ETA 9h01m' at ~1 step/s: the final scores' time."""
+  from lama_jax.training import loop  # pylint: disable=g-import-not-at-top
+  clock = [100.0]
+  monkeypatch.setattr(loop.time, 'monotonic', lambda: clock[0])
+  progress = loop.Progress(num_steps=1000, start_step=0)
+  progress.first = False
+  clock[0] += 10.0  # 10 steps in 10 s
+  with progress.scoring():
+    clock[0] += 110.0  # then the scores
+  progress(10, {'D/d_loss': 1.0, 'G/g_loss': 2.0})
+  clock[0] += 20.0  # the next 10 steps, no scoring
+  progress(20, {'D/d_loss': 1.0, 'G/g_loss': 2.0})
+  first, second = capsys.readouterr().out.splitlines()
+  assert first.startswith('step 10/1000  1.00 steps/s  ETA 16m30s'), first
+  assert second.startswith('step 20/1000  0.50 steps/s  ETA 32m40s'), second
