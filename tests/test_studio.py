@@ -319,3 +319,16 @@ def test_studio_keeps_eigen_convolutions_unless_the_user_chose(flags, expected):
                        capture_output=True, text=True, check=True, cwd=os.path.dirname(
                            os.path.dirname(os.path.abspath(__file__))))
   assert out.stdout.strip() == expected
+
+
+def test_gradios_share_hint_is_left_out_of_the_studios_output():
+  """gradio said '* To create a public link, set `share=True` in `launch()`.'; the studio's users
+  give --share."""
+  import io  # pylint: disable=g-import-not-at-top
+  from lama_jax.studio import page  # pylint: disable=g-import-not-at-top  (gradio: seconds)
+  out = io.StringIO()
+  filtered = page._WithoutGradiosShareHint(out)  # pylint: disable=protected-access
+  print('* Running on local URL:  http://127.0.0.1:7860', file=filtered)
+  print('* To create a public link, set `share=True` in `launch()`.', file=filtered)
+  print('other', file=filtered)
+  assert out.getvalue() == '* Running on local URL:  http://127.0.0.1:7860\nother\n'

@@ -1,5 +1,8 @@
 """The studio page's layout and event wiring (the handlers are `StudioApp`'s)."""
+import contextlib
 import html
+import io
+import sys
 from typing import Any
 
 from lama_jax.studio import app as app_lib  # first: sets gradio's environment before gradio loads
@@ -113,14 +116,38 @@ def build(app: StudioApp) -> gr.Blocks:
   return blocks
 
 
-def launch(app: StudioApp, host: str, port: int, share: bool = False, **kwargs) -> None:
+class _WithoutGradiosShareHint(io.TextIOBase):
+  """stdout less gradio's '* To create a public link, set `share=True` in `launch()`.': the
+  studio's users give --share, not a Python argument."""
+
+  def __init__(self, out):
+    super().__init__()
+    self.out = out
+    self.dropped = False  # print() writes the line's end apart: drop it too
+
+  def write(self, text: str) -> int:
+    dropped, self.dropped = self.dropped, 'set `share=True` in `launch()`' in text
+    if not self.dropped and not (dropped and text == '\n'):
+      self.out.write(text)
+    return len(text)
+
+  def flush(self) -> None:
+    self.out.flush()
+
+
+def launch(app: StudioApp, host: str, port: int, share: bool = False) -> None:
   """Serves the page until interrupted; queue bounded by `QUEUE_SIZE` waiting requests."""
   blocks = build(app)
   blocks.queue(max_size=app_lib.QUEUE_SIZE)
-  blocks.launch(server_name=host, server_port=port, share=share, css=app_lib.CSS,
-                allowed_paths=[app.workdir], show_error=True, footer_links=['api'],
-                theme=gr.themes.Default(font=['system-ui', 'sans-serif'],
-                                        font_mono=['ui-monospace', 'monospace']), **kwargs)
+  with contextlib.redirect_stdout(_WithoutGradiosShareHint(sys.stdout)):
+    blocks.launch(server_name=host, server_port=port, share=share, css=app_lib.CSS,
+                  allowed_paths=[app.workdir], show_error=True, footer_links=['api'],
+                  theme=gr.themes.Default(font=['system-ui', 'sans-serif'],
+                                          font_mono=['ui-monospace', 'monospace']),
+                  prevent_thread_lock=True)
+  if not share:
+    print('* For a public link, start the studio with --share.', flush=True)
+  blocks.block_thread()
 
 
 def serve(model: str, step: int | None, host: str, port: int, share: bool,
