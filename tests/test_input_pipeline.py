@@ -1,6 +1,8 @@
 """The tf.data pipeline: batch contract, official flip, sharding, determinism, resize, prepared
 sizes and versions."""
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -183,3 +185,21 @@ def test_the_truncation_warning_is_said_once(caplog):
   for _ in range(3):
     input_pipeline._warn_truncation('coco_stuff', 2)
   assert sum('max_objects=2 <' in r.getMessage() for r in caplog.records) == 1
+
+
+_READ_BOTH = """
+import sys
+from lama_jax.datasets import input_pipeline
+input_pipeline.create_train_dataset(sys.argv[1], 'coco_stuff', 32, 4, 8)
+input_pipeline.create_eval_dataset(sys.argv[1], 'coco_stuff', 16, 4, 8)
+"""
+
+
+def test_tfds_dtype_notice_is_left_out(data):
+  """TFDS's SkipDecoding logged '`FeatureConnector.dtype` is deprecated. Please change your code'
+  amid every run's progress lines (a fresh process: TFDS says it at most 10 times per process)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, '-c', _READ_BOTH, data[0]], cwd=root, capture_output=True,
+                        text=True, timeout=300, env={**os.environ, 'PYTHONPATH': root})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'is deprecated' not in proc.stderr, proc.stderr[-3000:]

@@ -20,7 +20,10 @@ with `lama_jax.models.mask.masks_to_layout(boxes, masks, image_size)`.
 Each process reads its own, equally sized part of the training split (TFDS `even_splits` over
 `jax.process_count()`), so hosts never see the same image and all take the same number of steps.
 """
+import contextlib
 import functools
+import logging as std_logging
+from typing import Iterator
 
 from absl import logging
 import jax
@@ -79,6 +82,24 @@ def steps_per_epoch(data_dir: str, dataset: str, global_batch_size: int,
   return per_process * copies // (global_batch_size // jax.process_count())
 
 
+class _TfdsDtypeNotice(std_logging.Filter):
+  """TFDS's own SkipDecoding reads the deprecated `FeatureConnector.dtype`, and TFDS then logged
+  'Please change your code...' amid the training's progress lines: a notice for TFDS, not for us."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return '.dtype` is deprecated' not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_tfds_dtype_notice() -> Iterator[None]:
+  logger, notice = std_logging.getLogger('absl'), _TfdsDtypeNotice()
+  logger.addFilter(notice)
+  try:
+    yield
+  finally:
+    logger.removeFilter(notice)
+
+
 def _read(builder: tfds.core.DatasetBuilder, split, shuffle: bool, seed: int, with_masks: bool,
           with_images: bool = True) -> tf.data.Dataset:
   """The stored examples; what is not wanted (masks, images) is dropped undecoded after reading."""
@@ -86,8 +107,9 @@ def _read(builder: tfds.core.DatasetBuilder, split, shuffle: bool, seed: int, wi
   options.deterministic = True
   read_config = tfds.ReadConfig(shuffle_seed=seed, options=options)
   dropped = (() if with_masks else ('masks',)) + (() if with_images else ('image',))
-  ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config,
-                          decoders={k: tfds.decode.SkipDecoding() for k in dropped} or None)
+  with _without_tfds_dtype_notice():
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config,
+                            decoders={k: tfds.decode.SkipDecoding() for k in dropped} or None)
   if not dropped:
     return ds
 
