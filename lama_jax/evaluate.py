@@ -64,8 +64,9 @@ from lama_jax.evaluation.common import COUNT_LIMITS, EvalError, Settings, check_
 from lama_jax.inference.layouts import MAX_SEED
 
 FLAGS = cli.flag_values()
-flags.DEFINE_string('workdir', None, 'Training workdir (latest checkpoint), or an exported or '
-                    'converted generator directory.', flag_values=FLAGS, required=True)
+flags.DEFINE_string('workdir', None, 'Training workdir (latest checkpoint), an exported or '
+                    'converted generator directory, or a portable artifact (export --format '
+                    'stablehlo).', flag_values=FLAGS, required=True)
 flags.DEFINE_string('data_dir', None, 'Where `prepare` wrote the datasets.', flag_values=FLAGS,
                     required=True)
 flags.DEFINE_string('metrics', None, f'Comma-separated, from {",".join(registry.METRICS)} or '

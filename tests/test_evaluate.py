@@ -107,6 +107,26 @@ def test_default_shapes_metrics(data_dir, gen_dir, capsys):
   assert 'H(raw mask)' in capsys.readouterr().out
 
 
+def test_a_portable_artifact_scores_as_its_generator_directory(data_dir, gen_dir, tmp_path):
+  """`sample`, `synthesize` and the studio took an `export --format stablehlo` folder; `evaluate`
+  said it had no generator.json."""
+  from lama_jax.inference import portable  # pylint: disable=g-import-not-at-top
+  artifact = str(tmp_path / 'portable')
+  portable.export_portable(gen_dir, artifact, platforms=('cpu',))
+  reports = []
+  for workdir in (gen_dir, artifact):
+    out = str(tmp_path / f'eval_{len(reports)}')
+    assert evaluate.main(['--workdir', workdir, '--data_dir', data_dir, '--out', out,
+                          '--num_samples', '1', *BATCH]) == 0
+    reports.append(_read(out)[0])
+  ours, theirs = (r['metrics'] for r in reports)
+  assert reports[1]['dataset'] == 'shapes' and reports[1]['step'] == 5
+  assert theirs['alignment'] == ours['alignment']
+  for key in ('raw', 'adapted'):
+    assert theirs['mask_entropy'][key] == pytest.approx(ours['mask_entropy'][key], abs=1e-5)
+  assert theirs['mask_entropy']['abs_alpha'] == pytest.approx(0.7)
+
+
 def test_fid_scene_fid_ds(data_dir, gen_dir, weights, tmp_path, monkeypatch):
   from lama_jax.metrics import frechet
   monkeypatch.setattr(frechet, 'frechet_distance', _recording_frechet)

@@ -79,6 +79,11 @@ class Target:
       alpha = float(np.asarray(gen.variables['params']['lama']['alpha']))
     except (KeyError, TypeError):
       alpha = None
+    runtime = getattr(gen, 'runtime', None)  # a portable artifact: its weights by name
+    if alpha is None and runtime is not None:
+      names = [w['name'] for w in runtime.manifest['weights']]
+      if 'params/lama/alpha' in names:
+        alpha = float(np.asarray(runtime.weights[names.index('params/lama/alpha')]))
     return cls(dataset or gen.dataset, gen.image_size, gen.num_classes, gen.step, alpha)
 
 

@@ -20,6 +20,7 @@ from lama_jax.datasets import input_pipeline
 from lama_jax.evaluation import registry
 from lama_jax.evaluation.common import EvalError, Evaluator, SampleBatch, Settings, Target
 from lama_jax.inference import generator_dir
+from lama_jax.inference import portable_runtime
 from lama_jax.inference import sampling
 from lama_jax.inference.generator import LayoutGenerator
 from lama_jax.inference.sampling import ValBatch
@@ -104,23 +105,26 @@ def dataset_of(workdir: str, dataset: str | None = None) -> str:
   """`dataset`, or the dataset named in the generator directory's generator.json ('' if unreadable).
 
   Raises:
-    EvalError: `workdir` is not a directory or has no generator.json.
+    EvalError: `workdir` is not a directory, or has no generator.json (nor a portable manifest).
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise EvalError(f'--workdir {workdir}: a file, not a directory')
   if not os.path.isdir(workdir):
     raise EvalError(f'--workdir {workdir}: no such directory')
-  path = os.path.join(workdir, generator_dir.GENERATOR_JSON)
+  portable = portable_runtime.is_portable(workdir)
+  path = os.path.join(workdir, portable_runtime.MANIFEST if portable
+                      else generator_dir.GENERATOR_JSON)
   if not os.path.isfile(path):
-    raise EvalError(f'{workdir} has no generator.json: not a generator directory or training '
-                    'workdir')
+    raise EvalError(f'{workdir} has no generator.json: not a generator directory, training '
+                    'workdir or portable artifact')
   if dataset:
     return dataset
   try:
     with open(path) as f:
-      return str(json.load(f).get('dataset', ''))
-  except (OSError, ValueError, AttributeError):
-    return ''  # the loader reports a broken generator.json
+      facts = json.load(f)
+    return str((facts['model'] if portable else facts).get('dataset', ''))
+  except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    return ''  # the loader reports a broken generator.json or manifest
 
 
 def evaluate(workdir: str, names: Sequence[str], settings: Settings, step: int | None = None,
