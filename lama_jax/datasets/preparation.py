@@ -1,7 +1,6 @@
 """Dataset files to TFRecords through the TFDS builders (the library behind `prepare`)."""
 from collections.abc import Sequence
 import contextlib
-import glob
 import os
 import sys
 
@@ -63,8 +62,7 @@ def prepare(dataset: str, manual_dir: str, data_dir: str,
   # TFDS removes its own temporary folder on failure; these remove the folders around it that a
   # failed or interrupted first preparation would leave empty, but keep the sizes it finished.
   def finished_a_size() -> bool:
-    return bool(glob.glob(os.path.join(glob.escape(data_dir), dataset, '*px', '*',
-                                       'dataset_info.json')))
+    return bool(builders.prepared_sizes(data_dir, dataset))
   with contextlib.ExitStack() as stack:
     for folder in (data_dir, os.path.join(data_dir, dataset)):
       stack.enter_context(files.output_dir(folder, keep=finished_a_size))
