@@ -539,14 +539,22 @@ def test_every_command_keeps_a_ctrl_c_from_before_its_imports():
                                'startup_interrupts.defer_if_main(__name__)'), path
 
 
-@pytest.mark.parametrize('command', ['sample', 'prepare', 'datasets.shapes'])
-def test_a_command_interrupted_while_importing_exits_130_in_one_word(command, tmp_path):
-  proc = subprocess.Popen([sys.executable, '-m', f'lama_jax.{command}', '--out', str(tmp_path / 'o')],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  time.sleep(0.5)  # the package's light import is done; JAX's, TensorFlow's or PIL's are not
+def _ctrl_c_after(seconds: float, *args: str) -> tuple[int, str, str]:
+  """Runs `python ARGS` in the repository, sends it SIGINT after `seconds`; (exit code, stdout,
+  stderr)."""
+  proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  time.sleep(seconds)
   proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=300)
-  assert (proc.returncode, out, err) == (130, '', 'interrupted\n')
+  return proc.returncode, out, err
+
+
+@pytest.mark.parametrize('command', ['sample', 'prepare', 'datasets.shapes'])
+def test_a_command_interrupted_while_importing_exits_130_in_one_word(command, tmp_path):
+  # At 0.5 s the package's light import is done; JAX's, TensorFlow's or PIL's are not.
+  assert _ctrl_c_after(0.5, '-m', f'lama_jax.{command}', '--out', str(tmp_path / 'o')) == (
+      130, '', 'interrupted\n')
 
 
 def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path):
@@ -554,13 +562,9 @@ def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path):
   script's foreground does not stop it; the commands keep it so (Python's own rule)."""
   ignoring = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); '
               'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
-  proc = subprocess.Popen([sys.executable, '-c', ignoring, '-m', 'lama_jax.sample', '--out',
-                           str(tmp_path / 'o')], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-  time.sleep(0.5)
-  proc.send_signal(signal.SIGINT)
-  _, err = proc.communicate(timeout=300)
-  assert proc.returncode == 2 and err.startswith('error: '), err  # it ran on to its flag check
+  code, _, err = _ctrl_c_after(0.5, '-c', ignoring, '-m', 'lama_jax.sample', '--out',
+                               str(tmp_path / 'o'))
+  assert code == 2 and err.startswith('error: '), err  # it ran on to its flag check
 
 
 _POOL_INTERRUPTED = """
@@ -590,13 +594,9 @@ def test_an_interrupted_worker_pool_leaves_no_semaphores_behind(tmp_path):
 
 def test_main_interrupted_in_its_first_second_exits_130_in_one_word(tmp_path):
   workdir = tmp_path / 'run'
-  proc = subprocess.Popen(
-      [sys.executable, '-m', 'lama_jax.main', '--config', tiny_config_file(tmp_path),
-       '--workdir', str(workdir)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
-  time.sleep(1.0)  # JAX and TensorFlow take seconds to import
-  proc.send_signal(signal.SIGINT)
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 130, err[-2000:]
+  # At 1 s JAX and TensorFlow are still importing.
+  code, _, err = _ctrl_c_after(1.0, '-m', 'lama_jax.main', '--config', tiny_config_file(tmp_path),
+                               '--workdir', str(workdir))
+  assert code == 130, err[-2000:]
   assert 'Traceback' not in err and err.rstrip().endswith('interrupted'), err[-2000:]
   assert not workdir.exists()
