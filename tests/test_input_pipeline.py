@@ -1,6 +1,7 @@
 """The tf.data pipeline: batch contract, official flip, sharding, determinism, resize, prepared
 sizes and versions."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -203,3 +204,70 @@ def test_tfds_dtype_notice_is_left_out(data):
                         text=True, timeout=300, env={**os.environ, 'PYTHONPATH': root})
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'is deprecated' not in proc.stderr, proc.stderr[-3000:]
+
+
+def _damage(path: str, how: str) -> None:
+  data = open(path, 'rb').read()
+  if how == 'flipped bits':
+    data = bytes(b ^ 0xFF if i % 997 == 500 else b for i, b in enumerate(data))
+  elif how == 'cut short':
+    data = data[:len(data) // 2]
+  elif how == 'emptied':
+    data = b''
+  if how == 'removed':
+    os.remove(path)
+  else:
+    with open(path, 'wb') as f:
+      f.write(data)
+
+
+@pytest.mark.parametrize('how, detail', [('flipped bits', 'corrupted record'),
+                                         ('cut short', 'truncated record'),
+                                         ('removed', 'No such file or directory'),
+                                         ('emptied', 'expected to contain')])
+def test_damaged_prepared_files_are_one_error_naming_the_folder(data, tmp_path, how, detail):
+  """A prepared TFRecord changed after `prepare` was a TensorFlow traceback (DataLossError
+  'corrupted record at 12', NotFoundError, ...) from the training loop's first batch."""
+  data_dir = str(tmp_path / 'tfds')
+  shutil.copytree(data[0], data_dir)
+  folder = os.path.join(data_dir, 'coco_stuff', '16px', str(builders.BUILDERS['coco_stuff'].VERSION))
+  (train,) = [n for n in os.listdir(folder) if '-train.tfrecord' in n]
+  _damage(os.path.join(folder, train), how)
+  ds = input_pipeline.create_train_dataset(data_dir, 'coco_stuff', 16, 2, 8)
+  with pytest.raises(common.DatasetError) as e:
+    for _ in zip(range(2 * N_TRAIN), input_pipeline.numpy_batches(ds, data_dir, 'coco_stuff', 16,
+                                                                   'train')):
+      pass
+  message = str(e.value)
+  assert message.startswith(f'{folder}: cannot read the prepared coco_stuff train split ('), message
+  assert detail in message and '{{' not in message and '[Op:' not in message, message
+  assert (f'delete {os.path.dirname(folder)} and run python -m lama_jax.prepare --dataset '
+          f'coco_stuff --image_sizes 16 --manual_dir DIR --data_dir {data_dir}') in message
+  # The val split of the same copy still reads, at every size and without images.
+  assert len(input_pipeline.read_layouts(data_dir, 'coco_stuff', 'val', 8)['labels']) == 1
+
+
+def test_a_damaged_val_split_is_named_by_the_layout_reader(data, tmp_path):
+  data_dir = str(tmp_path / 'tfds')
+  shutil.copytree(data[0], data_dir)
+  for size in SIZES:  # read_layouts takes any prepared size
+    folder = os.path.join(data_dir, 'coco_stuff', f'{size}px',
+                          str(builders.BUILDERS['coco_stuff'].VERSION))
+    (val,) = [n for n in os.listdir(folder) if '-val.tfrecord' in n]
+    _damage(os.path.join(folder, val), 'cut short')
+  with pytest.raises(common.DatasetError, match=r'cannot read the prepared coco_stuff val split '
+                     r'\(truncated record'):
+    input_pipeline.read_layouts(data_dir, 'coco_stuff', 'val', 8)
+
+
+def test_a_damaged_dataset_info_is_one_error_naming_the_folder(data, tmp_path):
+  """TFDS read it with a protobuf ParseError traceback, in every command that opens the data."""
+  data_dir = str(tmp_path / 'tfds')
+  shutil.copytree(data[0], data_dir)
+  folder = os.path.join(data_dir, 'coco_stuff', '32px', str(builders.BUILDERS['coco_stuff'].VERSION))
+  _damage(os.path.join(folder, 'dataset_info.json'), 'cut short')
+  with pytest.raises(common.DatasetError) as e:
+    input_pipeline.create_eval_dataset(data_dir, 'coco_stuff', 32, 2, 8)
+  assert str(e.value).startswith(f'{folder}: cannot read the prepared coco_stuff (dataset_info.json: '
+                                 'Failed to load JSON'), str(e.value)
+  assert f'--image_sizes 32 --manual_dir DIR --data_dir {data_dir}' in str(e.value)

@@ -2,9 +2,11 @@
 
 NAME is 'coco_stuff', 'visual_genome' or 'shapes'; each has one config per stored image size
 ('coco_stuff/128px', in DATA_DIR/coco_stuff/128px/VERSION/); `make` returns the builder of one size,
-`prepared_sizes` what a data dir holds, `not_prepared_message` how to prepare what is missing.
+`prepared_sizes` what a data dir holds, `not_prepared_message` how to prepare what is missing,
+`damaged_error` what to do when prepared files changed since.
 """
 # pylint: disable=unused-import
+from google.protobuf import json_format
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -24,7 +26,24 @@ def make(dataset: str, data_dir: str, image_size: int) -> tfds.core.DatasetBuild
     raise common.DatasetError(f'image size must be positive, got {image_size}.')
   config = common.size_config(image_size)
   named = config.name in BUILDERS[dataset].builder_configs
-  return BUILDERS[dataset](data_dir=data_dir, config=config.name if named else config)
+  try:
+    return BUILDERS[dataset](data_dir=data_dir, config=config.name if named else config)
+  except json_format.ParseError as e:  # TFDS reads the prepared dataset_info.json here
+    raise damaged_error(data_dir, dataset, image_size,
+                        f'dataset_info.json: {" ".join(str(e).split())}') from e
+
+
+def damaged_error(data_dir: str, dataset: str, image_size: int, detail: str,
+                  split: str = '') -> common.DatasetError:
+  """The error for prepared files of `dataset` at `image_size` that changed after `prepare` wrote
+  them: names their folder and the commands that make them again."""
+  folder = tf.io.gfile.join(data_dir, dataset, f'{image_size}px', str(BUILDERS[dataset].VERSION))
+  what = f'the prepared {dataset} {split} split' if split else f'the prepared {dataset}'
+  return common.DatasetError(
+      f'{folder}: cannot read {what} ({detail.rstrip(".")}); its files changed after prepare '
+      'wrote them. '
+      f'Prepare that size again: delete {tf.io.gfile.join(data_dir, dataset, f"{image_size}px")} '
+      f'and run {prepare_command(data_dir, dataset, image_size)}')
 
 
 def _info_dirs(data_dir: str, dataset: str) -> list[tuple[str, str]]:
@@ -50,11 +69,16 @@ def prepared_sizes(data_dir: str, dataset: str) -> list[int]:
                 if v == version and config.endswith('px') and config[:-2].isdigit())
 
 
+def prepare_command(data_dir: str, dataset: str, image_size: int | None) -> str:
+  """The `prepare` command line that makes `dataset` at `image_size` (None: the standard sizes)."""
+  want = str(image_size) if image_size else ','.join(map(str, common.STANDARD_SIZES))
+  return (f'python -m lama_jax.prepare --dataset {dataset} --image_sizes {want} --manual_dir DIR '
+          f'--data_dir {data_dir}')
+
+
 def not_prepared_message(data_dir: str, dataset: str, image_size: int | None) -> str:
   """What `data_dir` holds of `dataset` instead of `image_size`, and the command to prepare it."""
-  want = str(image_size) if image_size else ','.join(map(str, common.STANDARD_SIZES))
-  run = (f'python -m lama_jax.prepare --dataset {dataset} --image_sizes {want} --manual_dir DIR '
-         f'--data_dir {data_dir}')
+  run = prepare_command(data_dir, dataset, image_size)
   version = str(BUILDERS[dataset].VERSION)
   sizes = prepared_sizes(data_dir, dataset)
   if sizes:

@@ -23,6 +23,7 @@ Each process reads its own, equally sized part of the training split (TFDS `even
 import contextlib
 import functools
 import logging as std_logging
+import re
 from typing import Iterator
 
 from absl import logging
@@ -241,7 +242,8 @@ def read_layouts(data_dir: str, dataset: str, split: str, max_objects: int,
              with_images=False)
   if limit is not None:
     ds = ds.take(limit)
-  rows = list(ds.as_numpy_iterator())
+  size = builder.builder_config.image_size
+  rows = list(numpy_batches(ds, data_dir, dataset, size, split))
   boxes = np.tile(np.asarray(PAD_BOX, np.float32), (len(rows), max_objects, 1))
   labels = np.full((len(rows), max_objects), PAD_LABEL, np.int32)
   for i, row in enumerate(rows):
@@ -254,3 +256,37 @@ def read_layouts(data_dir: str, dataset: str, split: str, max_objects: int,
 def as_numpy(batch: dict) -> dict[str, np.ndarray]:
   """A batch's tensors as NumPy arrays."""
   return {k: np.asarray(v) for k, v in batch.items()}
+
+
+# What reading prepared TFRecords raises when they changed after `prepare` wrote them: a flipped
+# bit or a cut (DataLossError), a removed file (NotFoundError), an emptied one (TFDS's count check,
+# FailedPreconditionError).
+_DAMAGED = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.FailedPreconditionError)
+
+
+def _tf_detail(e: tf.errors.OpError) -> str:
+  """TensorFlow's message without its function-node prefix and op suffix."""
+  text = re.sub(r'^\{\{[^}]*\}\}\s*', '', e.message)
+  return ' '.join(re.sub(r'\s*\[Op:[^\]]*\].*$', '', text, flags=re.S).split())
+
+
+def numpy_batches(ds: tf.data.Dataset, data_dir: str, dataset: str, image_size: int,
+                  split: str) -> Iterator[dict[str, np.ndarray]]:
+  """`ds`'s batches as NumPy arrays (a pipeline of this module over that prepared split).
+
+  Raises:
+    common.DatasetError: the prepared files cannot be read; names their folder and, when they were
+      damaged after `prepare`, the commands that make them again (not a TensorFlow traceback).
+  """
+  it = ds.as_numpy_iterator()
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except tf.errors.PermissionDeniedError as e:
+      raise common.DatasetError(f'cannot read the prepared {dataset} {split} split in {data_dir}: '
+                                f'{_tf_detail(e)}.') from e
+    except _DAMAGED as e:
+      raise builders.damaged_error(data_dir, dataset, image_size, _tf_detail(e), split) from e
+    yield as_numpy(batch)

@@ -127,7 +127,7 @@ def train_batches(data: Mapping[str, Any], image_size: int, num_classes: int,
       data['data_dir'], data['dataset'], image_size, global_batch_size, data['max_objects'],
       flip=data['flip'], seed=seed % (2**31), shuffle_buffer=data['shuffle_buffer'],
       with_masks=with_masks)
-  return map(input_pipeline.as_numpy, ds.as_numpy_iterator())
+  return input_pipeline.numpy_batches(ds, data['data_dir'], data['dataset'], image_size, 'train')
 
 
 def val_layouts(data: Mapping[str, Any], image_size: int, num_classes: int, count: int,
@@ -142,7 +142,8 @@ def val_layouts(data: Mapping[str, Any], image_size: int, num_classes: int, coun
                                           min(count, 64), data['max_objects'],
                                           with_masks=with_masks)
   parts = []
-  for batch in ds.as_numpy_iterator():
+  for batch in input_pipeline.numpy_batches(ds, data['data_dir'], data['dataset'], image_size,
+                                            'val'):
     parts.append(batch)
     if sum(len(p['labels']) for p in parts) >= count:
       break

@@ -112,7 +112,7 @@ def time_pipeline(data_dir: str, dataset: str, image_size: int, batch_size: int,
   ds = input_pipeline.create_train_dataset(
       data_dir, dataset, image_size, batch_size, max_objects, flip=flip,
       shuffle_buffer=shuffle_buffer)
-  it = map(input_pipeline.as_numpy, ds.as_numpy_iterator())
+  it = input_pipeline.numpy_batches(ds, data_dir, dataset, image_size, 'train')
   for _ in range(warmup):
     next(it)
   cpu0, t0 = time.process_time(), time.perf_counter()

@@ -79,7 +79,8 @@ def val_batches(data_dir: str, dataset: str, image_size: int, batch_size: int, m
   ds = input_pipeline.create_eval_dataset(data_dir, dataset, image_size, batch_size, max_objects,
                                           with_masks=with_masks)
   seen = 0
-  for index, batch in enumerate(ds.as_numpy_iterator()):
+  for index, batch in enumerate(input_pipeline.numpy_batches(ds, data_dir, dataset, image_size,
+                                                              'val')):
     count = len(batch['labels']) if limit is None else min(len(batch['labels']), limit - seen)
     if count <= 0:
       return
