@@ -29,6 +29,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import traceback
 
 from absl import flags
@@ -45,6 +46,9 @@ _PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirec
                 PermissionError)
 # Other OS errors a user can fix: a full disk or quota, a read-only file system, a too long name.
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP}
+# Names of threads whose work cannot be stopped (an XLA compile): a command that fails while one
+# runs exits without waiting for it (`exit_process`).
+UNWAITED_THREAD_PREFIX = 'unwaited_'
 
 
 class Terminated(KeyboardInterrupt):
@@ -225,16 +229,23 @@ def _sigterm_raises():
     signal.signal(signal.SIGTERM, previous)
 
 
+def _unwaited_work_running() -> bool:
+  return any(t.name.startswith(UNWAITED_THREAD_PREFIX) and t.is_alive()
+             for t in threading.enumerate())
+
+
 def exit_process(code: int) -> None:
   """Ends the process with a command's exit code (every command's `__main__`).
 
   An interrupted command ends at once, its clean-up done and its output flushed (`os._exit`): in
   the interpreter's normal shutdown, an XLA compilation still running in a background thread
   crashed the process (SIGSEGV or SIGABRT, and a core file) instead of exiting with 130 or 143.
+  So does a failed command while an `UNWAITED_THREAD_PREFIX` thread runs: the shutdown waited for
+  that thread's compile (a minute and more) after the error was said.
   Objects in reference cycles are collected first: `os._exit` runs no finalizers, and a worker
   pool's semaphores left that way made Python's resource_tracker warn after 'interrupted'.
   """
-  if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+  if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) or (code and _unwaited_work_running()):
     gc.collect()
     sys.stdout.flush()
     sys.stderr.flush()

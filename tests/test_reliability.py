@@ -442,6 +442,33 @@ def test_an_interrupted_command_exits_with_its_code_while_xla_compiles():
     assert proc.returncode == code, proc.stderr[-2000:]
 
 
+_FAIL_DURING_UNWAITED_WORK = """
+import concurrent.futures, sys, threading
+from lama_jax import cli
+
+never = threading.Event()
+pool = concurrent.futures.ThreadPoolExecutor(1, sys.argv[1] + 'compile_step')
+pool.submit(never.wait)  # stands for a compile: it cannot be stopped
+pool.shutdown(wait=False)
+print('error: something failed', file=sys.stderr)
+cli.exit_process(2)
+"""
+
+
+def test_a_failed_command_does_not_wait_for_a_background_compile():
+  """An error while the training step compiled in the background was said at once, then the
+  process waited for the compile to end (a minute and more) before exiting."""
+  env = dict(os.environ, PYTHONPATH=REPO)
+  proc = subprocess.run([sys.executable, '-c', _FAIL_DURING_UNWAITED_WORK,
+                         cli.UNWAITED_THREAD_PREFIX], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=120)
+  assert (proc.returncode, proc.stderr) == (2, 'error: something failed\n')
+  # Threads not named so are waited for, as Python does (here: forever).
+  with pytest.raises(subprocess.TimeoutExpired):
+    subprocess.run([sys.executable, '-c', _FAIL_DURING_UNWAITED_WORK, 'other_'], cwd=REPO,
+                   env=env, capture_output=True, timeout=15)
+
+
 def test_resume_with_another_model_is_refused_before_orbax_reads(tmp_path, monkeypatch):
   """A changed config's shapes are caught from the metadata: Orbax's own failed restore left
   asynchronous reads behind that printed pages of "Event loop is closed" tracebacks."""

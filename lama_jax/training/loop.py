@@ -282,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # The step loads (or compiles) while the run files, the evaluation and tf.data start. Not
     # before the restore: an error there exits at once, not after a compile it cannot stop. Not
     # when there is no step to take: the process would wait for the compile to exit.
-    pool = concurrent.futures.ThreadPoolExecutor(1, 'compile_step')
+    pool = concurrent.futures.ThreadPoolExecutor(1, cli.UNWAITED_THREAD_PREFIX + 'compile_step')
     compiling = pool.submit(trainer.compile_step) if start_step < num_steps else None
     pool.shutdown(wait=False)
     # After the restore: a config that does not fit the checkpoints leaves the run as it was.
