@@ -15,7 +15,8 @@ Nothing is downloaded. Each finished split prints one JSON line to stdout:
 with what the filters counted; for COCO-Stuff and shapes also clipped_boxes (boxes reaching more
 than a pixel outside their image, clipped to it), skipped_boxes_outside (nothing inside),
 masks_wrong_size (RLE masks of another size than their image) and masks_outside_image (polygons
-reaching more than an image size outside it), both stored as full boxes.
+reaching more than an image size outside it), both stored as full boxes; for Visual Genome
+skipped_images_without_objects (every object's box empty).
 TFDS writes into a temporary folder and renames it when every split is done, so an interrupted run
 leaves no half-written dataset; a finished one is reused, not rebuilt.
 """

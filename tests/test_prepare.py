@@ -218,6 +218,21 @@ def test_visual_genome_from_sg2im_h5(tmp_path):
   assert vocab.num_classes == 179 and vocab.id_to_name[5] == 'cls5'
 
 
+def test_a_visual_genome_image_whose_boxes_are_all_empty_is_skipped(tmp_path):
+  """It was stored with no object at all (the empty-box filter is ours; sg2im never writes one)."""
+  manual = _write_vg(str(tmp_path / 'vg'))
+  _edit_h5(manual, 'train', 'object_boxes', lambda a: np.where(
+      np.arange(len(a))[:, None, None] == 1, a * [1, 1, 0, 1], a))  # image 12: every w = 0
+  summaries = prepare_lib.prepare('visual_genome', manual, str(tmp_path / 'tfds'), [16])
+  assert summaries['train']['images'] == 1 and summaries['train']['objects'] == 9
+  assert summaries['train']['skipped_images_without_objects'] == 1
+  assert summaries['train']['skipped_degenerate_boxes'] == 4
+  _edit_h5(manual, 'val', 'object_boxes', lambda a: a * [1, 1, 1, 0])
+  with pytest.raises(common.DatasetError, match=r'val.h5 in .* lists no images with objects '
+                     r'\(1 without any box skipped\)'):
+    prepare_lib.prepare('visual_genome', manual, str(tmp_path / 'tfds2'), [16])
+
+
 def _edit_h5(manual, split, name, edit):
   import h5py  # pylint: disable=g-import-not-at-top
   with h5py.File(os.path.join(manual, f'{split}.h5'), 'a') as f:

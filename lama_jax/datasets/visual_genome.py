@@ -41,6 +41,7 @@ class SplitStats:
   images: int = 0
   objects: int = 0
   skipped_degenerate_boxes: int = 0
+  skipped_images_without_objects: int = 0  # every object had an empty box (not in sg2im's files)
 
 
 def load_vocabulary(manual_dir: str) -> vocabulary_lib.Vocabulary:
@@ -150,6 +151,10 @@ def select_images(manual_dir: str, split: str) -> tuple[list[common.ImageRecord]
         continue
       boxes.append((x, y, w, h))
       labels.append(int(data['object_names'][i, j]))
+    if not labels:  # nothing to lay out: it would train the generator on an empty layout
+      stats.skipped_images_without_objects += 1
+      logging.warning('%s: image id %d has no object with a box; skipped.', path, image_id)
+      continue
     records.append(common.ImageRecord(
         image_id=int(image_id), path=os.path.join(manual_dir, 'images', image_path),
         pixel_boxes=np.array(boxes, np.float64).reshape(-1, 4), labels=np.array(labels, np.int64)))
@@ -191,7 +196,9 @@ class VisualGenome(tfds.core.GeneratorBasedBuilder):
       common.check_labels(records, vocab, what)
       common.check_files_exist(records, what)
       if not records:  # TFDS would fail writing the split, with a traceback
-        raise common.DatasetError(f'{what}: {split}.h5 in {manual_dir} lists no images.')
+        left = (f' with objects ({stats.skipped_images_without_objects} without any box skipped)'
+                if stats.skipped_images_without_objects else '')
+        raise common.DatasetError(f'{what}: {split}.h5 in {manual_dir} lists no images{left}.')
       self.info.metadata[split] = dataclasses.asdict(stats)
       generators[split] = self._generate_examples(records)
     return generators
