@@ -84,7 +84,7 @@ def _read_json(path: Path, what: str) -> dict:
   try:
     with open(path) as f:
       data = json.load(f)
-  except json.JSONDecodeError as e:
+  except ValueError as e:  # JSONDecodeError; UnicodeDecodeError for bytes that are not text
     raise GeneratorDirError(f'{path} is not valid JSON: {e}') from e
   if not isinstance(data, dict):
     raise GeneratorDirError(f'{path} does not hold a JSON object.')
