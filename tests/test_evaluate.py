@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -266,6 +267,28 @@ def test_workdir_that_is_a_file_is_named_so(tmp_path, capsys):
   afile.write_text('x')
   assert evaluate.main(['--workdir', str(afile), '--data_dir', str(tmp_path)]) == 2
   assert capsys.readouterr().err == f'error: --workdir {afile}: a file, not a directory\n'
+
+
+@pytest.mark.parametrize('name, content, expected', [
+    ('generator.json', b'{"ch": 4, "chan', 'generator.json is not valid JSON'),
+    ('generator.json', b'\x82\xfe garbage', 'generator.json is not valid JSON'),
+    ('manifest.json', b'{"format": "lama_jax.por', 'manifest.json: cannot read it as JSON'),
+    ('manifest.json', json.dumps({'format': 'lama_jax.portable', 'format_version': 1}).encode(),
+     "manifest.json: not a complete manifest (KeyError: 'model')"),
+])
+def test_a_damaged_generator_config_is_named_before_the_default_metrics(
+    gen_dir, tmp_path, capsys, name, content, expected):
+  """Without --metrics the dataset comes from that file: it was taken for an unknown dataset, and
+  the error was "fid: needs --inception_weights"."""
+  workdir = tmp_path / 'damaged'
+  if name == 'generator.json':
+    shutil.copytree(gen_dir, workdir)
+  else:  # a portable artifact's manifest
+    workdir.mkdir()
+  (workdir / name).write_bytes(content)
+  assert evaluate.main(['--workdir', str(workdir), '--data_dir', str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f'error: {workdir / name}') and expected in err and err.count('\n') == 1, err
 
 
 def test_cli_error_has_no_traceback(tmp_path):
