@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,28 @@ def test_fid_scene_fid_ds(data_dir, gen_dir, weights, tmp_path, monkeypatch):
   assert evaluate.main(args[:args.index('--metrics')] + [
       '--metrics', 'fid', '--inception_weights', weights['inception']]) == 0
   assert _read(out)[0]['metrics']['fid'] == pytest.approx(m['fid'], rel=1e-6)
+
+
+def _other_npz(path):
+  np.savez(path, a=np.zeros(3))
+
+
+@pytest.mark.parametrize('damage, expected', [
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), 'not an .npz archive (cut short or damaged?)'),
+    (lambda p: p.write_bytes(b''), 'not an .npz archive (cut short or damaged?)'),
+    (_other_npz, "not readable statistics (KeyError: 'mu is not a file in the archive')"),
+    (lambda p: np.savez(p, mu=np.zeros(3), sigma=np.eye(4)), 'not statistics of one feature size'),
+])
+def test_a_damaged_fid_cache_is_named_before_sampling(tmp_path, damage, expected):
+  """It was read only for the result, after all the sampling: BadZipFile, EOFError or KeyError."""
+  from lama_jax.evaluation.fid import Fid  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'fid_stats' / 'shapes_64_full.npz'
+  path.parent.mkdir()
+  np.savez(path, mu=np.zeros(4), sigma=np.eye(4))
+  damage(path)
+  with pytest.raises(EvalError, match=re.escape(f'{path}: ') + '.*' + re.escape(
+      f'{expected}; delete it and evaluate computes the real statistics again')):
+    Fid(lambda images: np.zeros((len(images), 4)), 2, str(path), 1)
 
 
 def test_fid_of_one_layout_fails_before_sampling(data_dir, gen_dir, weights, tmp_path, capsys,
