@@ -260,6 +260,8 @@ def test_bad_detections_fail_with_one_line(data_dir, raw_dir, gen_dir, tmp_path,
     (['--metrics', 'fid,bogus'], 'unknown metric(s) bogus'),
     (['--metrics', 'fid', '--inception_weights', 'missing.pth'],
      '--inception_weights missing.pth: no such file'),
+    (['--metrics', 'fid', '--inception_weights', 'data'],  # was "no such file"
+     '--inception_weights data: a folder, not a file'),
     (['--metrics', 'mask_entropy', '--num_samples', '0'], '--num_samples must be at least 1'),
     (['--metrics', 'mask_entropy'], '/shapes/64px/2.0.0). Run: python -m lama_jax.prepare '
      '--dataset shapes --image_sizes 64 --manual_dir'),  # the generator's size, not the default
