@@ -272,6 +272,19 @@ def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected
   assert err.startswith('error: ') and err.count('\n') == 1 and expected in err, err
 
 
+def test_weights_of_another_network_are_one_short_line(gen_dir, weights, tmp_path, capsys):
+  """LPIPS weights given for Inception: the error listed all 470 variables (20,000 characters), in
+  quotes, and named the file twice."""
+  path = weights['lpips']
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), '--metrics', 'fid',
+                        '--inception_weights', path]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f'error: --inception_weights {path}: cannot load: Inception state dict '
+                        'does not match the model. Unmapped keys: 5 (lin0.model.1.weight'), err
+  assert 'variables with no key: 470 (' in err and 'and 465 more)' in err, err
+  assert len(err) < 600 and err.count(path) == 1 and err.count('\n') == 1, err
+
+
 def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
   out = str(tmp_path / 'eval')
   assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', out,
