@@ -24,14 +24,12 @@ from lama_jax import startup_interrupts  # first: a Ctrl-C during the imports be
 startup_interrupts.defer_if_main(__name__)
 
 from collections.abc import Sequence
-import os
 
 from absl import flags
 
 from lama_jax import cli
 from lama_jax import files
 from lama_jax.conversion import converter
-from lama_jax.errors import LamaError
 from lama_jax.inference import layouts
 
 FLAGS = cli.flag_values()
@@ -59,8 +57,8 @@ def _main(fv: flags.FlagValues) -> None:
     if fv[flag].value is not None:
       files.check_input_file(fv[flag].value, f'--{flag}', '.pth file')
   files.check_folder_target(fv.out, '--out', empty=True)
-  if fv.vocab is not None and not os.path.isfile(fv.vocab):
-    raise LamaError(f'--vocab {fv.vocab}: no such file')
+  if fv.vocab is not None:
+    files.check_input_file(fv.vocab, '--vocab', 'file')
   spec = converter.convert(fv.torch_checkpoint, int(fv.image_size), fv.out, fv.dataset, fv.vocab,
                            fv.max_objects, fv.torch_discriminator)
   what = (f'training workdir at step 0 (discriminator ch={spec["d_ch"]}), '

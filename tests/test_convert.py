@@ -220,14 +220,19 @@ def test_spectral_norm_matches_torch():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('text', ['{"dataset": "coco_stuff"}', '[1, 2]'])
-def test_a_bad_vocab_file_is_named(tmp_path, text):
+@pytest.mark.parametrize('content, expected', [
+    (b'{"dataset": "coco_stuff"}', ': Not a vocabulary'),
+    (b'[1, 2]', ': Not a vocabulary'),
+    (b'{"dataset": "coco_stuff", "num_classes": 184, "id_to_name": ["a"]}', ': Not a vocabulary'),
+    (b'\x80\x02garbage', ' is not valid JSON'),  # bytes that are not text: the file was not named
+])
+def test_a_bad_vocab_file_is_named(tmp_path, content, expected):
   path = tmp_path / 'vocab.json'
-  path.write_text(text)
+  path.write_bytes(content)
   with pytest.raises(ConversionError) as e:
     converter.load_dataset_vocabulary('coco', 184, str(path))
   message = str(e.value)
-  assert message.startswith(f'Vocabulary file {path}: Not a vocabulary'), message
+  assert message.startswith(f'Vocabulary file {path}{expected}'), message
   assert 'pass --vocab' not in message, message  # it was passed
 
 

@@ -2,6 +2,8 @@
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -161,6 +163,28 @@ def test_fid_scene_fid_ds(data_dir, gen_dir, weights, tmp_path, monkeypatch):
   assert _read(out)[0]['metrics']['fid'] == pytest.approx(m['fid'], rel=1e-6)
 
 
+def _other_npz(path):
+  np.savez(path, a=np.zeros(3))
+
+
+@pytest.mark.parametrize('damage, expected', [
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), 'not an .npz archive (cut short or damaged?)'),
+    (lambda p: p.write_bytes(b''), 'not an .npz archive (cut short or damaged?)'),
+    (_other_npz, "not readable statistics (KeyError: 'mu is not a file in the archive')"),
+    (lambda p: np.savez(p, mu=np.zeros(3), sigma=np.eye(4)), 'not statistics of one feature size'),
+])
+def test_a_damaged_fid_cache_is_named_before_sampling(tmp_path, damage, expected):
+  """It was read only for the result, after all the sampling: BadZipFile, EOFError or KeyError."""
+  from lama_jax.evaluation.fid import Fid  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'fid_stats' / 'shapes_64_full.npz'
+  path.parent.mkdir()
+  np.savez(path, mu=np.zeros(4), sigma=np.eye(4))
+  damage(path)
+  with pytest.raises(EvalError, match=re.escape(f'{path}: ') + '.*' + re.escape(
+      f'{expected}; delete it and evaluate computes the real statistics again')):
+    Fid(lambda images: np.zeros((len(images), 4)), 2, str(path), 1)
+
+
 def test_fid_of_one_layout_fails_before_sampling(data_dir, gen_dir, weights, tmp_path, capsys,
                                                 monkeypatch):
   """It sampled the layout, then said 'FID needs at least 2 images' (with the real split, hours)."""
@@ -236,6 +260,8 @@ def test_bad_detections_fail_with_one_line(data_dir, raw_dir, gen_dir, tmp_path,
     (['--metrics', 'fid,bogus'], 'unknown metric(s) bogus'),
     (['--metrics', 'fid', '--inception_weights', 'missing.pth'],
      '--inception_weights missing.pth: no such file'),
+    (['--metrics', 'fid', '--inception_weights', 'data'],  # was "no such file"
+     '--inception_weights data: a folder, not a file'),
     (['--metrics', 'mask_entropy', '--num_samples', '0'], '--num_samples must be at least 1'),
     (['--metrics', 'mask_entropy'], '/shapes/64px/2.0.0). Run: python -m lama_jax.prepare '
      '--dataset shapes --image_sizes 64 --manual_dir'),  # the generator's size, not the default
@@ -244,6 +270,19 @@ def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected
   assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), *extra]) == 2
   err = capsys.readouterr().err
   assert err.startswith('error: ') and err.count('\n') == 1 and expected in err, err
+
+
+def test_weights_of_another_network_are_one_short_line(gen_dir, weights, tmp_path, capsys):
+  """LPIPS weights given for Inception: the error listed all 470 variables (20,000 characters), in
+  quotes, and named the file twice."""
+  path = weights['lpips']
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), '--metrics', 'fid',
+                        '--inception_weights', path]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f'error: --inception_weights {path}: cannot load: Inception state dict '
+                        'does not match the model. Unmapped keys: 5 (lin0.model.1.weight'), err
+  assert 'variables with no key: 470 (' in err and 'and 465 more)' in err, err
+  assert len(err) < 600 and err.count(path) == 1 and err.count('\n') == 1, err
 
 
 def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
@@ -266,6 +305,28 @@ def test_workdir_that_is_a_file_is_named_so(tmp_path, capsys):
   afile.write_text('x')
   assert evaluate.main(['--workdir', str(afile), '--data_dir', str(tmp_path)]) == 2
   assert capsys.readouterr().err == f'error: --workdir {afile}: a file, not a directory\n'
+
+
+@pytest.mark.parametrize('name, content, expected', [
+    ('generator.json', b'{"ch": 4, "chan', 'generator.json is not valid JSON'),
+    ('generator.json', b'\x82\xfe garbage', 'generator.json is not valid JSON'),
+    ('manifest.json', b'{"format": "lama_jax.por', 'manifest.json: cannot read it as JSON'),
+    ('manifest.json', json.dumps({'format': 'lama_jax.portable', 'format_version': 1}).encode(),
+     "manifest.json: not a complete manifest (KeyError: 'model')"),
+])
+def test_a_damaged_generator_config_is_named_before_the_default_metrics(
+    gen_dir, tmp_path, capsys, name, content, expected):
+  """Without --metrics the dataset comes from that file: it was taken for an unknown dataset, and
+  the error was "fid: needs --inception_weights"."""
+  workdir = tmp_path / 'damaged'
+  if name == 'generator.json':
+    shutil.copytree(gen_dir, workdir)
+  else:  # a portable artifact's manifest
+    workdir.mkdir()
+  (workdir / name).write_bytes(content)
+  assert evaluate.main(['--workdir', str(workdir), '--data_dir', str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f'error: {workdir / name}') and expected in err and err.count('\n') == 1, err
 
 
 def test_cli_error_has_no_traceback(tmp_path):

@@ -430,7 +430,10 @@ def test_sample_cli_refuses_a_non_generator_dir(tmp_path, capsys):
 
 @pytest.mark.parametrize('vocabulary, expected', [
     (None, 'has no vocabulary.json: not a generator directory'),
-    ('[1, 2]', 'vocabulary.json does not hold a JSON object'),
+    (b'[1, 2]', 'vocabulary.json does not hold a JSON object'),
+    (b'\x82\xfe\x00garbage', 'vocabulary.json is not valid JSON'),  # was a UnicodeDecodeError
+    (b'{"dataset": "shapes", "num_classes": 14, "id_to_name": ["__image__"]}',
+     'vocabulary.json: Not a vocabulary'),  # was an AttributeError
 ])
 def test_a_missing_or_bad_vocabulary_is_named_once(workdir, tmp_path, vocabulary, expected):
   copy = tmp_path / 'copy'
@@ -438,7 +441,7 @@ def test_a_missing_or_bad_vocabulary_is_named_once(workdir, tmp_path, vocabulary
   if vocabulary is None:
     os.remove(copy / 'vocabulary.json')
   else:
-    (copy / 'vocabulary.json').write_text(vocabulary)
+    (copy / 'vocabulary.json').write_bytes(vocabulary)
   with pytest.raises(generator_dir.GeneratorDirError) as e:
     LayoutGenerator.load(str(copy))
   message = str(e.value)

@@ -22,6 +22,15 @@ def test_pth_round_trip(tmp_path):
                                 state['lin2.model.1.weight'][0, :, 0, 0].numpy())
 
 
+@pytest.mark.skipif(not HAVE_TORCH, reason='torch is an optional extra')
+def test_an_empty_file_is_called_empty(tmp_path):
+  path = tmp_path / 'G.pth'
+  path.write_bytes(b'')  # was "not a readable PyTorch checkpoint (EOFError: )"
+  with pytest.raises(torch_io.ConversionError, match=f'^{path}: an empty file, not a PyTorch '
+                     'checkpoint$'):
+    torch_io.read_torch_state_dict(path)
+
+
 @pytest.mark.skipif(HAVE_TORCH, reason='checks the message shown without torch')
 def test_missing_torch_says_how_to_install(tmp_path):
   with pytest.raises(ImportError, match='requirements-convert.txt'):

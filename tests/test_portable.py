@@ -180,6 +180,52 @@ def test_a_cut_short_manifest_is_named(artifact, tmp_path):
     LayoutGenerator.load(str(damaged))
 
 
+def _edit_json(path, edit):
+  data = json.loads(path.read_text())
+  edit(data)
+  path.write_text(json.dumps(data))
+
+
+def _cut_weight(path):
+  with np.load(path) as npz:
+    weights = {k: npz[k] for k in npz.files}
+  weights['params/fc/kernel'] = weights['params/fc/kernel'][:, :1]
+  np.savez(path, **weights)
+
+
+@pytest.mark.parametrize('damage, expected', [
+    (lambda d: _edit_json(d / 'manifest.json', lambda m: m.pop('model')),  # was a KeyError
+     "manifest.json: not a complete manifest (KeyError: 'model')"),
+    (lambda d: _edit_json(d / 'manifest.json', lambda m: m.update(weights=5)),  # a TypeError
+     'manifest.json: not a complete manifest (TypeError'),
+    (lambda d: _edit_json(d / 'vocabulary.json', lambda v: v.update(id_to_name=['a'])),
+     'vocabulary.json: not a vocabulary'),  # was an AttributeError
+    (lambda d: (d / 'weights.npz').write_bytes((d / 'weights.npz').read_bytes()[:1000]),
+     'weights.npz: not an .npz archive (cut short or damaged?)'),  # was zipfile's BadZipFile
+    (lambda d: (d / 'weights.npz').write_bytes(b''),
+     'weights.npz: not an .npz archive'),  # was an EOFError
+    (lambda d: (d / 'weights.npz').write_bytes(b'\x80garbage' * 100),  # suggested allow_pickle
+     'weights.npz: not an .npz archive'),
+    # Loaded, then failed in the first call with JAX's "Shape mismatch for args[0][27]".
+    (lambda d: _cut_weight(d / 'weights.npz'),
+     'weights.npz: params/fc/kernel has shape [128, 1] but'),
+    (lambda d: shutil.copyfile(d / 'sample.jax', d / 'forward.jax'),
+     'forward.jax: a program of'),
+    (lambda d: shutil.copyfile(d / 'forward.jax', d / 'sample.jax'),
+     'sample.jax: a program of'),
+])
+def test_a_damaged_artifact_file_is_named_when_loaded(artifact, tmp_path, damage, expected):
+  """Each file of the artifact changed: one error naming it, from the runtime and from
+  LayoutGenerator.load (sample, evaluate, synthesize, the studio)."""
+  damaged = tmp_path / 'damaged'
+  shutil.copytree(artifact, damaged)
+  damage(damaged)
+  with pytest.raises(portable_runtime.PortableError, match=re.escape(f'{damaged}/{expected}')):
+    portable_runtime.load(damaged)
+  with pytest.raises(GeneratorDirError, match=re.escape(f'{damaged}/{expected}')):
+    LayoutGenerator.load(str(damaged))
+
+
 @pytest.mark.parametrize('args, expected', [
     (['--format', 'onnx'], '--format=onnx: value should be one of'),
     (['--format', 'stablehlo', '--platforms', 'cpu,gpu'], '--platforms cpu,gpu: choose from'),

@@ -390,6 +390,9 @@ def test_convert_refuses_a_folder_checkpoint_and_a_file_out(tmp_path, afile, cap
   assert not (tmp_path / 'c').exists()
   assert convert.main(['--torch_checkpoint', afile, '--image_size', '64', '--out', afile]) == 2
   assert 'exists and is not a folder' in _one_error(capsys)
+  assert convert.main(['--torch_checkpoint', afile, '--image_size', '64', '--vocab', str(tmp_path),
+                       '--out', str(tmp_path / 'c')]) == 2
+  assert f'--vocab {tmp_path}: a folder, not a file' in _one_error(capsys)  # was "no such file"
 
 
 def test_sigterm_in_a_command_removes_its_new_output(tmp_path, capsys):

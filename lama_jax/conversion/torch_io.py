@@ -38,6 +38,8 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     raise ConversionError(f'{path}: a folder, not a .pth file')
   if not os.path.isfile(path):
     raise ConversionError(f'{path}: no such file')
+  if os.path.getsize(path) == 0:  # torch says "EOFError: " and nothing more
+    raise ConversionError(f'{path}: an empty file, not a PyTorch checkpoint')
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except  # torch raises many kinds

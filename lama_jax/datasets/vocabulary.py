@@ -55,7 +55,7 @@ class Vocabulary:
     try:
       return cls(dataset=str(data['dataset']), num_classes=int(data['num_classes']),
                  id_to_name={int(i): str(n) for i, n in data['id_to_name'].items()})
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # id_to_name not an object
       raise ValueError(f'Not a vocabulary (need dataset, num_classes, id_to_name): {e}') from e
 
 
@@ -101,7 +101,7 @@ def load_vocabulary(name_or_path: str) -> Vocabulary:
   with open(path) as f:
     try:
       data = json.load(f)
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # JSONDecodeError; UnicodeDecodeError for bytes that are not text
       raise ValueError(f'Vocabulary file {path} is not valid JSON: {e}') from e
   try:
     return Vocabulary.from_json(data)

@@ -182,4 +182,7 @@ def load_weights(flag: str, loader: Callable[..., Any], *paths: str) -> Any:
   try:
     return loader(*paths)
   except _LOAD_ERRORS as e:
-    raise EvalError(f'--{flag} {paths[0]}: cannot load: {one_line(e)}') from None
+    # A KeyError's text, not its repr in quotes; the file is named once (torch_io names it too).
+    text = ' '.join(str(e.args[0]).split()) if isinstance(e, KeyError) and e.args else one_line(e)
+    raise EvalError(f'--{flag} {paths[0]}: cannot load: '
+                    f'{text.removeprefix(f"{paths[0]}: ")}') from None

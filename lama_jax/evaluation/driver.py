@@ -7,8 +7,8 @@ as a saved PNG ((x·0.5 + 0.5)·255, truncated); real images are the val images 
 resolution, rounded, as the input pipeline decodes them.
 """
 import dataclasses
-import json
 import os
+from pathlib import Path
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -106,6 +106,8 @@ def dataset_of(workdir: str, dataset: str | None = None) -> str:
 
   Raises:
     EvalError: `workdir` is not a directory, or has no generator.json (nor a portable manifest).
+    LamaError: its generator.json or manifest.json is damaged (read as the loader reads it, so that
+      it is named now, not taken for an unknown dataset whose default metrics want weights).
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise EvalError(f'--workdir {workdir}: a file, not a directory')
@@ -119,12 +121,12 @@ def dataset_of(workdir: str, dataset: str | None = None) -> str:
                     'workdir or portable artifact')
   if dataset:
     return dataset
+  if not portable:
+    return str(generator_dir.read_json(Path(path), 'the generator config').get('dataset', ''))
   try:
-    with open(path) as f:
-      facts = json.load(f)
-    return str((facts['model'] if portable else facts).get('dataset', ''))
-  except (OSError, ValueError, AttributeError, KeyError, TypeError):
-    return ''  # the loader reports a broken generator.json or manifest
+    return str(portable_runtime.read_manifest(workdir)['model'].get('dataset', ''))
+  except portable_runtime.PortableError as e:
+    raise EvalError(str(e)) from None
 
 
 def evaluate(workdir: str, names: Sequence[str], settings: Settings, step: int | None = None,

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from lama_jax.evaluation.common import Evaluator, SampleBatch, Settings, Target
+from lama_jax.evaluation.common import EvalError, Evaluator, SampleBatch, Settings, Target
 from lama_jax.evaluation.inception_features import Extractor, InceptionStats, make_inception
 from lama_jax.metrics import fid as fid_lib
 from lama_jax.metrics import frechet
@@ -44,7 +44,11 @@ class _FrechetEvaluator(Evaluator):
     super().__init__()
     self.repeats, self.cache_path = repeats, cache_path
     self.fake = InceptionStats(extract, batch_size)
-    self.real = None if os.path.exists(cache_path) else InceptionStats(extract, batch_size)
+    try:  # read now: a damaged cache is said before sampling, not after
+      self.cached = fid_lib.read_statistics(cache_path)
+    except ValueError as e:
+      raise EvalError(f'{e}; delete it and evaluate computes the real statistics again') from None
+    self.real = None if self.cached is not None else InceptionStats(extract, batch_size)
 
   @classmethod
   def create(cls, settings: Settings, target: Target) -> '_FrechetEvaluator':
@@ -64,7 +68,8 @@ class _FrechetEvaluator(Evaluator):
       self.fake.add(self.pictures(samples.images, samples, 'floor'))
 
   def result(self) -> float:
-    real = fid_lib.cached_statistics(self.cache_path, self.real.stats if self.real else None)
+    real = (self.cached if self.cached is not None else
+            fid_lib.cached_statistics(self.cache_path, self.real.stats))
     # Through the module, so tests can stand in a cheaper distance.
     return float(frechet.frechet_distance(*real, *self.fake.stats()))
 

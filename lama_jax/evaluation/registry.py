@@ -1,7 +1,7 @@
 """The evaluators by name (in report order), the default metrics per dataset, metric selection."""
-import os
 from typing import Callable, Sequence
 
+from lama_jax import files
 from lama_jax.evaluation.alignment import Alignment
 from lama_jax.evaluation.cas import Cas
 from lama_jax.evaluation.common import EvalError, Evaluator, Settings, Target
@@ -66,8 +66,7 @@ def select(text: str | None, settings: Settings, dataset_of: Callable[[], str],
       raise EvalError(f'{name}: {problem}')
   for name in chosen:
     for flag, path in EVALUATORS[name].input_files(settings).items():
-      if not os.path.isfile(path):
-        raise EvalError(f'--{flag} {path}: no such file')
+      files.check_input_file(path, f'--{flag}', 'file')  # a folder: not "no such file"
   if not chosen:
     raise EvalError('no metric left to compute: ' + '; '.join(notes))
   return chosen, notes

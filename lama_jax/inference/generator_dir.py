@@ -77,14 +77,19 @@ def abstract_variables(generator: nn.Module, num_objects: int = 8, with_mask_net
   return {k: tree.get(k, {}) for k in COLLECTIONS}
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
+  """The JSON object in `path`, a file of the directory (`what` names it when it is missing).
+
+  Raises:
+    GeneratorDirError: the file is missing, not JSON or not a JSON object.
+  """
   if not path.exists():
     raise GeneratorDirError(f'{path.parent} has no {path.name}: not a generator directory or '
                             f'training workdir ({what} missing).')
   try:
     with open(path) as f:
       data = json.load(f)
-  except json.JSONDecodeError as e:
+  except ValueError as e:  # JSONDecodeError; UnicodeDecodeError for bytes that are not text
     raise GeneratorDirError(f'{path} is not valid JSON: {e}') from e
   if not isinstance(data, dict):
     raise GeneratorDirError(f'{path} does not hold a JSON object.')
@@ -100,8 +105,8 @@ def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
   root = Path(path)
   if not root.is_dir():
     raise GeneratorDirError(f'{path} is not a directory.')
-  config = _read_json(root / GENERATOR_JSON, 'the generator config')
-  vocab_json = _read_json(root / VOCABULARY_JSON, 'the vocabulary')  # names the file itself
+  config = read_json(root / GENERATOR_JSON, 'the generator config')
+  vocab_json = read_json(root / VOCABULARY_JSON, 'the vocabulary')  # names the file itself
   try:
     vocab = vocabulary_lib.Vocabulary.from_json(vocab_json)
   except ValueError as e:

@@ -74,8 +74,6 @@ def _aval(name: str, aval: Any) -> dict[str, Any]:
   return {'name': name, 'shape': shape, 'dtype': str(aval.dtype)}
 
 
-_INPUTS = {'forward': ('z_obj', 'boxes', 'labels', 'z_im', 'noise_keys'),
-           'sample': ('boxes', 'labels', 'seed', 'truncation')}
 _OUTPUTS = ('image', 'mask', 'raw_mask')
 
 
@@ -88,7 +86,7 @@ def _manifest(loaded: generator_dir.LoadedGenerator, names: list[str], weights: 
     described[key] = {
         'file': rt.SAMPLE if key == 'sample' else rt.FORWARD,
         'inputs': [{'name': 'weights', 'count': len(weights)}] + [
-            _aval(n, a) for n, a in zip(_INPUTS[key], inputs)],
+            _aval(n, a) for n, a in zip(rt.INPUTS[key], inputs)],
         'outputs': [_aval(n, a) for n, a in zip(_OUTPUTS, exp.out_avals)],
         'platforms': list(exp.platforms),
         'calling_convention_version': exp.calling_convention_version,

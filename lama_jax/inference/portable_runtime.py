@@ -27,6 +27,7 @@ padding, label 0 at box (-0.6, -0.6, 0.5, 0.5)) and any batch size.
 import json
 import os
 from typing import Any, NamedTuple
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,9 @@ FORWARD = 'forward.jax'
 RUNTIME = 'lama_portable.py'  # this file, as copied into the artifact
 PAD_LABEL = 0
 PAD_BOX = (-0.6, -0.6, 0.5, 0.5)
+# Each program's inputs after the weights.
+INPUTS = {'forward': ('z_obj', 'boxes', 'labels', 'z_im', 'noise_keys'),
+          'sample': ('boxes', 'labels', 'seed', 'truncation')}
 
 # lama_jax runs XLA:CPU convolutions on Eigen rather than YNNPACK (see lama_jax/__init__.py); doing the
 # same here lets a bare process reproduce LayoutGenerator's numbers on CPU bit for bit (YNNPACK's
@@ -92,7 +96,8 @@ def _numbers(x: Any, name: str) -> np.ndarray:
   return array
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def read_json(path: str) -> dict[str, Any]:
+  """The JSON object in `path` (an artifact's manifest or vocabulary)."""
   try:
     with open(path) as f:
       data = json.load(f)
@@ -103,15 +108,66 @@ def _read_json(path: str) -> dict[str, Any]:
   return data
 
 
-def _read_program(path: str) -> jax.export.Exported:
+def read_manifest(path: str) -> dict[str, Any]:
+  """The manifest.json of the artifact folder `path`, checked for what the runtime reads in it.
+
+  Raises:
+    PortableError: not readable JSON, another format or version, or a field missing or malformed.
+  """
+  file = os.path.join(path, MANIFEST)
+  manifest = read_json(file)
+  if manifest.get('format') != FORMAT:
+    raise PortableError(f'{path}: {MANIFEST} is not a {FORMAT} manifest')
+  if manifest.get('format_version') != FORMAT_VERSION:
+    raise PortableError(f'{path}: format version {manifest.get("format_version")}, this '
+                        f'runtime reads {FORMAT_VERSION}')
+  try:
+    model = manifest['model']
+    for key in ('image_size', 'max_objects', 'z_dim', 'num_classes'):
+      int(model[key])
+    int(model.get('step', 0))
+    if not all(isinstance(w['name'], str) for w in manifest['weights']):
+      raise TypeError('a weight name is not a string')
+  except (KeyError, TypeError, ValueError, AttributeError) as e:
+    raise PortableError(f'{file}: not a complete manifest ({type(e).__name__}: {e})') from None
+  return manifest
+
+
+def _read_weights(path: str, manifest: dict[str, Any]) -> list[jax.Array]:
+  """The arrays of weights.npz in `path`, in the order of `manifest['weights']`."""
+  file = os.path.join(path, WEIGHTS)
+  # Checked first: np.load takes any other file for a pickle and suggests loading it unsafely.
+  if os.path.isfile(file) and not zipfile.is_zipfile(file):
+    raise PortableError(f'{file}: not an .npz archive (cut short or damaged?)')
+  try:
+    with np.load(file, allow_pickle=False) as npz:
+      return [jnp.asarray(npz[w['name']]) for w in manifest['weights']]
+  except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise PortableError(f'{file}: cannot read the weights ({e})') from None
+
+
+def _read_program(path: str, name: str, manifest: dict[str, Any], weights: list[jax.Array]
+                  ) -> jax.export.Exported:
+  """The program `name` ('sample' or 'forward') at `path`, checked to take `weights`."""
   try:
     with open(path, 'rb') as f:
-      return jax.export.deserialize(bytearray(f.read()))
+      program = jax.export.deserialize(bytearray(f.read()))
   except OSError as e:
     raise PortableError(f'{path}: {e.strerror}') from None
   except Exception as e:  # a truncated or foreign file: flatbuffers raises assorted errors
     raise PortableError(f'{path}: not a serialised jax.export program ({type(e).__name__}: '
                         f'{e})') from None
+  # A program of another export (or the other program) would fail only when called, in JAX's words.
+  avals = program.in_avals
+  if len(avals) != len(weights) + len(INPUTS[name]):
+    raise PortableError(f'{path}: a program of {len(avals)} inputs, not the {name} program of '
+                        f'this artifact ({len(weights)} weights, {", ".join(INPUTS[name])})')
+  for spec, weight, aval in zip(manifest['weights'], weights, avals):
+    if tuple(weight.shape) != tuple(aval.shape):
+      raise PortableError(f'{os.path.join(os.path.dirname(path), WEIGHTS)}: {spec["name"]} has '
+                          f'shape {list(weight.shape)} but {path} takes {list(aval.shape)} '
+                          '(files of different exports?)')
+  return program
 
 
 class PortableGenerator:
@@ -125,26 +181,23 @@ class PortableGenerator:
 
   def __init__(self, path: str):
     self.path = str(path)
-    self.manifest = _read_json(os.path.join(path, MANIFEST))
-    if self.manifest.get('format') != FORMAT:
-      raise PortableError(f'{path}: {MANIFEST} is not a {FORMAT} manifest')
-    if self.manifest.get('format_version') != FORMAT_VERSION:
-      raise PortableError(f'{path}: format version {self.manifest.get("format_version")}, this '
-                          f'runtime reads {FORMAT_VERSION}')
+    self.manifest = read_manifest(path)
     model = self.manifest['model']
     self.image_size, self.max_objects = int(model['image_size']), int(model['max_objects'])
     self.z_dim, self.num_classes = int(model['z_dim']), int(model['num_classes'])
     self.step, self.dataset = int(model.get('step', 0)), str(model.get('dataset', ''))
-    self.vocabulary = _read_json(os.path.join(path, VOCABULARY))
-    self.id_to_name = {int(i): n for i, n in self.vocabulary['id_to_name'].items()}
+    self.vocabulary = read_json(os.path.join(path, VOCABULARY))
     try:
-      with np.load(os.path.join(path, WEIGHTS), allow_pickle=False) as npz:
-        self.weights = [jnp.asarray(npz[w['name']]) for w in self.manifest['weights']]
-    except (OSError, KeyError, ValueError) as e:
-      raise PortableError(f'{os.path.join(path, WEIGHTS)}: cannot read the weights ({e})') from None
+      self.id_to_name = {int(i): n for i, n in self.vocabulary['id_to_name'].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+      raise PortableError(f'{os.path.join(path, VOCABULARY)}: not a vocabulary (its "id_to_name" '
+                          f'maps ids to names; {type(e).__name__}: {e})') from None
+    self.weights = _read_weights(path, self.manifest)
     # jit over `Exported.call`: one compilation per batch size, reused afterwards.
-    self._sample = jax.jit(_read_program(os.path.join(path, SAMPLE)).call)
-    self._forward = jax.jit(_read_program(os.path.join(path, FORWARD)).call)
+    self._sample = jax.jit(_read_program(os.path.join(path, SAMPLE), 'sample', self.manifest,
+                                         self.weights).call)
+    self._forward = jax.jit(_read_program(os.path.join(path, FORWARD), 'forward', self.manifest,
+                                          self.weights).call)
 
   def pad(self, boxes: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Pads [B, O, 4] boxes and [B, O] labels to max_objects; padding rows get the padding box."""

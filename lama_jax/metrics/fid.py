@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from typing import Callable
+import zipfile
 
 import numpy as np
 from PIL import Image
@@ -29,6 +30,30 @@ def fid_from_images(real: np.ndarray, fake: np.ndarray,
                           *activation_statistics(extractor(fake)))
 
 
+def read_statistics(cache_path: str | os.PathLike) -> Statistics | None:
+  """(mu [D], sigma [D, D]) from an .npz that `cached_statistics` wrote; None if there is none.
+
+  Raises:
+    ValueError: the file is damaged (a disk error, a copy cut short) or holds something else; the
+      message names it.
+  """
+  cache_path = os.fspath(cache_path)
+  if not os.path.exists(cache_path):
+    return None
+  # Checked first: np.load takes any other file for a pickle and suggests loading it unsafely.
+  if os.path.isfile(cache_path) and not zipfile.is_zipfile(cache_path):
+    raise ValueError(f'{cache_path}: not an .npz archive (cut short or damaged?)')
+  try:
+    with np.load(cache_path, allow_pickle=False) as data:
+      mu, sigma = np.asarray(data['mu'], np.float64), np.asarray(data['sigma'], np.float64)
+  except (OSError, ValueError, KeyError, EOFError, AttributeError, zipfile.BadZipFile) as e:
+    raise ValueError(f'{cache_path}: not readable statistics ({type(e).__name__}: {e})') from None
+  if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+    raise ValueError(f'{cache_path}: mu {list(mu.shape)} and sigma {list(sigma.shape)} are not '
+                     'statistics of one feature size')
+  return mu, sigma
+
+
 def cached_statistics(cache_path: str | os.PathLike,
                       compute_fn: Callable[[], Statistics]) -> Statistics:
   """Loads (mu, sigma) from an .npz, or computes and saves them there.
@@ -42,11 +67,14 @@ def cached_statistics(cache_path: str | os.PathLike,
 
   Returns:
     (mu, sigma) as float64 arrays.
+
+  Raises:
+    ValueError: the cache is damaged (`read_statistics`).
   """
   cache_path = os.fspath(cache_path)
-  if os.path.exists(cache_path):
-    with np.load(cache_path) as data:
-      return data['mu'], data['sigma']
+  cached = read_statistics(cache_path)
+  if cached is not None:
+    return cached
   mu, sigma = compute_fn()
   os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
   with files.atomic_open(cache_path, 'wb') as f:  # an interrupted run leaves no truncated cache

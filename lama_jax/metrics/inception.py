@@ -218,6 +218,12 @@ def _variable_shapes() -> dict[tuple[str, ...], Any]:
       jnp.zeros((1, 75, 75, 3), jnp.float32)))
 
 
+def _first(names: list[str], count: int = 5) -> str:
+  """The first `count` of `names` and how many more, for a message of one line."""
+  more = f' and {len(names) - count} more' if len(names) > count else ''
+  return f'{len(names)} ({", ".join(names[:count])}{more})' if names else 'none'
+
+
 def load_inception_params(path_or_state_dict: str | os.PathLike | StateDict) -> dict:
   """Maps pytorch-fid's Inception state dict onto `FIDInceptionV3` variables.
 
@@ -256,9 +262,9 @@ def load_inception_params(path_or_state_dict: str | os.PathLike | StateDict) -> 
       bad_shape.append(f'{key}: {value.shape} vs {template[path].shape}')
     flat[path] = value
   missing = ['/'.join(p) for p in template if p not in flat]
-  if unmapped or missing:
-    raise KeyError(f'Inception state dict does not match the model. Unmapped keys: {unmapped}; '
-                   f'variables with no key: {missing}')
+  if unmapped or missing:  # another network's weights: hundreds of names, so the first few
+    raise KeyError(f'Inception state dict does not match the model. Unmapped keys: '
+                   f'{_first(unmapped)}; variables with no key: {_first(missing)}')
   if bad_shape:
     raise ValueError(f'Inception tensors with wrong shapes: {bad_shape}')
   return traverse_util.unflatten_dict(flat)
