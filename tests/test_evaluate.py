@@ -310,6 +310,7 @@ def test_workdir_that_is_a_file_is_named_so(tmp_path, capsys):
 @pytest.mark.parametrize('name, content, expected', [
     ('generator.json', b'{"ch": 4, "chan', 'generator.json is not valid JSON'),
     ('generator.json', b'\x82\xfe garbage', 'generator.json is not valid JSON'),
+    ('generator.json', b'{"ch": "x"}', "generator.json is not a generator config: KeyError("),
     ('manifest.json', b'{"format": "lama_jax.por', 'manifest.json: cannot read it as JSON'),
     ('manifest.json', json.dumps({'format': 'lama_jax.portable', 'format_version': 1}).encode(),
      "manifest.json: not a complete manifest (KeyError: 'model')"),

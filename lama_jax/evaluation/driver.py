@@ -102,12 +102,13 @@ def sample_split(gen: LayoutGenerator, dataset: str, evaluators: Sequence[Evalua
 
 
 def dataset_of(workdir: str, dataset: str | None = None) -> str:
-  """`dataset`, or the dataset named in the generator directory's generator.json ('' if unreadable).
+  """`dataset`, or the dataset named in the generator directory's generator.json ('' if none).
 
   Raises:
     EvalError: `workdir` is not a directory, or has no generator.json (nor a portable manifest).
-    LamaError: its generator.json or manifest.json is damaged (read as the loader reads it, so that
-      it is named now, not taken for an unknown dataset whose default metrics want weights).
+    LamaError: its generator.json or manifest.json is damaged or not one (checked as the loader
+      checks it, so that it is named now, not taken for an unknown dataset whose default metrics
+      want weights).
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise EvalError(f'--workdir {workdir}: a file, not a directory')
@@ -122,7 +123,8 @@ def dataset_of(workdir: str, dataset: str | None = None) -> str:
   if dataset:
     return dataset
   if not portable:
-    return str(generator_dir.read_json(Path(path), 'the generator config').get('dataset', ''))
+    config, _ = generator_dir.read_generator_config(Path(workdir))
+    return str(config.get('dataset', ''))
   try:
     return str(portable_runtime.read_manifest(workdir)['model'].get('dataset', ''))
   except portable_runtime.PortableError as e:

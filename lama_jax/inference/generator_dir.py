@@ -96,6 +96,24 @@ def read_json(path: Path, what: str) -> dict:
   return data
 
 
+def read_generator_config(root: Path) -> tuple[dict, nn.Module]:
+  """The generator.json of the directory `root`, checked, and the generator it describes.
+
+  Raises:
+    GeneratorDirError: it is missing, not JSON, or not a generator config.
+  """
+  config = read_json(root / GENERATOR_JSON, 'the generator config')
+  try:
+    generator = generator_from_spec(config)
+  except (KeyError, TypeError, ValueError) as e:
+    raise GeneratorDirError(f'{root / GENERATOR_JSON} is not a generator config: {e!r}') from e
+  max_objects = config.get('max_objects')
+  if not isinstance(max_objects, int) or isinstance(max_objects, bool) or max_objects < 1:
+    raise GeneratorDirError(f'{root / GENERATOR_JSON}: "max_objects" must be a positive integer, '
+                            f'not {json.dumps(max_objects)}.')
+  return config, generator
+
+
 def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
   """Reads a generator directory or training workdir (its latest checkpoint unless `step` is given).
 
@@ -105,20 +123,13 @@ def load_generator_dir(path: str, step: int | None = None) -> LoadedGenerator:
   root = Path(path)
   if not root.is_dir():
     raise GeneratorDirError(f'{path} is not a directory.')
-  config = read_json(root / GENERATOR_JSON, 'the generator config')
+  config, generator = read_generator_config(root)
+  max_objects = config['max_objects']
   vocab_json = read_json(root / VOCABULARY_JSON, 'the vocabulary')  # names the file itself
   try:
     vocab = vocabulary_lib.Vocabulary.from_json(vocab_json)
   except ValueError as e:
     raise GeneratorDirError(f'{root / VOCABULARY_JSON}: {e}') from e
-  try:
-    generator = generator_from_spec(config)
-  except (KeyError, TypeError, ValueError) as e:
-    raise GeneratorDirError(f'{root / GENERATOR_JSON} is not a generator config: {e!r}') from e
-  max_objects = config.get('max_objects')
-  if not isinstance(max_objects, int) or isinstance(max_objects, bool) or max_objects < 1:
-    raise GeneratorDirError(f'{root / GENERATOR_JSON}: "max_objects" must be a positive integer, '
-                            f'not {json.dumps(max_objects)}.')
   if vocab.num_classes != generator.num_classes:
     raise GeneratorDirError(f'{root}: the vocabulary has {vocab.num_classes} classes but the '
                             f'generator {generator.num_classes}.')
