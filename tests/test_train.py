@@ -147,3 +147,21 @@ def test_progress_line_leaves_out_the_time_spent_scoring(monkeypatch, capsys):
   first, second = capsys.readouterr().out.splitlines()
   assert first.startswith('step 10/1000  1.00 steps/s  ETA 16m30s'), first
   assert second.startswith('step 20/1000  0.50 steps/s  ETA 32m40s'), second
+
+
+def test_a_short_last_interval_is_measured_with_the_one_before(monkeypatch, capsys):
+  """A run stopped one step after a log step said '0.81 steps/s  ETA 41m35s' at 2.1 steps/s: that
+  one step carried the final checkpoint save."""
+  from lama_jax.training import loop  # pylint: disable=g-import-not-at-top
+  clock = [100.0]
+  monkeypatch.setattr(loop.time, 'monotonic', lambda: clock[0])
+  progress = loop.Progress(num_steps=1000, start_step=0)
+  summary = {'D/d_loss': 1.0, 'G/g_loss': 2.0}
+  for step, seconds in ((10, 30.0), (20, 5.0), (30, 5.0), (31, 1.5)):
+    clock[0] += seconds
+    progress(step, summary)
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].startswith('step 10/1000  0.33 steps/s (incl. compiling)'), lines[0]
+  assert lines[1].startswith('step 20/1000  2.00 steps/s  ETA'), lines[1]  # compiling left out
+  assert lines[2].startswith('step 30/1000  2.00 steps/s'), lines[2]
+  assert lines[3].startswith('step 31/1000  1.69 steps/s'), lines[3]  # 11 steps in 6.5 s, not 0.67

@@ -199,7 +199,9 @@ class Progress:
   """One short console line per log step: step, steps/s, ETA, the losses, the latest scores.
 
   Steps/s and the ETA leave out the time spent scoring (`scoring`): the final scores, counted in,
-  made the last line say e.g. 0.08 steps/s and ETA 9h01m for a run going at 1 step/s.
+  made the last line say e.g. 0.08 steps/s and ETA 9h01m for a run going at 1 step/s. An interval
+  shorter than the one before (a stop between two log steps) is measured together with that one:
+  alone, one step and its checkpoint save said 0.81 steps/s for a run going at 2.1.
   """
 
   def __init__(self, num_steps: int, start_step: int, headlines: tuple[str, ...] = ()):
@@ -209,6 +211,7 @@ class Progress:
     self.first = True  # the first interval includes compiling the step
     self.scores: dict[str, float] = {}
     self.scoring_s = 0.0  # time spent scoring since the last line
+    self.previous = (0, 0.0)  # the last interval measured: steps, seconds (none after compiling)
 
   @contextlib.contextmanager
   def scoring(self) -> Iterator[None]:
@@ -220,8 +223,13 @@ class Progress:
 
   def __call__(self, step: int, summary: dict[str, float]) -> None:
     (step0, t0), now = self.last, time.monotonic()
-    rate = (step - step0) / max(now - t0 - self.scoring_s, 1e-9)
+    steps, seconds = step - step0, now - t0 - self.scoring_s
     self.last, self.scoring_s = (step, now), 0.0
+    if not self.first:
+      self.previous, (steps, seconds) = (steps, seconds), (
+          (steps + self.previous[0], seconds + self.previous[1]) if steps < self.previous[0]
+          else (steps, seconds))
+    rate = steps / max(seconds, 1e-9)
     eta = (self.num_steps - step) / max(rate, 1e-9)
     scores = ''.join(f'  {name} {self.scores[f"eval/{name}"]:.3f}' for name in self.headlines
                      if f'eval/{name}' in self.scores)
