@@ -184,6 +184,25 @@ def test_app_canvas_edits(app):
   assert 'more than the model takes (4)' in out['status'] and out['state'].objects == s.objects
 
 
+
+def test_app_box_left_without_a_category_blocks_nothing(app):
+  """Enter on an empty category field closes the canvas's dialog and leaves a box without a label:
+  every edit and button then answered 'Pick a category for the new box.' and generated nothing (the
+  page seemed frozen); now the others are generated and the note says how to label it. A dialog
+  cancelled (Escape: the box goes) takes its note away."""
+  s = _outputs(app.on_canvas(_canvas(B), Session(), None))['state']
+  out = _outputs(app.on_canvas(_canvas(C._replace(label=''), B), s, None))
+  assert 'double-click the box' in out['status'] and 'image' not in out  # nothing new to draw
+  pending = out['state']
+  out = _outputs(app.on_new_image_z(pending, None))
+  assert out['image'].shape == (64, 64, 3) and 'image z draw 1' in out['info']
+  assert 'double-click the box' in out['status']
+  out = _outputs(app.on_canvas(_canvas(C._replace(label=''), _moved(B)), pending, None))
+  assert out['image'] is not None and [o.category for o in out['state'].objects] == ['disk']
+  out = _outputs(app.on_canvas(_canvas(B), pending, None))  # cancelled
+  assert out.keys() == {'state', 'status'} and out['status'] == ''
+
+
 def _upload(app, tmp_path, content, name='layout.json'):
   path = tmp_path / name
   path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())

@@ -50,6 +50,9 @@ CSS = """
 .studio-objects td { padding: 0 0.6em 0 0; }
 .studio-error { color: #c0262d; font-weight: 600; }
 """
+PENDING = ('A box has no category yet: pick one in its dialog (double-click the box to open it). '
+           'It is left out until then.')
+START = 'Draw a box on the canvas to start.'
 HELP = ('**Draw** a box by dragging on the canvas (box tool, key C) and pick its category '
         '(type to search). **Move or resize** with the hand tool (D); **double-click** a box to '
         'change its category; **delete** the selected box with the bin or the Delete key.')
@@ -156,17 +159,19 @@ class StudioApp:
     out: dict[str, Any] = {'state': new}
     if seed:
       out['seed'] = new.seed
-    if new.pending:  # a new box waits for its category: keep its id, show nothing new yet
-      return self._out(**out, status=self.status_html('Pick a category for the new box.'))
+    if new.pending:  # a box without a category is no object: the others are still generated
+      note = PENDING
     if canvas:
       out['canvas'] = self._canvas_value(new)
     same = (new.objects == old.objects and new.seed == old.seed and new.image_draws ==
             old.image_draws and new.truncation == old.truncation)
     if same and not force:
+      if new.pending or old.pending:  # the note comes, or goes (the dialog was cancelled)
+        out['status'] = self.status_html(note)
       return self._out(**out)
     if not new.objects:
       return self._out(**out, **self._listing(new, selected), image=None, raw=None, mask=None,
-                       info='', status=self.status_html('Draw a box on the canvas to start.'))
+                       info='', status=self.status_html(note or START))
     try:
       layout = self.engine.validate(new)
     except LayoutError as e:

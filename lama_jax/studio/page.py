@@ -55,7 +55,7 @@ def _right_column(app: StudioApp) -> dict[str, Any]:
     c['raw'] = gr.Image(label='Raw masks', elem_id='studio-raw', **kw)
     c['mask'] = gr.Image(label='Adapted masks', elem_id='studio-mask', **kw)
   c['legend'] = gr.HTML(elem_id='studio-legend')
-  c['status'] = gr.HTML(app.status_html('Draw a box on the canvas to start.'),
+  c['status'] = gr.HTML(app.status_html(app_lib.START),
                         elem_id='studio-status')
   c['info'] = gr.HTML(elem_id='studio-info')
   with gr.Row():
