@@ -259,6 +259,33 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
                                 np.asarray(Image.open(paths[1])))
 
 
+
+def test_save_that_cannot_write_says_so_and_leaves_nothing(engine, monkeypatch):
+  """A disk that fills up during Save: the OSError reached gradio (a bare 'Error' toast, the status
+  line unchanged) and the files written before it stayed in a save folder; now the status says it,
+  and no save folder is left."""
+  import errno  # pylint: disable=g-import-not-at-top
+  from lama_jax import files  # pylint: disable=g-import-not-at-top
+  from lama_jax.studio.app import StudioApp  # pylint: disable=g-import-not-at-top
+  app = StudioApp(engine, 'runs/tiny', examples_dir=None)
+  write_png = files.write_png
+
+  def full_after_one(path, image):
+    if os.path.basename(path) != 'scene.png':
+      raise OSError(errno.ENOSPC, 'No space left on device', path)
+    write_png(path, image)
+
+  monkeypatch.setattr(files, 'write_png', full_after_one)
+  paths, status = app.on_save(Session().loaded('scene', LAYOUT[:2]))
+  assert paths == {'__type__': 'update'}  # the saved files offered before stay as they were
+  assert 'Not saved: No space left on device' in status and 'studio-error' in status
+  assert os.listdir(app.workdir) == ['canvas.png']
+  monkeypatch.undo()
+  paths, status = app.on_save(Session().loaded('scene', LAYOUT[:2]))
+  assert status.startswith('<div id="studio-status-text">Save 2: scene.json') and all(
+      os.path.isfile(p) for p in paths)
+
+
 def test_save_prints_a_sample_command_that_parses(engine):
   """The printed `sample` command has every required flag (--out) and a quoted model path."""
   import html  # pylint: disable=g-import-not-at-top

@@ -274,7 +274,10 @@ class StudioApp:
       for f in os.listdir(old):
         os.remove(os.path.join(old, f))
       os.rmdir(old)
-    paths = write_downloads(folder, session, rendered)
+    try:
+      paths = write_downloads(folder, session, rendered)
+    except OSError as e:  # disk full, a read-only temporary folder: nothing is left written
+      return gr.skip(), self.status_html(f'Not saved: {e.strerror or e} ({folder}).', error=True)
     text = f'Save {number}: {session.name}.json, the image and the masks are below.'
     if session.fresh_draws:
       t = session.truncation if session.truncation > 0 else 0
