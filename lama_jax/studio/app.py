@@ -35,11 +35,12 @@ from lama_jax.studio.session import Session  # pylint: disable=wrong-import-posi
 
 MAX_UPLOAD_BYTES = 1 << 20
 MAX_SEED = 2**31 - 1
+MAX_TRUNCATION = 3.0  # the slider's end
 API_MAX_SEED = 2**32 - 1  # /generate takes the `sample` CLI's seeds
 QUEUE_SIZE = 256  # waiting requests beyond this are refused (bounded memory under load)
 KEPT_SAVES = 32  # Save folders kept on disk; older ones are removed
 OUTPUTS = ('state', 'canvas', 'image', 'raw', 'mask', 'legend', 'objects', 'status', 'info',
-           'selected', 'category', 'seed')  # what every generating handler returns, in this order
+           'selected', 'category', 'seed', 'truncation')  # every generating handler's, in order
 CSS = """
 #studio-image img, #studio-raw img, #studio-mask img { image-rendering: pixelated; width: 100%;
   height: 100%; object-fit: contain; }
@@ -186,8 +187,8 @@ class StudioApp:
     return self._out(**out, image=rendered.image, raw=rendered.raw_mask, mask=rendered.mask,
                      status=self.status_html(note), info=self._info(new, rendered.seconds))
 
-  def _error(self, session: Session, message: str) -> tuple:
-    return self._out(state=session, status=self.status_html(
+  def _error(self, session: Session, message: str, **values: Any) -> tuple:
+    return self._out(state=session, **values, status=self.status_html(
         f'Not applied: {message}. The layout was left as it was.', error=True))
 
   # ---- handlers ---------------------------------------------------------------------------------
@@ -196,13 +197,22 @@ class StudioApp:
     return self._respond(session, session.apply_canvas(canvas_lib.read_boxes(value)), selected)
 
   def on_seed(self, seed: Any, session: Session, selected: Any) -> tuple:
-    if seed is None or not float(seed).is_integer() or not 0 <= seed <= MAX_SEED:
-      return self._error(session, f'the seed must be a whole number in [0, {MAX_SEED}], got {seed}')
+    """The field's value as the page sent it (gradio's preprocessing rounded 1.5 to seed 2 and
+    answered a value beyond the field's bounds with a toast of its own); a bad one is put back."""
+    if not number_in(seed, 0, MAX_SEED, whole=True):
+      got = 'an empty field' if seed is None else seed
+      return self._error(session, f'the seed must be a whole number in [0, {MAX_SEED}], got {got}',
+                         seed=session.seed)
     if int(seed) == session.seed:  # the echo of a seed this page set itself
       return self._respond(session, session, selected)
     return self._respond(session, session.reseeded(int(seed)), selected)
 
-  def on_truncation(self, truncation: float, session: Session, selected: Any) -> tuple:
+  def on_truncation(self, truncation: Any, session: Session, selected: Any) -> tuple:
+    """As `on_seed` (an emptied slider field was a toast quoting gradio's TypeError)."""
+    if not number_in(truncation, 0, MAX_TRUNCATION):
+      got = 'an empty field' if truncation is None else truncation
+      return self._error(session, f'truncation must be a number in [0, {MAX_TRUNCATION:g}] '
+                         f'(0: none), got {got}', truncation=session.truncation)
     return self._respond(session, dataclasses.replace(session, truncation=float(truncation)),
                          selected)
 
