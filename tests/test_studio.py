@@ -324,6 +324,11 @@ def test_api_generate_refuses_bad_seed_and_truncation(app, seed, truncation, exp
     ([], 'error: flag --model=None'),
     (['--model', '/nonexistent/run'], 'error: /nonexistent/run is not a directory.'),
     (['--model', 'runs/x', '--port', '70000'], 'error: --port must lie in 1..65535, got 70000'),
+    # A mistyped --examples was ignored: the page came up without examples, saying nothing.
+    (['--model', 'runs/x', '--examples', 'data/layout'], 'error: --examples data/layout: no such '
+     'folder'),
+    (['--model', 'runs/x', '--examples', 'data/layouts/shapes.json'],
+     'error: --examples data/layouts/shapes.json: not a folder'),
 ])
 def test_command_errors_are_one_line(argv, expected, capsys):
   from lama_jax.studio.__main__ import main  # pylint: disable=g-import-not-at-top
