@@ -244,6 +244,11 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
   _, out = _upload(app, tmp_path, layouts)
   assert 'Loaded layout.json: a (the first of 2 layouts in the file)' in out['status']
   assert out['state'].name == 'a' and [b['label'] for b in out['canvas']['boxes']] == ['sky']
+  # The layouts after the first are not loaded: one the model cannot take does not refuse the file
+  # (data/layouts/shapes.json was refused for its layout 1, 'beach', of 5 objects).
+  _, out = _upload(app, tmp_path, layouts[:1] + [{'name': 'big', 'objects': [
+      {'category': 'sky', 'bbox': [0, 0, 1, 1]}] * 5}])
+  assert 'Loaded layout.json: a (the first of 2 layouts in the file)' in out['status']
   names = [n for n, _ in app.examples]  # shapes layouts with at most 4 objects
   assert 'shapes.json: disk_on_grass' in names and 'shapes.json: beach' not in names
   assert not any(n.startswith('coco.json') for n in names)

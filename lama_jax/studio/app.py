@@ -262,11 +262,12 @@ class StudioApp:
       if os.path.getsize(path) > MAX_UPLOAD_BYTES:
         raise LayoutError(f'{name}: larger than {MAX_UPLOAD_BYTES >> 10} KiB, not a layout file')
       data = layouts_lib.read_layout_file(path, source=name)
-      layouts = layouts_lib.parse_layouts(data, self.engine.gen.vocabulary,
-                                          self.engine.gen.max_objects, source=name)
+      items = data if isinstance(data, list) else [data]
+      layouts = layouts_lib.parse_layouts(  # the first: the one loaded (the others may not fit)
+          items[:1], self.engine.gen.vocabulary, self.engine.gen.max_objects, source=name)
     except LayoutError as e:
       return self._error(session, str(e))
-    more = f' (the first of {len(layouts)} layouts in the file)' if len(layouts) > 1 else ''
+    more = f' (the first of {len(items)} layouts in the file)' if len(items) > 1 else ''
     return self._load(session, layouts[0], f'Loaded {name}: {layouts[0].name}{more}.')
 
   def on_save(self, session: Session) -> tuple[Any, str]:
