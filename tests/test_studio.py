@@ -184,6 +184,25 @@ def test_app_canvas_edits(app):
   assert 'more than the model takes (4)' in out['status'] and out['state'].objects == s.objects
 
 
+
+def test_app_box_left_without_a_category_blocks_nothing(app):
+  """Enter on an empty category field closes the canvas's dialog and leaves a box without a label:
+  every edit and button then answered 'Pick a category for the new box.' and generated nothing (the
+  page seemed frozen); now the others are generated and the note says how to label it. A dialog
+  cancelled (Escape: the box goes) takes its note away."""
+  s = _outputs(app.on_canvas(_canvas(B), Session(), None))['state']
+  out = _outputs(app.on_canvas(_canvas(C._replace(label=''), B), s, None))
+  assert 'double-click the box' in out['status'] and 'image' not in out  # nothing new to draw
+  pending = out['state']
+  out = _outputs(app.on_new_image_z(pending, None))
+  assert out['image'].shape == (64, 64, 3) and 'image z draw 1' in out['info']
+  assert 'double-click the box' in out['status']
+  out = _outputs(app.on_canvas(_canvas(C._replace(label=''), _moved(B)), pending, None))
+  assert out['image'] is not None and [o.category for o in out['state'].objects] == ['disk']
+  out = _outputs(app.on_canvas(_canvas(B), pending, None))  # cancelled
+  assert out.keys() == {'state', 'status'} and out['status'] == ''
+
+
 def _upload(app, tmp_path, content, name='layout.json'):
   path = tmp_path / name
   path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
@@ -225,6 +244,11 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
   _, out = _upload(app, tmp_path, layouts)
   assert 'Loaded layout.json: a (the first of 2 layouts in the file)' in out['status']
   assert out['state'].name == 'a' and [b['label'] for b in out['canvas']['boxes']] == ['sky']
+  # The layouts after the first are not loaded: one the model cannot take does not refuse the file
+  # (data/layouts/shapes.json was refused for its layout 1, 'beach', of 5 objects).
+  _, out = _upload(app, tmp_path, layouts[:1] + [{'name': 'big', 'objects': [
+      {'category': 'sky', 'bbox': [0, 0, 1, 1]}] * 5}])
+  assert 'Loaded layout.json: a (the first of 2 layouts in the file)' in out['status']
   names = [n for n, _ in app.examples]  # shapes layouts with at most 4 objects
   assert 'shapes.json: disk_on_grass' in names and 'shapes.json: beach' not in names
   assert not any(n.startswith('coco.json') for n in names)
@@ -238,6 +262,33 @@ def test_app_upload_examples_save_and_api(app, tmp_path):
   out = app.api_generate(json.dumps(s.layout_json()), seed=0, truncation=2.0)
   np.testing.assert_array_equal(np.asarray(out['image'], np.uint8),
                                 np.asarray(Image.open(paths[1])))
+
+
+
+def test_save_that_cannot_write_says_so_and_leaves_nothing(engine, monkeypatch):
+  """A disk that fills up during Save: the OSError reached gradio (a bare 'Error' toast, the status
+  line unchanged) and the files written before it stayed in a save folder; now the status says it,
+  and no save folder is left."""
+  import errno  # pylint: disable=g-import-not-at-top
+  from lama_jax import files  # pylint: disable=g-import-not-at-top
+  from lama_jax.studio.app import StudioApp  # pylint: disable=g-import-not-at-top
+  app = StudioApp(engine, 'runs/tiny', examples_dir=None)
+  write_png = files.write_png
+
+  def full_after_one(path, image):
+    if os.path.basename(path) != 'scene.png':
+      raise OSError(errno.ENOSPC, 'No space left on device', path)
+    write_png(path, image)
+
+  monkeypatch.setattr(files, 'write_png', full_after_one)
+  paths, status = app.on_save(Session().loaded('scene', LAYOUT[:2]))
+  assert paths == {'__type__': 'update'}  # the saved files offered before stay as they were
+  assert 'Not saved: No space left on device' in status and 'studio-error' in status
+  assert os.listdir(app.workdir) == ['canvas.png']
+  monkeypatch.undo()
+  paths, status = app.on_save(Session().loaded('scene', LAYOUT[:2]))
+  assert status.startswith('<div id="studio-status-text">Save 2: scene.json') and all(
+      os.path.isfile(p) for p in paths)
 
 
 def test_save_prints_a_sample_command_that_parses(engine):
@@ -278,6 +329,11 @@ def test_api_generate_refuses_bad_seed_and_truncation(app, seed, truncation, exp
     ([], 'error: flag --model=None'),
     (['--model', '/nonexistent/run'], 'error: /nonexistent/run is not a directory.'),
     (['--model', 'runs/x', '--port', '70000'], 'error: --port must lie in 1..65535, got 70000'),
+    # A mistyped --examples was ignored: the page came up without examples, saying nothing.
+    (['--model', 'runs/x', '--examples', 'data/layout'], 'error: --examples data/layout: no such '
+     'folder'),
+    (['--model', 'runs/x', '--examples', 'data/layouts/shapes.json'],
+     'error: --examples data/layouts/shapes.json: not a folder'),
 ])
 def test_command_errors_are_one_line(argv, expected, capsys):
   from lama_jax.studio.__main__ import main  # pylint: disable=g-import-not-at-top

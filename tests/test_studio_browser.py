@@ -433,3 +433,26 @@ def test_controls(studio, model_info):
   studio.wait_image(src)
   assert new in studio.page.locator('#studio-legend').inner_text()
   assert studio.compilations() == 0
+
+
+def test_seed_and_truncation_fields_refuse_bad_values(studio, model_info):
+  """A seed of 1.5 was drawn as seed 2; -1, a seed past the maximum, a truncation past the slider or
+  an emptied truncation field were gradio's toasts (the last quoting a TypeError), and the field
+  kept showing a value the picture was not drawn with. Now: the status line, the field put back."""
+  _, vocab = model_info
+  studio.draw((0.1, 0.1, 0.5, 0.5), _categories(vocab, 1)[0])
+  image = studio.image_src()
+  fields = {'seed': '#studio-seed input', 'truncation': '#studio-truncation input[type=number]'}
+  for name, value, message in [('seed', '1.5', 'got 1.5'), ('seed', '-1', 'got -1'),
+                               ('truncation', '', 'got an empty field'),
+                               ('truncation', '5', 'in [0, 3] (0: none), got 5')]:
+    field = studio.page.locator(fields[name])
+    before = field.input_value()
+    field.fill(value)
+    field.press('Enter')
+    studio.page.keyboard.press('Tab')  # the truncation field applies on blur
+    assert studio.wait_status(re.escape(message)).startswith('Not applied'), (name, value)
+    studio.page.wait_for_function('([s, v]) => document.querySelector(s).value === v',
+                                  arg=[fields[name], before])
+    assert studio.image_src() == image and not studio.page.locator('.toast-body').count()
+  assert 'seed 0,' in studio.info()

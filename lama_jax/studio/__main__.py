@@ -11,6 +11,7 @@ startup_interrupts.defer_if_main(__name__)
 
 from collections.abc import Sequence
 import errno
+import os
 from pathlib import Path
 import socket
 
@@ -58,6 +59,9 @@ def check_address(host: str, port: int) -> None:
 def _main(fv: flags.FlagValues) -> None:
   if not 0 < fv.port < 65536:
     raise LamaError(f'--port must lie in 1..65535, got {fv.port}')
+  if fv['examples'].present and not os.path.isdir(fv.examples):  # the default may be missing
+    raise LamaError(f'--examples {fv.examples}: no such folder' if not os.path.exists(
+        fv.examples) else f'--examples {fv.examples}: not a folder (of layout JSON files)')
   check_address(fv.host, fv.port)
   # Heavy imports after the flags: --help and flag errors stay instant.
   from lama_jax.studio import page  # pylint: disable=g-import-not-at-top

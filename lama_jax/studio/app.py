@@ -35,11 +35,12 @@ from lama_jax.studio.session import Session  # pylint: disable=wrong-import-posi
 
 MAX_UPLOAD_BYTES = 1 << 20
 MAX_SEED = 2**31 - 1
+MAX_TRUNCATION = 3.0  # the slider's end
 API_MAX_SEED = 2**32 - 1  # /generate takes the `sample` CLI's seeds
 QUEUE_SIZE = 256  # waiting requests beyond this are refused (bounded memory under load)
 KEPT_SAVES = 32  # Save folders kept on disk; older ones are removed
 OUTPUTS = ('state', 'canvas', 'image', 'raw', 'mask', 'legend', 'objects', 'status', 'info',
-           'selected', 'category', 'seed')  # what every generating handler returns, in this order
+           'selected', 'category', 'seed', 'truncation')  # every generating handler's, in order
 CSS = """
 #studio-image img, #studio-raw img, #studio-mask img { image-rendering: pixelated; width: 100%;
   height: 100%; object-fit: contain; }
@@ -50,6 +51,9 @@ CSS = """
 .studio-objects td { padding: 0 0.6em 0 0; }
 .studio-error { color: #c0262d; font-weight: 600; }
 """
+PENDING = ('A box has no category yet: pick one in its dialog (double-click the box to open it). '
+           'It is left out until then.')
+START = 'Draw a box on the canvas to start.'
 HELP = ('**Draw** a box by dragging on the canvas (box tool, key C) and pick its category '
         '(type to search). **Move or resize** with the hand tool (D); **double-click** a box to '
         'change its category; **delete** the selected box with the bin or the Delete key.')
@@ -156,17 +160,19 @@ class StudioApp:
     out: dict[str, Any] = {'state': new}
     if seed:
       out['seed'] = new.seed
-    if new.pending:  # a new box waits for its category: keep its id, show nothing new yet
-      return self._out(**out, status=self.status_html('Pick a category for the new box.'))
+    if new.pending:  # a box without a category is no object: the others are still generated
+      note = PENDING
     if canvas:
       out['canvas'] = self._canvas_value(new)
     same = (new.objects == old.objects and new.seed == old.seed and new.image_draws ==
             old.image_draws and new.truncation == old.truncation)
     if same and not force:
+      if new.pending or old.pending:  # the note comes, or goes (the dialog was cancelled)
+        out['status'] = self.status_html(note)
       return self._out(**out)
     if not new.objects:
       return self._out(**out, **self._listing(new, selected), image=None, raw=None, mask=None,
-                       info='', status=self.status_html('Draw a box on the canvas to start.'))
+                       info='', status=self.status_html(note or START))
     try:
       layout = self.engine.validate(new)
     except LayoutError as e:
@@ -181,8 +187,8 @@ class StudioApp:
     return self._out(**out, image=rendered.image, raw=rendered.raw_mask, mask=rendered.mask,
                      status=self.status_html(note), info=self._info(new, rendered.seconds))
 
-  def _error(self, session: Session, message: str) -> tuple:
-    return self._out(state=session, status=self.status_html(
+  def _error(self, session: Session, message: str, **values: Any) -> tuple:
+    return self._out(state=session, **values, status=self.status_html(
         f'Not applied: {message}. The layout was left as it was.', error=True))
 
   # ---- handlers ---------------------------------------------------------------------------------
@@ -191,13 +197,22 @@ class StudioApp:
     return self._respond(session, session.apply_canvas(canvas_lib.read_boxes(value)), selected)
 
   def on_seed(self, seed: Any, session: Session, selected: Any) -> tuple:
-    if seed is None or not float(seed).is_integer() or not 0 <= seed <= MAX_SEED:
-      return self._error(session, f'the seed must be a whole number in [0, {MAX_SEED}], got {seed}')
+    """The field's value as the page sent it (gradio's preprocessing rounded 1.5 to seed 2 and
+    answered a value beyond the field's bounds with a toast of its own); a bad one is put back."""
+    if not number_in(seed, 0, MAX_SEED, whole=True):
+      got = 'an empty field' if seed is None else seed
+      return self._error(session, f'the seed must be a whole number in [0, {MAX_SEED}], got {got}',
+                         seed=session.seed)
     if int(seed) == session.seed:  # the echo of a seed this page set itself
       return self._respond(session, session, selected)
     return self._respond(session, session.reseeded(int(seed)), selected)
 
-  def on_truncation(self, truncation: float, session: Session, selected: Any) -> tuple:
+  def on_truncation(self, truncation: Any, session: Session, selected: Any) -> tuple:
+    """As `on_seed` (an emptied slider field was a toast quoting gradio's TypeError)."""
+    if not number_in(truncation, 0, MAX_TRUNCATION):
+      got = 'an empty field' if truncation is None else truncation
+      return self._error(session, f'truncation must be a number in [0, {MAX_TRUNCATION:g}] '
+                         f'(0: none), got {got}', truncation=session.truncation)
     return self._respond(session, dataclasses.replace(session, truncation=float(truncation)),
                          selected)
 
@@ -247,11 +262,12 @@ class StudioApp:
       if os.path.getsize(path) > MAX_UPLOAD_BYTES:
         raise LayoutError(f'{name}: larger than {MAX_UPLOAD_BYTES >> 10} KiB, not a layout file')
       data = layouts_lib.read_layout_file(path, source=name)
-      layouts = layouts_lib.parse_layouts(data, self.engine.gen.vocabulary,
-                                          self.engine.gen.max_objects, source=name)
+      items = data if isinstance(data, list) else [data]
+      layouts = layouts_lib.parse_layouts(  # the first: the one loaded (the others may not fit)
+          items[:1], self.engine.gen.vocabulary, self.engine.gen.max_objects, source=name)
     except LayoutError as e:
       return self._error(session, str(e))
-    more = f' (the first of {len(layouts)} layouts in the file)' if len(layouts) > 1 else ''
+    more = f' (the first of {len(items)} layouts in the file)' if len(items) > 1 else ''
     return self._load(session, layouts[0], f'Loaded {name}: {layouts[0].name}{more}.')
 
   def on_save(self, session: Session) -> tuple[Any, str]:
@@ -269,7 +285,10 @@ class StudioApp:
       for f in os.listdir(old):
         os.remove(os.path.join(old, f))
       os.rmdir(old)
-    paths = write_downloads(folder, session, rendered)
+    try:
+      paths = write_downloads(folder, session, rendered)
+    except OSError as e:  # disk full, a read-only temporary folder: nothing is left written
+      return gr.skip(), self.status_html(f'Not saved: {e.strerror or e} ({folder}).', error=True)
     text = f'Save {number}: {session.name}.json, the image and the masks are below.'
     if session.fresh_draws:
       t = session.truncation if session.truncation > 0 else 0

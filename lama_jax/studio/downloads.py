@@ -11,18 +11,18 @@ from lama_jax.studio.session import Session
 def write_downloads(folder: str, session: Session, rendered: Rendered) -> list[str]:
   """Writes NAME.json (the `sample` CLI's layout format), NAME.png, NAME_mask.png,
   NAME_raw_mask.png and NAME_masks.npz (per-object float masks `mask` and `raw_mask` [O, H, W],
-  `labels`, `boxes`, in layout order) into `folder`, each atomically; returns the paths."""
-  os.makedirs(folder, exist_ok=True)
-  stem = os.path.join(folder, session.name)
-  files.write_json(f'{stem}.json', session.layout_json())
-  paths = [f'{stem}.json']
-  for suffix, picture in (('', rendered.image), ('_mask', rendered.mask),
-                          ('_raw_mask', rendered.raw_mask)):
-    files.write_png(f'{stem}{suffix}.png', picture)
-    paths.append(f'{stem}{suffix}.png')
-  boxes = np.asarray([o.box for o in session.objects], np.float32)
-  with files.atomic_open(f'{stem}_masks.npz', 'wb') as f:
-    np.savez_compressed(f, mask=rendered.masks, raw_mask=rendered.raw_masks,
-                        labels=rendered.labels, boxes=boxes)
-  paths.append(f'{stem}_masks.npz')
-  return paths
+  `labels`, `boxes`, in layout order) into the new folder `folder`, all or none (a failed write
+  leaves no folder); returns the paths."""
+  names = [f'{session.name}{suffix}' for suffix in
+           ('.json', '.png', '_mask.png', '_raw_mask.png', '_masks.npz')]
+  with files.atomic_dir(folder) as tmp:
+    json_path, image, mask, raw_mask, arrays = (os.path.join(tmp, n) for n in names)
+    files.write_json(json_path, session.layout_json())
+    for path, picture in ((image, rendered.image), (mask, rendered.mask),
+                          (raw_mask, rendered.raw_mask)):
+      files.write_png(path, picture)
+    boxes = np.asarray([o.box for o in session.objects], np.float32)
+    with files.atomic_open(arrays, 'wb') as f:
+      np.savez_compressed(f, mask=rendered.masks, raw_mask=rendered.raw_masks,
+                          labels=rendered.labels, boxes=boxes)
+  return [os.path.join(folder, n) for n in names]

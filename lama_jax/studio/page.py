@@ -55,14 +55,14 @@ def _right_column(app: StudioApp) -> dict[str, Any]:
     c['raw'] = gr.Image(label='Raw masks', elem_id='studio-raw', **kw)
     c['mask'] = gr.Image(label='Adapted masks', elem_id='studio-mask', **kw)
   c['legend'] = gr.HTML(elem_id='studio-legend')
-  c['status'] = gr.HTML(app.status_html('Draw a box on the canvas to start.'),
+  c['status'] = gr.HTML(app.status_html(app_lib.START),
                         elem_id='studio-status')
   c['info'] = gr.HTML(elem_id='studio-info')
   with gr.Row():
     c['seed'] = gr.Number(0, label='Seed', precision=0, minimum=0, maximum=app_lib.MAX_SEED,
                           elem_id='studio-seed')
-    c['truncation'] = gr.Slider(0.0, 3.0, value=2.0, step=0.1, label='Truncation (0: none)',
-                                elem_id='studio-truncation')
+    c['truncation'] = gr.Slider(0.0, app_lib.MAX_TRUNCATION, value=2.0, step=0.1,
+                                label='Truncation (0: none)', elem_id='studio-truncation')
   with gr.Row():
     c['new_image_z'] = gr.Button('New image z', size='sm', elem_id='studio-new-image-z')
     c['new_all'] = gr.Button('New everything (new seed)', size='sm', elem_id='studio-new-all')
@@ -85,8 +85,10 @@ def _wire(app: StudioApp, c: dict[str, Any]) -> None:
   state, selected = c['state'], c['selected']
   c['canvas'].change(app.on_canvas, [c['canvas'], state, selected], trigger_mode='always_last',
                      show_progress='hidden', **common)
-  c['seed'].change(app.on_seed, [c['seed'], state, selected], trigger_mode='always_last', **common)
-  c['truncation'].release(app.on_truncation, [c['truncation'], state, selected], **common)
+  raw = dict(preprocess=False)  # the handlers check the values themselves (StudioApp.on_seed)
+  c['seed'].change(app.on_seed, [c['seed'], state, selected], trigger_mode='always_last', **raw,
+                   **common)
+  c['truncation'].release(app.on_truncation, [c['truncation'], state, selected], **raw, **common)
   c['new_image_z'].click(app.on_new_image_z, [state, selected], **common)
   c['new_all'].click(app.on_new_everything, [state, selected], **common)
   c['new_object_z'].click(app.on_new_object_z, [state, selected], **common)
