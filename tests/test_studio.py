@@ -334,6 +334,8 @@ def test_api_generate_refuses_bad_seed_and_truncation(app, seed, truncation, exp
      'folder'),
     (['--model', 'runs/x', '--examples', 'data/layouts/shapes.json'],
      'error: --examples data/layouts/shapes.json: not a folder'),
+    # Was taken, then the model's loader said "has no step -1" (sample refuses it at the flag).
+    (['--model', 'runs/x', '--step', '-1'], 'error: flag --step=-1: -1 is not a non-negative'),
 ])
 def test_command_errors_are_one_line(argv, expected, capsys):
   from lama_jax.studio.__main__ import main  # pylint: disable=g-import-not-at-top

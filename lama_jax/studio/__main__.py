@@ -25,7 +25,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / 'data' / 'layouts'
 FLAGS = cli.flag_values()
 flags.DEFINE_string('model', None, 'Training workdir, exported or converted generator directory.',
                     flag_values=FLAGS, required=True)
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every interface).',
                     flag_values=FLAGS)
 flags.DEFINE_integer('port', 7860, 'Port to listen on.', flag_values=FLAGS)
