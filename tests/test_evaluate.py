@@ -330,6 +330,16 @@ def test_a_damaged_generator_config_is_named_before_the_default_metrics(
   assert err.startswith(f'error: {workdir / name}') and expected in err and err.count('\n') == 1, err
 
 
+def test_a_folder_in_place_of_generator_json_is_named_so(gen_dir, tmp_path, capsys):
+  """evaluate said the workdir 'has no generator.json', where sample says what is there."""
+  workdir = tmp_path / 'folder_config'
+  shutil.copytree(gen_dir, workdir)
+  (workdir / 'generator.json').unlink()
+  (workdir / 'generator.json').mkdir()
+  assert evaluate.main(['--workdir', str(workdir), '--data_dir', str(tmp_path)]) == 2
+  assert capsys.readouterr().err == f'error: {workdir / "generator.json"}: Is a directory\n'
+
+
 def test_cli_error_has_no_traceback(tmp_path):
   proc = subprocess.run([sys.executable, '-m', 'lama_jax.evaluate', '--workdir', str(tmp_path),
                          '--data_dir', str(tmp_path)], cwd=REPO, capture_output=True, text=True,
