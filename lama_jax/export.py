@@ -49,6 +49,9 @@ def _main(fv: flags.FlagValues) -> None:
   bad = [p for p in fv.platforms if p not in _PLATFORMS]
   if bad or not fv.platforms:
     raise LamaError(f'--platforms {",".join(fv.platforms)}: choose from {", ".join(_PLATFORMS)}')
+  if fv['platforms'].present and fv.format != 'stablehlo':
+    raise LamaError(f'--platforms applies to --format stablehlo only (--format is {fv.format}: a '
+                    'generator directory runs wherever JAX does)')
   files.check_folder_target(fv.out, '--out', empty=True)
   platforms = list(dict.fromkeys(fv.platforms))  # 'cpu,cpu' lowers and records cpu once
   step = export.export(fv.workdir, fv.out, fv.step, fv.format, platforms)

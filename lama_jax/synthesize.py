@@ -86,6 +86,10 @@ def _normal(name: str, value):
 def _restore_flags(fv: flags.FlagValues, record: dict) -> None:
   """--resume: flags not given take the recorded values; given ones must match them."""
   recorded = record.get('flags', {})
+  missing = [name for name in _RECORDED if name not in recorded]
+  if missing:
+    raise LamaError(f'{os.path.join(fv.out, synthesis.RECORD)}: not a synthesis record (its "flags" '
+                    f'lack {", ".join(missing)}); cannot resume from it')
   for name in _RECORDED:
     value = recorded.get(name)
     if fv[name].present and _normal(name, fv[name].value) != value:
@@ -101,6 +105,9 @@ def _check_flags(fv: flags.FlagValues) -> None:
     raise LamaError(f'--num_images must be at least 1, got {fv.num_images}')
   if bool(fv.layouts) == bool(fv.split):
     raise LamaError('give either --layouts FILE or --split train|val (with --data_dir)')
+  if fv.layouts and (fv.data_dir or fv.dataset):
+    raise LamaError(f'--{"data_dir" if fv.data_dir else "dataset"} goes with --split; --layouts '
+                    'takes the layouts from its file')
   if fv.split and not fv.data_dir:
     raise LamaError('--split needs --data_dir (where `prepare` wrote the datasets)')
   if fv.layouts:

@@ -229,6 +229,7 @@ def test_a_damaged_artifact_file_is_named_when_loaded(artifact, tmp_path, damage
 @pytest.mark.parametrize('args, expected', [
     (['--format', 'onnx'], '--format=onnx: value should be one of'),
     (['--format', 'stablehlo', '--platforms', 'cpu,gpu'], '--platforms cpu,gpu: choose from'),
+    (['--platforms', 'tpu'], '--platforms applies to --format stablehlo only (--format is dir'),
 ])
 def test_export_refuses_bad_flags(model, tmp_path, capsys, args, expected):
   assert export.main(['--workdir', model, '--out', str(tmp_path / 'o'), *args]) == 2
@@ -241,6 +242,18 @@ def test_export_refuses_a_used_folder(model, artifact, capsys):
   assert export.main(['--workdir', model, '--out', str(artifact), '--format', 'stablehlo']) == 2
   assert 'not empty' in capsys.readouterr().err
   assert sorted(os.listdir(artifact)) == before
+
+
+@pytest.mark.parametrize('fmt', ['dir', 'stablehlo'])
+def test_export_names_an_artifact_given_as_workdir(artifact, tmp_path, capsys, fmt):
+  # It was 'has no generator.json: not a generator directory or training workdir'.
+  assert export.main(['--workdir', str(artifact), '--out', str(tmp_path / 'o'), '--format',
+                      fmt]) == 2
+  err = capsys.readouterr().err
+  assert err == (f'error: {artifact} is a portable artifact (export --format stablehlo), which '
+                 'cannot be exported again; export from the training workdir or generator '
+                 'directory it was made from, or copy the folder\n'), err
+  assert not (tmp_path / 'o').exists()
 
 
 def test_synthesize_runs_from_the_artifact(model, artifact, tmp_path):

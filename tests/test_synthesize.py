@@ -191,6 +191,8 @@ def _bad_cases(model, layouts, tmp_path):
       ([*m, *n], 'give either --layouts FILE or --split'),
       ([*m, *n, '--layouts', layouts, '--split', 'val'], 'give either --layouts FILE or --split'),
       ([*m, *n, '--split', 'val'], '--split needs --data_dir'),
+      ([*m, *n, '--layouts', layouts, '--data_dir', '/d'], '--data_dir goes with --split;'),
+      ([*m, *n, '--layouts', layouts, '--dataset', 'shapes'], '--dataset goes with --split;'),
       ([*m, *n, '--split', 'test', '--data_dir', '/d'], '--split=test: value should be one of'),
       ([*m, *n, '--layouts', 'missing.json'], 'missing.json: no such layout file'),
       ([*m, *n, '--layouts', layouts, '--jitter', '0.7'], '--jitter must lie in [0, 0.5]'),
@@ -212,7 +214,7 @@ def _bad_cases(model, layouts, tmp_path):
   ]
 
 
-@pytest.mark.parametrize('case', range(22))
+@pytest.mark.parametrize('case', range(24))
 def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, capsys, case):
   args, expected = _bad_cases(model, layouts, tmp_path)[case]
   if '--out' not in args:
@@ -223,7 +225,7 @@ def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, caps
   assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize('record', ['[1]', '{"flags": 5}'])
+@pytest.mark.parametrize('record', ['[1]', '{"flags": 5}', '{"flags": {"num_images": 2}}'])
 def test_resume_refuses_a_record_that_is_not_one(tmp_path, capsys, record):
   (tmp_path / synthesis.RECORD).write_text(record)
   assert synthesize.main(['--out', str(tmp_path), '--resume']) == 2

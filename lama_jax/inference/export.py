@@ -3,7 +3,9 @@
 from collections.abc import Sequence
 
 from lama_jax.inference import generator_dir
+from lama_jax.inference.generator_dir import GeneratorDirError
 from lama_jax.inference import portable
+from lama_jax.inference import portable_runtime
 
 FORMATS = ('dir', 'stablehlo')
 
@@ -21,8 +23,13 @@ def export(workdir: str, out: str, step: int | None = None, fmt: str = 'dir',
     platforms: for 'stablehlo', the platforms the programs are lowered for.
 
   Raises:
-    GeneratorDirError: `workdir` is not a usable run, or `out` exists and is not empty.
+    GeneratorDirError: `workdir` is not a usable run (a portable artifact included: it holds no
+      Flax generator to export again), or `out` exists and is not empty.
   """
+  if portable_runtime.is_portable(workdir):
+    raise GeneratorDirError(f'{workdir} is a portable artifact (export --format stablehlo), which '
+                            'cannot be exported again; export from the training workdir or '
+                            'generator directory it was made from, or copy the folder')
   if fmt == 'stablehlo':
     return portable.export_portable(workdir, out, step, platforms)
   loaded = generator_dir.load_generator_dir(workdir, step)
