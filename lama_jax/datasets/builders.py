@@ -10,6 +10,7 @@ from google.protobuf import json_format
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from lama_jax.cli import one_line
 from lama_jax.datasets import common
 from lama_jax.datasets.coco_stuff import CocoStuff
 from lama_jax.datasets.coco_stuff import Shapes
@@ -30,7 +31,7 @@ def make(dataset: str, data_dir: str, image_size: int) -> tfds.core.DatasetBuild
     return BUILDERS[dataset](data_dir=data_dir, config=config.name if named else config)
   except json_format.ParseError as e:  # TFDS reads the prepared dataset_info.json here
     raise damaged_error(data_dir, dataset, image_size,
-                        f'dataset_info.json: {" ".join(str(e).split())}') from e
+                        f'dataset_info.json: {one_line(e)}') from e
 
 
 def damaged_error(data_dir: str, dataset: str, image_size: int, detail: str,
