@@ -265,6 +265,8 @@ def test_bad_detections_fail_with_one_line(data_dir, raw_dir, gen_dir, tmp_path,
     (['--metrics', 'mask_entropy', '--num_samples', '0'], '--num_samples must be at least 1'),
     (['--metrics', 'mask_entropy'], '/shapes/64px/2.0.0). Run: python -m lama_jax.prepare '
      '--dataset shapes --image_sizes 64 --manual_dir'),  # the generator's size, not the default
+    (['--metrics', 'mask_entropy', '--dataset', 'coco_stuff'],  # its ids mean other categories
+     '--dataset coco_stuff has other categories than the generator, trained on shapes'),
 ])
 def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected):
   assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), *extra]) == 2

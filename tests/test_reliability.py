@@ -79,6 +79,8 @@ def test_sample_refuses_bad_paths(workdir, tmp_path, afile, capsys):
       (['--layouts', str(tmp_path), '--out', out], 'a folder, not a layout file'),
       (['--val', '--data_dir', str(tmp_path), '--dataset', 'bogus', '--out', out],
        '--dataset=bogus: value should be one of'),
+      (['--val', '--data_dir', str(tmp_path), '--dataset', 'coco_stuff', '--out', out],
+       '--dataset coco_stuff has other categories than the generator'),
       (['--layouts', LAYOUTS, '--out', afile], f'--out {afile}: exists and is not a folder'),
       (['--layouts', LAYOUTS, '--out', f'{afile}/sub'], 'is a file, not a folder'),
   ]

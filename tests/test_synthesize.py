@@ -1,5 +1,6 @@
 """python -m lama_jax.synthesize: the COCO dataset it writes, resume, jitter, bad input."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from pycocotools.cocoeval import COCOeval
 
 from lama_jax import files
 from lama_jax import synthesize
+from lama_jax.errors import LamaError
 from lama_jax.datasets import input_pipeline
 from lama_jax.datasets.vocabulary import load_vocabulary
 from lama_jax.inference import coco_export
@@ -175,6 +177,30 @@ def test_split_source_reads_clips_and_cycles(model, tmp_path, monkeypatch):
   assert all(a['bbox'][1] + a['bbox'][3] <= 64 for a in doc['annotations'])
 
 
+@pytest.mark.parametrize('names, expected', [
+    (None, None),  # the same categories under another dataset's name: taken
+    ({'3': 'tree'}, "(id 3 is 'tree' there, "),
+    ({'14': 'tree'}, '(14 categories, the generator 13)'),
+])
+def test_a_split_of_another_dataset_needs_the_generators_categories(model, tmp_path, names,
+                                                                    expected):
+  from lama_jax.inference import sampling
+  from lama_jax.inference.generator import LayoutGenerator
+  gen = LayoutGenerator.load(model)
+  vocab = gen.vocabulary.to_json()
+  vocab['dataset'] = 'visual_genome'
+  vocab['id_to_name'].update(names or {})
+  vocab['num_classes'] = len(vocab['id_to_name'])
+  (tmp_path / 'visual_genome').mkdir()
+  (tmp_path / 'visual_genome' / 'vocab.json').write_text(json.dumps(vocab))
+  if expected is None:
+    sampling.check_split_categories(gen, str(tmp_path), 'visual_genome')
+  else:
+    with pytest.raises(LamaError, match=re.escape(expected)):
+      sampling.check_split_categories(gen, str(tmp_path), 'visual_genome')
+  sampling.check_split_categories(gen, '/nowhere', 'shapes')  # its own dataset: not looked at
+
+
 def _bad_cases(model, layouts, tmp_path):
   used = tmp_path / 'used'
   used.mkdir()
@@ -209,12 +235,14 @@ def _bad_cases(model, layouts, tmp_path):
       ([*m, *n, '--layouts', str(tmp_path)], 'a folder, not a layout file'),
       ([*m, *n, '--split', 'val', '--data_dir', '/d', '--dataset', 'bogus'],
        '--dataset=bogus: value should be one of'),
+      ([*m, *n, '--split', 'val', '--data_dir', '/d', '--dataset', 'coco_stuff'],
+       '--dataset coco_stuff has other categories than the generator, trained on shapes ('),
       ([*m, *n, '--layouts', layouts, '--out', str(afile)], 'exists and is not a folder'),
       ([*m, *n, '--layouts', layouts, '--out', f'{afile}/sub'], f'{afile} is a file, not a folder'),
   ]
 
 
-@pytest.mark.parametrize('case', range(24))
+@pytest.mark.parametrize('case', range(25))
 def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, capsys, case):
   args, expected = _bad_cases(model, layouts, tmp_path)[case]
   if '--out' not in args:

@@ -78,6 +78,7 @@ def sample_split(gen: LayoutGenerator, dataset: str, evaluators: Sequence[Evalua
   Raises:
     EvalError: the split is empty, or has fewer layouts than an evaluator needs.
   """
+  sampling.check_split_categories(gen, settings.data_dir, dataset)
   # At the generator's size: a data dir without it then says which size to prepare.
   in_split = input_pipeline.num_examples(settings.data_dir, dataset, 'val', gen.image_size)
   total = min(in_split, settings.max_layouts or in_split)

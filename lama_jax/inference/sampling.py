@@ -15,6 +15,8 @@ from tqdm import tqdm
 
 from lama_jax import files
 from lama_jax import visualize
+from lama_jax.datasets import vocabulary as vocabulary_lib
+from lama_jax.errors import LamaError
 from lama_jax.inference.generator import LayoutGenerator
 from lama_jax.inference.layouts import Layout
 # input_pipeline (tf.data) is imported in the two functions that read the validation split: sampling
@@ -70,6 +72,35 @@ def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
   """Repeats the last row of `array` up to `rows` rows (one compiled batch shape for every batch)."""
   pad = rows - len(array)
   return array if pad <= 0 else np.concatenate([array, np.repeat(array[-1:], pad, 0)])
+
+
+def check_split_categories(gen: LayoutGenerator, data_dir: str, dataset: str) -> None:
+  """Refuses a prepared dataset other than the generator's whose categories are not its own.
+
+  Its label ids would otherwise be taken silently with the generator's meaning (`--dataset` naming
+  another prepared set whose ids happen to be in range).
+
+  Raises:
+    LamaError: the two vocabularies differ.
+  """
+  if not gen.dataset or dataset == gen.dataset:
+    return
+  try:
+    theirs = vocabulary_lib.load_vocabulary(
+        vocabulary_lib.dataset_vocabulary_name(dataset, data_dir))
+  except (FileNotFoundError, ValueError):
+    return  # no vocabulary to compare with; reading the split names what is missing
+  ours = gen.vocabulary
+  if theirs.num_classes != ours.num_classes:
+    why = f'{theirs.num_classes - 1} categories, the generator {ours.num_classes - 1}'
+  else:
+    i = next((i for i in sorted(theirs.id_to_name.keys() | ours.id_to_name.keys())
+              if theirs.id_to_name.get(i) != ours.id_to_name.get(i)), None)
+    if i is None:
+      return
+    why = f'id {i} is {theirs.id_to_name.get(i)!r} there, {ours.id_to_name.get(i)!r} for the generator'
+  raise LamaError(f'--dataset {dataset} has other categories than the generator, trained on '
+                  f'{gen.dataset} ({why}); leave --dataset out to use {gen.dataset}')
 
 
 def val_batches(data_dir: str, dataset: str, image_size: int, batch_size: int, max_objects: int,
@@ -191,6 +222,7 @@ def sample_val(gen: LayoutGenerator, data_dir: str, dataset: str, out_dir: str, 
                seed: int, truncation: float | None, batch_size: int) -> int:
   """Writes IMAGEID_k.png for every validation layout into `out_dir`; returns the images written."""
   from lama_jax.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
+  check_split_categories(gen, data_dir, dataset)
   # At the generator's size: a data dir without it then says which size to prepare.
   total = input_pipeline.num_examples(data_dir, dataset, 'val', gen.image_size)
   jobs = collections.deque()  # (batch, r) of the requests handed to generate_many, in order

@@ -97,6 +97,7 @@ def from_file(gen: LayoutGenerator, path: str) -> Layouts:
 def from_split(gen: LayoutGenerator, data_dir: str, dataset: str, split: str,
                limit: int | None = None) -> Layouts:
   """The first `limit` layouts of a prepared split, boxes clipped to the image."""
+  sampling.check_split_categories(gen, data_dir, dataset)
   read = input_pipeline.read_layouts(data_dir, dataset, split, gen.max_objects, limit)
   if not len(read['labels']):
     raise SynthesisError(f'the {split} split of {dataset} in {data_dir} holds no layouts')
