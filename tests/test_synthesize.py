@@ -1,6 +1,7 @@
 """python -m lama_jax.synthesize: the COCO dataset it writes, resume, jitter, bad input."""
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,18 @@ def test_resume_names_a_changed_layout_file(model, tmp_path, capsys):
   err = capsys.readouterr().err
   assert err == (f'error: --layouts {layouts}: the file has changed since the interrupted run in '
                  f'{out} started; restore it, or start a new --out\n'), err
+
+
+def test_resume_names_images_removed_from_a_finished_run(finished, tmp_path, capsys):
+  out = tmp_path / 'copy'
+  shutil.copytree(finished, out)
+  (out / 'images' / '000000000003.png').unlink()
+  (out / 'images' / '000000000005.png').unlink()
+  assert synthesize.main(['--out', str(out), '--resume']) == 2  # was: "complete"
+  err = capsys.readouterr().err
+  assert err == (f'error: {out} was finished, but 2 of the 7 images its annotations.json lists are '
+                 'missing (images/000000000003.png, ...): they were removed afterwards. Generate '
+                 'the dataset again in a new --out\n'), err
 
 
 def test_resume_refuses_other_settings(finished, capsys):

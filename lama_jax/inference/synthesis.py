@@ -281,6 +281,7 @@ def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_d
     raise SynthesisError(f'{out / RECORD} was written with other settings; resume with the same '
                          'ones, or start a new --out')
   if resume and (out / ANNOTATIONS).exists() and not (out / PARTIAL).exists():
+    _check_finished_images(out)
     return _summary(out, gen, resumed_from=settings.num_images, seconds=0.0, rate=None)
   (out / IMAGES).mkdir(parents=True, exist_ok=True)
   (out / PARTIAL).mkdir(exist_ok=True)
@@ -302,6 +303,19 @@ def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_d
   rate = rest / (seconds - first[0]) if first and rest > 0 and seconds > first[0] else None
   _finish(gen, out, record, num_batches)
   return _summary(out, gen, done, seconds, rate)
+
+
+def _check_finished_images(out: Path) -> None:
+  """Refuses a finished dataset whose listed images are no longer all there (deleted afterwards:
+  `--resume` would otherwise call it complete)."""
+  with open(out / ANNOTATIONS) as f:
+    names = [image['file_name'] for image in json.load(f)['images']]
+  missing = [name for name in names if not (out / IMAGES / name).is_file()]
+  if missing:
+    raise SynthesisError(f'{out} was finished, but {len(missing)} of the {len(names)} images its '
+                         f'{ANNOTATIONS} lists are missing ({IMAGES}/{missing[0]}'
+                         f'{", ..." if len(missing) > 1 else ""}): they were removed afterwards. '
+                         'Generate the dataset again in a new --out')
 
 
 def _summary(out: Path, gen: LayoutGenerator, resumed_from: int, seconds: float,
