@@ -303,7 +303,8 @@ def test_save_prints_a_sample_command_that_parses(engine):
   _, status = app.on_save(Session(seed=3).loaded('scene', LAYOUT[:2]))
   command = re.search(r'python -m lama_jax\.sample (.*)</div>', html.unescape(status))[1]
   cli.parse(sample.FLAGS, shlex.split(command))
-  assert sample.FLAGS.workdir == 'runs/my model' and sample.FLAGS.layouts == 'scene.json'
+  # Absolute: it was 'runs/my model', found only from the folder the studio was started in.
+  assert sample.FLAGS.workdir == os.path.abspath('runs/my model') and sample.FLAGS.layouts == 'scene.json'
   assert sample.FLAGS.seed == 3 and sample.FLAGS.fix_z and sample.FLAGS.out
   # The checkpoint the studio draws from, not whichever is latest when the command is run.
   assert sample.FLAGS.step == engine.gen.step

@@ -292,8 +292,9 @@ class StudioApp:
     text = f'Save {number}: {session.name}.json, the image and the masks are below.'
     if session.fresh_draws:
       t = session.truncation if session.truncation > 0 else 0
+      # The model's absolute path: the command is run from wherever the downloads went.
       text += (f' The same picture (to float rounding): python -m lama_jax.sample --workdir '
-               f'{shlex.quote(self.model_path)} --step {self.engine.gen.step} '
+               f'{shlex.quote(os.path.abspath(self.model_path))} --step {self.engine.gen.step} '
                f'--layouts {session.name}.json --fix_z --seed {session.seed} --truncation {t:g} '
                f'--out {session.name}_sample')
     return paths, self.status_html(text)
