@@ -428,6 +428,17 @@ def test_sample_cli_refuses_a_non_generator_dir(tmp_path, capsys):
   assert 'no generator.json' in capsys.readouterr().err
 
 
+def test_a_foreign_manifest_is_named(tmp_path, capsys):
+  """A folder holding someone else's manifest.json: the message named neither the file nor why."""
+  (tmp_path / 'manifest.json').write_text('{"name": "my app", "version": 1}')
+  assert sample.main(['--workdir', str(tmp_path), '--layouts', 'data/layouts/shapes.json',
+                      '--out', str(tmp_path / 'o')]) == 2
+  err = capsys.readouterr().err
+  assert err == (f'error: {tmp_path} has no generator.json, and its manifest.json is not one that '
+                 'export --format stablehlo writes (it has no "format": "lama_jax.portable"): not '
+                 'a generator directory, training workdir or portable artifact.\n'), err
+
+
 @pytest.mark.parametrize('vocabulary, expected', [
     (None, 'has no vocabulary.json: not a generator directory'),
     (b'[1, 2]', 'vocabulary.json does not hold a JSON object'),

@@ -119,6 +119,7 @@ def dataset_of(workdir: str, dataset: str | None = None) -> str:
   path = os.path.join(workdir, portable_runtime.MANIFEST if portable
                       else generator_dir.GENERATOR_JSON)
   if not os.path.exists(path):  # a folder in its place is named by the reader below
+    generator_dir.check_foreign_manifest(Path(workdir))
     raise EvalError(f'{workdir} has no generator.json: not a generator directory, training '
                     'workdir or portable artifact')
   if dataset:

@@ -25,6 +25,7 @@ from lama_jax import files
 from lama_jax.datasets import vocabulary as vocabulary_lib
 from lama_jax.errors import LamaError
 from lama_jax.inference import checkpoint_errors
+from lama_jax.inference import portable_runtime
 from lama_jax.models import generator_from_spec, generator_spec
 
 GENERATOR_JSON = 'generator.json'
@@ -96,12 +97,28 @@ def read_json(path: Path, what: str) -> dict:
   return data
 
 
+def check_foreign_manifest(root: Path) -> None:
+  """Names a manifest.json that is not a portable artifact's in a folder without generator.json
+  (the folder was called "not a generator directory", the file that made it look like one unnamed).
+
+  Raises:
+    GeneratorDirError: `root` has no generator.json but a manifest.json.
+  """
+  manifest = root / portable_runtime.MANIFEST
+  if not (root / GENERATOR_JSON).exists() and manifest.is_file():
+    raise GeneratorDirError(f'{root} has no {GENERATOR_JSON}, and its {manifest.name} is not one '
+                            'that export --format stablehlo writes (it has no "format": '
+                            f'"{portable_runtime.FORMAT}"): not a generator directory, training '
+                            'workdir or portable artifact.')
+
+
 def read_generator_config(root: Path) -> tuple[dict, nn.Module]:
   """The generator.json of the directory `root`, checked, and the generator it describes.
 
   Raises:
     GeneratorDirError: it is missing, not JSON, or not a generator config.
   """
+  check_foreign_manifest(root)
   config = read_json(root / GENERATOR_JSON, 'the generator config')
   try:
     generator = generator_from_spec(config)
