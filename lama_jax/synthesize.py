@@ -103,6 +103,10 @@ def _check_flags(fv: flags.FlagValues) -> None:
     raise LamaError('--model is required (a training workdir, generator directory or artifact)')
   if fv.num_images is None or fv.num_images < 1:
     raise LamaError(f'--num_images must be at least 1, got {fv.num_images}')
+  if fv.num_images > synthesis.MAX_IMAGES:
+    raise LamaError(f'--num_images must be at most {synthesis.MAX_IMAGES:,} (one annotations.json '
+                    f'lists them all), got {fv.num_images:,}; make larger sets as several runs '
+                    'with different --seed')
   if bool(fv.layouts) == bool(fv.split):
     raise LamaError('give either --layouts FILE or --split train|val (with --data_dir)')
   if fv.layouts and (fv.data_dir or fv.dataset):

@@ -158,6 +158,22 @@ def test_resume_after_interrupt_gives_the_same_files(model, layouts, finished, t
   assert _tree(out) == _tree(finished)
 
 
+def test_interrupt_before_the_record_leaves_a_folder_that_starts_again(model, layouts, tmp_path,
+                                                                      monkeypatch, capsys):
+  """Ctrl-C while synthesis.json was written left images/ and .partial/ without it: neither a new
+  run ('not empty') nor --resume ('nothing to resume') took the folder."""
+  out = tmp_path / 'run'
+  args = ['--model', model, '--layouts', layouts, '--out', str(out), *BASE]
+
+  def interrupted(path, data):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(files, 'write_json', interrupted)
+  assert synthesize.main(args) == 130
+  monkeypatch.undo()
+  assert not out.exists() or not any(out.iterdir())
+  assert synthesize.main(args) == 0, capsys.readouterr().err
+
+
 def test_split_source_reads_clips_and_cycles(model, tmp_path, monkeypatch):
   boxes = np.tile(np.asarray(input_pipeline.PAD_BOX, np.float32), (2, MAX_OBJECTS, 1))
   boxes[:, 0] = [0.0, 0.5, 1.0, 0.5000001]  # prepared boxes may overshoot by a hair
@@ -215,6 +231,10 @@ def _bad_cases(model, layouts, tmp_path):
   return [
       (['--layouts', layouts, *n], '--model is required'),
       ([*m, '--layouts', layouts], '--num_images must be at least 1'),
+      ([*m, '--layouts', layouts, '--num_images', '1e9'], "'1e9' is not an integer"),
+      ([*m, '--layouts', layouts, '--num_images', str(10**9)],
+       '--num_images must be at most 100,000,000 (one annotations.json lists them all), got '
+       '1,000,000,000'),
       ([*m, *n], 'give either --layouts FILE or --split'),
       ([*m, *n, '--layouts', layouts, '--split', 'val'], 'give either --layouts FILE or --split'),
       ([*m, *n, '--split', 'val'], '--split needs --data_dir'),
@@ -243,7 +263,7 @@ def _bad_cases(model, layouts, tmp_path):
   ]
 
 
-@pytest.mark.parametrize('case', range(25))
+@pytest.mark.parametrize('case', range(27))
 def test_bad_input_is_one_line_and_writes_nothing(model, layouts, tmp_path, capsys, case):
   args, expected = _bad_cases(model, layouts, tmp_path)[case]
   if '--out' not in args:

@@ -42,6 +42,9 @@ RECORD = 'synthesis.json'
 ANNOTATIONS = 'annotations.json'
 IMAGES = 'images'
 PARTIAL = '.partial'
+# At it annotations.json, held whole in memory when written and when read, is ~90 GB or more
+# (0.9 KB per image at 64×64 with ~3 objects, more at larger sizes): beyond it is a typo.
+MAX_IMAGES = 10**8
 MIN_SIDE = 0.01  # a jittered box clipped below 1% of the image side keeps its original extent
 
 
@@ -183,7 +186,7 @@ def _run_batch(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out: 
 
 def _done_batches(out: Path) -> set[int]:
   """The batches whose journal and images are all written (one listing of the journal folder, so
-  that resuming a run of a billion images does not look for 60 million journal files first)."""
+  that resuming a run of 100 million images does not look for 60 million journal files first)."""
   done = set()
   for path in (out / PARTIAL).glob('batch_*.json'):
     number = path.stem.removeprefix('batch_')
@@ -283,9 +286,11 @@ def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_d
   if resume and (out / ANNOTATIONS).exists() and not (out / PARTIAL).exists():
     _check_finished_images(out)
     return _summary(out, gen, resumed_from=settings.num_images, seconds=0.0, rate=None)
-  (out / IMAGES).mkdir(parents=True, exist_ok=True)
-  (out / PARTIAL).mkdir(exist_ok=True)
+  # The record first: a run interrupted at any later point leaves a folder `--resume` takes.
+  out.mkdir(parents=True, exist_ok=True)
   files.write_json(out / RECORD, record)
+  (out / IMAGES).mkdir(exist_ok=True)
+  (out / PARTIAL).mkdir(exist_ok=True)
   _remove_temporaries(out)
   num_batches = math.ceil(settings.num_images / settings.batch_size)
   finished = {i for i in _done_batches(out) if i < num_batches}
