@@ -44,7 +44,7 @@ flags.DEFINE_string('model', None, 'Training workdir, generator directory or por
                     flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (new or empty; with --resume the interrupted one).',
                     flag_values=FLAGS, required=True)
-flags.DEFINE_integer('num_images', None, 'Images to write.', flag_values=FLAGS)
+flags.DEFINE_integer('num_images', None, 'Images to write (1 to 100,000,000).', flag_values=FLAGS)
 flags.DEFINE_string('layouts', None, 'Layout JSON file (one layout or a list).', flag_values=FLAGS)
 flags.DEFINE_enum('split', None, ['train', 'val'], 'Take the layouts of this prepared split '
                   '(needs --data_dir).', flag_values=FLAGS)
