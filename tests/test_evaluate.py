@@ -253,6 +253,28 @@ def test_bad_detections_fail_with_one_line(data_dir, raw_dir, gen_dir, tmp_path,
   assert not (tmp_path / 'e').exists()
 
 
+@pytest.mark.parametrize('manifest, expected', [
+    ('{"image_ids": [1, 2', 'manifest.json: not valid JSON: Expecting'),
+    ('{"dataset": "shapes"}', 'manifest.json: not a manifest of evaluate (a list "image_ids"'),
+    ('{"image_ids": ["a"]}', 'manifest.json: not a manifest of evaluate (a list "image_ids"'),
+])
+def test_a_damaged_yolo_manifest_fails_with_one_line(data_dir, raw_dir, gen_dir, tmp_path, capsys,
+                                                     manifest, expected):
+  """Scoring read --yolo_dir's manifest unchecked: a JSONDecodeError or KeyError traceback."""
+  yolo_dir = tmp_path / 'yolo'
+  yolo_dir.mkdir()
+  (yolo_dir / 'manifest.json').write_text(manifest)
+  (tmp_path / 'dets.json').write_text('[]')
+  instances = os.path.join(raw_dir, 'annotations', 'instances_val2017.json')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+                        '--max_layouts', '2', '--metrics', 'yolo', '--yolo_dir', str(yolo_dir),
+                        '--detections', str(tmp_path / 'dets.json'), '--instances', instances,
+                        *BATCH]) == 2
+  err = capsys.readouterr().err.splitlines()[-1]
+  assert err.startswith(f'error: --yolo_dir {yolo_dir}/manifest.json') and expected in err, err
+  assert not (tmp_path / 'e').exists()
+
+
 @pytest.mark.parametrize('extra, expected', [
     (['--metrics', 'fid'], 'fid: needs --inception_weights'),
     (['--metrics', 'ds', '--lpips_weights', 'x.pth'], 'ds: needs --alexnet_weights'),

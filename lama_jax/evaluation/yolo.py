@@ -96,8 +96,12 @@ class Yolo(Evaluator):
     path = os.path.join(self.settings.yolo_dir, MANIFEST)
     if not os.path.isfile(path):
       return None
-    with open(path) as f:
-      return [int(i) for i in json.load(f)['image_ids']]
+    manifest = _read_json(path, '--yolo_dir')
+    ids = manifest.get('image_ids') if isinstance(manifest, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+      raise EvalError(f'--yolo_dir {path}: not a manifest of evaluate (a list "image_ids" of the '
+                      'written images); write the images again with --yolo_dir alone')
+    return ids
 
   def _score(self, ids: Sequence[int]) -> dict[str, float]:
     s = self.settings
