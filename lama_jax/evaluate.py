@@ -28,7 +28,8 @@ Metrics:
   all           Everything; metrics whose weights or flags are missing are skipped with a note.
 
 Real-image statistics are cached in DATA_DIR/fid_stats/<dataset>_<size>_{full,scene}.npz
-(with --max_layouts N: ..._first<N>.npz), so later evaluations only run Inception on samples.
+(with --max_layouts N: ..._first<N>.npz), so later evaluations only run Inception on samples. A
+cache made with other Inception weights (or, for SceneFID, another max_objects) is computed again.
 
 YOLO score how-to (two runs, the detector is yours, e.g. YOLOv4 as in the paper):
   1. python -m lama_jax.evaluate --workdir RUN --data_dir D --metrics yolo --yolo_dir Y

@@ -185,6 +185,39 @@ def test_a_damaged_fid_cache_is_named_before_sampling(tmp_path, damage, expected
     Fid(lambda images: np.zeros((len(images), 4)), 2, str(path), 1)
 
 
+def test_a_fid_cache_of_other_weights_or_max_objects_is_computed_again(tmp_path):
+  """The cache's name says dataset, size and layouts only: real statistics from other Inception
+  weights, or SceneFID crops of a generator keeping fewer objects, were reused silently."""
+  from lama_jax.evaluation.fid import Fid, SceneFid  # pylint: disable=g-import-not-at-top
+  from lama_jax.evaluation.common import Target  # pylint: disable=g-import-not-at-top
+  weights = [tmp_path / 'a.pth', tmp_path / 'b.pth']
+  weights[0].write_bytes(b'one network')
+  weights[1].write_bytes(b'another network')
+  path = tmp_path / 'fid_stats' / 'shapes_64_scene.npz'
+  settings = [Settings(data_dir=str(tmp_path), inception_weights=str(w)) for w in weights]
+  targets = [Target('shapes', 64, 14, max_objects=n) for n in (4, 8)]
+  extract = lambda images: np.asarray([[float(i.mean()), 1.0 + i.std()] for i in images])
+  images = list(np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), np.uint8))
+
+  def scene_fid(settings, target):
+    return SceneFid(extract, 2, str(path), 1, SceneFid.source_of(settings, target))
+
+  first = scene_fid(settings[0], targets[0])
+  assert first.real is not None and not path.exists()
+  first.real.add(images)
+  first.fake.add(images[::-1])
+  first.result()  # writes the cache
+  assert scene_fid(settings[0], targets[0]).real is None  # read from it
+  for s, t in ((settings[1], targets[0]), (settings[0], targets[1])):
+    other = scene_fid(s, t)
+    assert other.real is not None, (s, t)  # computed again
+    assert other.notes == [f'scene_fid: the real statistics in {path} were computed with other '
+                           'Inception weights or settings; computed again']
+  assert Fid.source_of(settings[0], targets[0]) == Fid.source_of(settings[0], targets[1])
+  np.savez(path, mu=np.zeros(2), sigma=np.eye(2))  # written before caches recorded their source
+  assert scene_fid(settings[0], targets[0]).real is not None
+
+
 def test_fid_of_one_layout_fails_before_sampling(data_dir, gen_dir, weights, tmp_path, capsys,
                                                 monkeypatch):
   """It sampled the layout, then said 'FID needs at least 2 images' (with the real split, hours)."""
