@@ -265,6 +265,28 @@ def test_yolo_writes_images_then_scores(data_dir, raw_dir, gen_dir, tmp_path):
   assert ap['AP'] == pytest.approx(1.0, abs=1e-6)
 
 
+def test_an_interrupted_yolo_rewrite_leaves_no_old_manifest(data_dir, gen_dir, tmp_path,
+                                                             monkeypatch):
+  """Ctrl-C while new images were written left the old manifest.json vouching for them (its step,
+  seed and ids), so a detector's score mixed two generators without a word."""
+  yolo_dir = tmp_path / 'yolo'
+  base = ['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+          '--max_layouts', '2', '--metrics', 'yolo', '--yolo_dir', str(yolo_dir), *BATCH]
+  assert evaluate.main(base) == 0
+  assert (yolo_dir / 'manifest.json').exists()
+  written = []
+
+  def write_png(path, image):
+    if written:
+      raise KeyboardInterrupt()
+    written.append(path)
+    real_write_png(path, image)
+  real_write_png = evaluation.yolo.files.write_png
+  monkeypatch.setattr(evaluation.yolo.files, 'write_png', write_png)
+  assert evaluate.main(base + ['--seed', '1']) == 130
+  assert len(written) == 1 and not (yolo_dir / 'manifest.json').exists()
+
+
 @pytest.mark.parametrize('detections, expected', [
     ('[1, 2]', ': 1 is not a COCO result {"image_id", "category_id", "bbox": [x, y, w, h], '
      '"score"}'),

@@ -5,6 +5,7 @@ layout is written there at 512×512 with a manifest of the evaluated ids; with d
 results JSON in that 512×512 frame) and the instances file, the boxes are rescaled to each image's
 original size and scored with COCO AP, AP50 and AP75 on the evaluated ids only.
 """
+import contextlib
 import json
 import os
 from typing import Any, Sequence
@@ -69,6 +70,9 @@ class Yolo(Evaluator):
     if samples.repeat != 0:
       return
     ids = [int(i) for i in samples.image_ids]
+    if not self.scoring and not self.ids:  # the images change now: an old manifest would vouch
+      with contextlib.suppress(FileNotFoundError):  # for them until the new one is written
+        os.remove(os.path.join(self.settings.yolo_dir, MANIFEST))
     self.ids += ids
     if not self.scoring:
       os.makedirs(self.settings.yolo_dir, exist_ok=True)
