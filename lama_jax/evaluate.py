@@ -99,7 +99,8 @@ flags.DEFINE_integer('max_layouts', None, 'Evaluate only the first N val layouts
                      'comparable).', flag_values=FLAGS)
 flags.DEFINE_integer('cas_epochs', 20, 'CAS classifier training epochs.', flag_values=FLAGS)
 flags.DEFINE_enum('dataset', None, list(builders.BUILDERS),
-                  "The val split to use (default: the generator's dataset).", flag_values=FLAGS)
+                  "The val split to use (default: the generator's dataset); its categories must "
+                  "be the generator's.", flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
                      flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/eval).', flag_values=FLAGS)

@@ -377,6 +377,27 @@ def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
     assert flag in skipped and flag in table
 
 
+def test_a_val_split_of_other_categories_is_refused(data_dir, gen_dir, tmp_path, capsys):
+  """--dataset shapes for a generator of other categories scored it silently, its ids read as
+  the generator's own categories."""
+  workdir = tmp_path / 'other'
+  shutil.copytree(gen_dir, workdir)
+  for name in ('generator.json', 'vocabulary.json'):
+    data = json.loads((workdir / name).read_text())
+    data['dataset'] = 'flowers'
+    if name == 'vocabulary.json':
+      data['id_to_name'] = {i: '__image__' if i == '0' else f'flower{i}'
+                            for i in data['id_to_name']}
+    (workdir / name).write_text(json.dumps(data))
+  out = tmp_path / 'eval'
+  assert evaluate.main(['--workdir', str(workdir), '--data_dir', data_dir, '--out', str(out),
+                        '--dataset', 'shapes', '--max_layouts', '2', *BATCH]) == 2
+  assert capsys.readouterr().err == (
+      'error: --dataset shapes: its categories (14 classes) are not those of the generator '
+      '(flowers, 14 classes); it would read the ids as its own\n')
+  assert not out.exists()
+
+
 def test_workdir_that_is_a_file_is_named_so(tmp_path, capsys):
   afile = tmp_path / 'afile'
   afile.write_text('x')

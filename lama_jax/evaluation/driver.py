@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from lama_jax import visualize
 from lama_jax.datasets import input_pipeline
+from lama_jax.datasets import vocabulary
 from lama_jax.evaluation import registry
 from lama_jax.evaluation.common import EvalError, Evaluator, SampleBatch, Settings, Target
 from lama_jax.inference import generator_dir
@@ -141,6 +142,8 @@ def evaluate(workdir: str, names: Sequence[str], settings: Settings, step: int |
   """
   start = time.time()
   gen = LayoutGenerator.load(workdir, step)
+  if dataset and dataset != gen.dataset:
+    _check_categories(gen, dataset, settings.data_dir)
   target = Target.of(gen, dataset)
   evaluators = registry.create(names, settings, target)  # a bad weights file fails here
   timings = {'load': time.time() - start}
@@ -155,6 +158,18 @@ def evaluate(workdir: str, names: Sequence[str], settings: Settings, step: int |
           'max_layouts': settings.max_layouts, 'seed': settings.seed,
           'truncation': settings.truncation, 'metrics': metrics, 'notes': [*notes, *more_notes],
           'timings_s': {key: round(v, 2) for key, v in timings.items()}}
+
+
+def _check_categories(gen: LayoutGenerator, dataset: str, data_dir: str) -> None:
+  """Raises EvalError unless `dataset`'s category ids mean the generator's categories."""
+  try:
+    vocab = vocabulary.load_vocabulary(vocabulary.dataset_vocabulary_name(dataset, data_dir))
+  except (FileNotFoundError, ValueError):
+    return  # not prepared: reading its split says so
+  if vocab.id_to_name != gen.vocabulary.id_to_name:
+    raise EvalError(f'--dataset {dataset}: its categories ({vocab.num_classes} classes) are not '
+                    f'those of the generator ({gen.dataset or "its vocabulary"}, '
+                    f'{gen.vocabulary.num_classes} classes); it would read the ids as its own')
 
 
 def evaluate_layouts(gen: LayoutGenerator, layouts: Mapping[str, np.ndarray],
