@@ -109,6 +109,18 @@ def test_default_shapes_metrics(data_dir, gen_dir, capsys):
   assert 'H(raw mask)' in capsys.readouterr().out
 
 
+def test_max_layouts_beyond_the_split_is_a_full_evaluation(data_dir, gen_dir, tmp_path):
+  """The table said '(first 100 layouts only)' of a full evaluation, and FID cached the full
+  split's statistics again as ..._first100.npz."""
+  out = str(tmp_path / 'eval')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', out,
+                        '--metrics', 'mask_entropy', '--num_samples', '1', '--max_layouts', '100',
+                        *BATCH]) == 0
+  report, table = _read(out)
+  assert report['num_layouts'] == NUM_VAL and report['max_layouts'] is None
+  assert 'first' not in table, table
+
+
 def test_a_portable_artifact_scores_as_its_generator_directory(data_dir, gen_dir, tmp_path):
   """`sample`, `synthesize` and the studio took an `export --format stablehlo` folder; `evaluate`
   said it had no generator.json."""
@@ -349,11 +361,11 @@ def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected
   assert err.startswith('error: ') and err.count('\n') == 1 and expected in err, err
 
 
-def test_weights_of_another_network_are_one_short_line(gen_dir, weights, tmp_path, capsys):
+def test_weights_of_another_network_are_one_short_line(data_dir, gen_dir, weights, capsys):
   """LPIPS weights given for Inception: the error listed all 470 variables (20,000 characters), in
   quotes, and named the file twice."""
   path = weights['lpips']
-  assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), '--metrics', 'fid',
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--metrics', 'fid',
                         '--inception_weights', path]) == 2
   err = capsys.readouterr().err
   assert err.startswith(f'error: --inception_weights {path}: cannot load: Inception state dict '

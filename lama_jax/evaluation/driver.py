@@ -145,6 +145,9 @@ def evaluate(workdir: str, names: Sequence[str], settings: Settings, step: int |
   if dataset and dataset != gen.dataset:
     _check_categories(gen, dataset, settings.data_dir)
   target = Target.of(gen, dataset)
+  in_split = input_pipeline.num_examples(settings.data_dir, target.dataset, 'val', gen.image_size)
+  if settings.max_layouts and settings.max_layouts >= in_split:  # all of them: a full evaluation
+    settings = dataclasses.replace(settings, max_layouts=None)
   evaluators = registry.create(names, settings, target)  # a bad weights file fails here
   timings = {'load': time.time() - start}
   start = time.time()
