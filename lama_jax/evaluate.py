@@ -78,8 +78,8 @@ flags.DEFINE_string('inception_weights', None, "pytorch-fid's "
 flags.DEFINE_string('lpips_weights', None, 'lpips v0.1 alex.pth (linear layers).',
                     flag_values=FLAGS)
 flags.DEFINE_string('alexnet_weights', None, "torchvision's alexnet state dict.", flag_values=FLAGS)
-flags.DEFINE_string('yolo_dir', None, 'Write one sample per layout at 512×512 here for a detector.',
-                    flag_values=FLAGS)
+flags.DEFINE_string('yolo_dir', None, 'Write one sample per layout at 512×512 here for a detector '
+                    '(with --detections: score the ids of its manifest.json).', flag_values=FLAGS)
 flags.DEFINE_string('detections', None, 'COCO results JSON of the detector on --yolo_dir images.',
                     flag_values=FLAGS)
 flags.DEFINE_string('instances', None, 'instances_val2017.json, the ground truth for --detections.',
