@@ -320,6 +320,18 @@ def test_bad_detections_fail_with_one_line(data_dir, raw_dir, gen_dir, tmp_path,
   assert not (tmp_path / 'e').exists()
 
 
+def test_scoring_names_a_yolo_dir_without_manifest(data_dir, raw_dir, gen_dir, tmp_path, capsys):
+  """A mistyped --yolo_dir was passed over: every evaluated id was scored, not the manifest's."""
+  (tmp_path / 'dets.json').write_text('[]')
+  yolo_dir = tmp_path / 'yolo_typo'
+  instances = os.path.join(raw_dir, 'annotations', 'instances_val2017.json')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+                        '--metrics', 'yolo', '--yolo_dir', str(yolo_dir), '--detections',
+                        str(tmp_path / 'dets.json'), '--instances', instances, *BATCH]) == 2
+  assert capsys.readouterr().err == f'error: --yolo_dir {yolo_dir}/manifest.json: no such file\n'
+  assert not (tmp_path / 'e').exists()
+
+
 @pytest.mark.parametrize('manifest, expected', [
     ('{"image_ids": [1, 2', 'manifest.json: not valid JSON: Expecting'),
     ('{"dataset": "shapes"}', 'manifest.json: not a manifest of evaluate (a list "image_ids"'),

@@ -60,7 +60,10 @@ class Yolo(Evaluator):
   def input_files(cls, settings: Settings) -> dict[str, str]:
     if not settings.detections:
       return {}
-    return {'detections': settings.detections, 'instances': settings.instances}
+    given = {'detections': settings.detections, 'instances': settings.instances}
+    if settings.yolo_dir:  # its manifest names the ids to score: a wrong folder is no fallback
+      given['yolo_dir'] = os.path.join(settings.yolo_dir, MANIFEST)
+    return given
 
   @classmethod
   def create(cls, settings: Settings, target: Target) -> 'Yolo':
