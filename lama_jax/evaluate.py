@@ -28,7 +28,8 @@ Metrics:
   all           Everything; metrics whose weights or flags are missing are skipped with a note.
 
 Real-image statistics are cached in DATA_DIR/fid_stats/<dataset>_<size>_{full,scene}.npz
-(with --max_layouts N: ..._first<N>.npz), so later evaluations only run Inception on samples.
+(with --max_layouts N: ..._first<N>.npz), so later evaluations only run Inception on samples. A
+cache made with other Inception weights (or, for SceneFID, another max_objects) is computed again.
 
 YOLO score how-to (two runs, the detector is yours, e.g. YOLOv4 as in the paper):
   1. python -m lama_jax.evaluate --workdir RUN --data_dir D --metrics yolo --yolo_dir Y
@@ -77,8 +78,8 @@ flags.DEFINE_string('inception_weights', None, "pytorch-fid's "
 flags.DEFINE_string('lpips_weights', None, 'lpips v0.1 alex.pth (linear layers).',
                     flag_values=FLAGS)
 flags.DEFINE_string('alexnet_weights', None, "torchvision's alexnet state dict.", flag_values=FLAGS)
-flags.DEFINE_string('yolo_dir', None, 'Write one sample per layout at 512×512 here for a detector.',
-                    flag_values=FLAGS)
+flags.DEFINE_string('yolo_dir', None, 'Write one sample per layout at 512×512 here for a detector '
+                    '(with --detections: score the ids of its manifest.json).', flag_values=FLAGS)
 flags.DEFINE_string('detections', None, 'COCO results JSON of the detector on --yolo_dir images.',
                     flag_values=FLAGS)
 flags.DEFINE_string('instances', None, 'instances_val2017.json, the ground truth for --detections.',
@@ -98,7 +99,8 @@ flags.DEFINE_integer('max_layouts', None, 'Evaluate only the first N val layouts
                      'comparable).', flag_values=FLAGS)
 flags.DEFINE_integer('cas_epochs', 20, 'CAS classifier training epochs.', flag_values=FLAGS)
 flags.DEFINE_enum('dataset', None, list(builders.BUILDERS),
-                  "The val split to use (default: the generator's dataset).", flag_values=FLAGS)
+                  "The val split to use (default: the generator's dataset); its categories must "
+                  "be the generator's.", flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).', lower_bound=0,
                      flag_values=FLAGS)
 flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/eval).', flag_values=FLAGS)

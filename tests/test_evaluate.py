@@ -109,6 +109,18 @@ def test_default_shapes_metrics(data_dir, gen_dir, capsys):
   assert 'H(raw mask)' in capsys.readouterr().out
 
 
+def test_max_layouts_beyond_the_split_is_a_full_evaluation(data_dir, gen_dir, tmp_path):
+  """The table said '(first 100 layouts only)' of a full evaluation, and FID cached the full
+  split's statistics again as ..._first100.npz."""
+  out = str(tmp_path / 'eval')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', out,
+                        '--metrics', 'mask_entropy', '--num_samples', '1', '--max_layouts', '100',
+                        *BATCH]) == 0
+  report, table = _read(out)
+  assert report['num_layouts'] == NUM_VAL and report['max_layouts'] is None
+  assert 'first' not in table, table
+
+
 def test_a_portable_artifact_scores_as_its_generator_directory(data_dir, gen_dir, tmp_path):
   """`sample`, `synthesize` and the studio took an `export --format stablehlo` folder; `evaluate`
   said it had no generator.json."""
@@ -185,6 +197,39 @@ def test_a_damaged_fid_cache_is_named_before_sampling(tmp_path, damage, expected
     Fid(lambda images: np.zeros((len(images), 4)), 2, str(path), 1)
 
 
+def test_a_fid_cache_of_other_weights_or_max_objects_is_computed_again(tmp_path):
+  """The cache's name says dataset, size and layouts only: real statistics from other Inception
+  weights, or SceneFID crops of a generator keeping fewer objects, were reused silently."""
+  from lama_jax.evaluation.fid import Fid, SceneFid  # pylint: disable=g-import-not-at-top
+  from lama_jax.evaluation.common import Target  # pylint: disable=g-import-not-at-top
+  weights = [tmp_path / 'a.pth', tmp_path / 'b.pth']
+  weights[0].write_bytes(b'one network')
+  weights[1].write_bytes(b'another network')
+  path = tmp_path / 'fid_stats' / 'shapes_64_scene.npz'
+  settings = [Settings(data_dir=str(tmp_path), inception_weights=str(w)) for w in weights]
+  targets = [Target('shapes', 64, 14, max_objects=n) for n in (4, 8)]
+  extract = lambda images: np.asarray([[float(i.mean()), 1.0 + i.std()] for i in images])
+  images = list(np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), np.uint8))
+
+  def scene_fid(settings, target):
+    return SceneFid(extract, 2, str(path), 1, SceneFid.source_of(settings, target))
+
+  first = scene_fid(settings[0], targets[0])
+  assert first.real is not None and not path.exists()
+  first.real.add(images)
+  first.fake.add(images[::-1])
+  first.result()  # writes the cache
+  assert scene_fid(settings[0], targets[0]).real is None  # read from it
+  for s, t in ((settings[1], targets[0]), (settings[0], targets[1])):
+    other = scene_fid(s, t)
+    assert other.real is not None, (s, t)  # computed again
+    assert other.notes == [f'scene_fid: the real statistics in {path} were computed with other '
+                           'Inception weights or settings; computed again']
+  assert Fid.source_of(settings[0], targets[0]) == Fid.source_of(settings[0], targets[1])
+  np.savez(path, mu=np.zeros(2), sigma=np.eye(2))  # written before caches recorded their source
+  assert scene_fid(settings[0], targets[0]).real is not None
+
+
 def test_fid_of_one_layout_fails_before_sampling(data_dir, gen_dir, weights, tmp_path, capsys,
                                                 monkeypatch):
   """It sampled the layout, then said 'FID needs at least 2 images' (with the real split, hours)."""
@@ -232,6 +277,28 @@ def test_yolo_writes_images_then_scores(data_dir, raw_dir, gen_dir, tmp_path):
   assert ap['AP'] == pytest.approx(1.0, abs=1e-6)
 
 
+def test_an_interrupted_yolo_rewrite_leaves_no_old_manifest(data_dir, gen_dir, tmp_path,
+                                                             monkeypatch):
+  """Ctrl-C while new images were written left the old manifest.json vouching for them (its step,
+  seed and ids), so a detector's score mixed two generators without a word."""
+  yolo_dir = tmp_path / 'yolo'
+  base = ['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+          '--max_layouts', '2', '--metrics', 'yolo', '--yolo_dir', str(yolo_dir), *BATCH]
+  assert evaluate.main(base) == 0
+  assert (yolo_dir / 'manifest.json').exists()
+  written = []
+
+  def write_png(path, image):
+    if written:
+      raise KeyboardInterrupt()
+    written.append(path)
+    real_write_png(path, image)
+  real_write_png = evaluation.yolo.files.write_png
+  monkeypatch.setattr(evaluation.yolo.files, 'write_png', write_png)
+  assert evaluate.main(base + ['--seed', '1']) == 130
+  assert len(written) == 1 and not (yolo_dir / 'manifest.json').exists()
+
+
 @pytest.mark.parametrize('detections, expected', [
     ('[1, 2]', ': 1 is not a COCO result {"image_id", "category_id", "bbox": [x, y, w, h], '
      '"score"}'),
@@ -250,6 +317,40 @@ def test_bad_detections_fail_with_one_line(data_dir, raw_dir, gen_dir, tmp_path,
                         '--instances', instances, *BATCH]) == 2
   err = capsys.readouterr().err.splitlines()[-1]
   assert err.startswith(f'error: --detections {det_path}') and expected in err, err
+  assert not (tmp_path / 'e').exists()
+
+
+def test_scoring_names_a_yolo_dir_without_manifest(data_dir, raw_dir, gen_dir, tmp_path, capsys):
+  """A mistyped --yolo_dir was passed over: every evaluated id was scored, not the manifest's."""
+  (tmp_path / 'dets.json').write_text('[]')
+  yolo_dir = tmp_path / 'yolo_typo'
+  instances = os.path.join(raw_dir, 'annotations', 'instances_val2017.json')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+                        '--metrics', 'yolo', '--yolo_dir', str(yolo_dir), '--detections',
+                        str(tmp_path / 'dets.json'), '--instances', instances, *BATCH]) == 2
+  assert capsys.readouterr().err == f'error: --yolo_dir {yolo_dir}/manifest.json: no such file\n'
+  assert not (tmp_path / 'e').exists()
+
+
+@pytest.mark.parametrize('manifest, expected', [
+    ('{"image_ids": [1, 2', 'manifest.json: not valid JSON: Expecting'),
+    ('{"dataset": "shapes"}', 'manifest.json: not a manifest of evaluate (a list "image_ids"'),
+    ('{"image_ids": ["a"]}', 'manifest.json: not a manifest of evaluate (a list "image_ids"'),
+])
+def test_a_damaged_yolo_manifest_fails_with_one_line(data_dir, raw_dir, gen_dir, tmp_path, capsys,
+                                                     manifest, expected):
+  """Scoring read --yolo_dir's manifest unchecked: a JSONDecodeError or KeyError traceback."""
+  yolo_dir = tmp_path / 'yolo'
+  yolo_dir.mkdir()
+  (yolo_dir / 'manifest.json').write_text(manifest)
+  (tmp_path / 'dets.json').write_text('[]')
+  instances = os.path.join(raw_dir, 'annotations', 'instances_val2017.json')
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(tmp_path / 'e'),
+                        '--max_layouts', '2', '--metrics', 'yolo', '--yolo_dir', str(yolo_dir),
+                        '--detections', str(tmp_path / 'dets.json'), '--instances', instances,
+                        *BATCH]) == 2
+  err = capsys.readouterr().err.splitlines()[-1]
+  assert err.startswith(f'error: --yolo_dir {yolo_dir}/manifest.json') and expected in err, err
   assert not (tmp_path / 'e').exists()
 
 
@@ -274,11 +375,11 @@ def test_bad_flags_fail_with_one_line(gen_dir, tmp_path, capsys, extra, expected
   assert err.startswith('error: ') and err.count('\n') == 1 and expected in err, err
 
 
-def test_weights_of_another_network_are_one_short_line(gen_dir, weights, tmp_path, capsys):
+def test_weights_of_another_network_are_one_short_line(data_dir, gen_dir, weights, capsys):
   """LPIPS weights given for Inception: the error listed all 470 variables (20,000 characters), in
   quotes, and named the file twice."""
   path = weights['lpips']
-  assert evaluate.main(['--workdir', gen_dir, '--data_dir', str(tmp_path), '--metrics', 'fid',
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--metrics', 'fid',
                         '--inception_weights', path]) == 2
   err = capsys.readouterr().err
   assert err.startswith(f'error: --inception_weights {path}: cannot load: Inception state dict '
@@ -300,6 +401,28 @@ def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
   skipped = ' '.join(report['notes'])
   for flag in ('--inception_weights', '--lpips_weights', '--yolo_dir'):
     assert flag in skipped and flag in table
+
+
+def test_a_val_split_of_other_categories_is_refused(data_dir, gen_dir, tmp_path, capsys):
+  """--dataset shapes for a generator of other categories scored it silently, its ids read as
+  the generator's own categories."""
+  workdir = tmp_path / 'other'
+  shutil.copytree(gen_dir, workdir)
+  for name in ('generator.json', 'vocabulary.json'):
+    data = json.loads((workdir / name).read_text())
+    data['dataset'] = 'flowers'
+    if name == 'vocabulary.json':
+      data['id_to_name'] = {i: '__image__' if i == '0' else f'flower{i}'
+                            for i in data['id_to_name']}
+    (workdir / name).write_text(json.dumps(data))
+  out = tmp_path / 'eval'
+  assert evaluate.main(['--workdir', str(workdir), '--data_dir', data_dir, '--out', str(out),
+                        '--dataset', 'shapes', '--max_layouts', '2', *BATCH]) == 2
+  assert capsys.readouterr().err == (
+      "error: --dataset shapes has other categories than the generator, trained on flowers (id 1 "
+      "is 'disk' there, 'flower1' for the generator): its ids would be read as the generator's "
+      "categories\n")
+  assert not out.exists()
 
 
 def test_workdir_that_is_a_file_is_named_so(tmp_path, capsys):

@@ -1,4 +1,6 @@
 """FID Inception: structure, forward pass and the pytorch-fid state-dict loader."""
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -85,6 +87,20 @@ def test_loader_fails_loudly(state_dict):
   wrong = dict(state_dict, **{'Conv2d_1a_3x3.conv.weight': np.zeros((32, 3, 5, 5), np.float32)})
   with pytest.raises(ValueError, match='Conv2d_1a_3x3.conv.weight'):
     inception.load_inception_params(wrong)
+
+
+def test_loader_refuses_torchvision_imagenet_inception(state_dict):
+  """torchvision's inception_v3_google weights have the same tensor names (fc of 1000 classes,
+  AuxLogits): they loaded silently and gave FIDs not comparable with pytorch-fid's."""
+  torchvision = dict(state_dict, **{'fc.weight': np.zeros((1000, 2048), np.float32),
+                                    'fc.bias': np.zeros((1000,), np.float32),
+                                    'AuxLogits.fc.weight': np.zeros((1000, 768), np.float32)})
+  with pytest.raises(ValueError, match=re.escape(
+      "an Inception-v3 with 1000 classes (fc.weight), not the FID Inception's 1008 "
+      "(torchvision's ImageNet weights?)")):
+    inception.load_inception_params(torchvision)
+  no_fc = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
+  assert len(jax.tree_util.tree_leaves(inception.load_inception_params(no_fc))) == 94 * 5
 
 
 def test_extractor_runs_at_299(state_dict):

@@ -71,6 +71,7 @@ class Target:
   num_classes: int
   step: int = 0
   lama_alpha: float | None = None  # LAMA's α, reported with the mask entropy (None: no LAMA)
+  max_objects: int = 0  # objects per layout the generator takes (val layouts keep their first N)
 
   @classmethod
   def of(cls, gen: Any, dataset: str | None = None) -> 'Target':
@@ -84,7 +85,8 @@ class Target:
       names = [w['name'] for w in runtime.manifest['weights']]
       if 'params/lama/alpha' in names:
         alpha = float(np.asarray(runtime.weights[names.index('params/lama/alpha')]))
-    return cls(dataset or gen.dataset, gen.image_size, gen.num_classes, gen.step, alpha)
+    return cls(dataset or gen.dataset, gen.image_size, gen.num_classes, gen.step, alpha,
+               gen.max_objects)
 
 
 @dataclasses.dataclass

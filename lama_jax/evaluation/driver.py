@@ -78,7 +78,6 @@ def sample_split(gen: LayoutGenerator, dataset: str, evaluators: Sequence[Evalua
   Raises:
     EvalError: the split is empty, or has fewer layouts than an evaluator needs.
   """
-  sampling.check_split_categories(gen, settings.data_dir, dataset)
   # At the generator's size: a data dir without it then says which size to prepare.
   in_split = input_pipeline.num_examples(settings.data_dir, dataset, 'val', gen.image_size)
   total = min(in_split, settings.max_layouts or in_split)
@@ -143,7 +142,12 @@ def evaluate(workdir: str, names: Sequence[str], settings: Settings, step: int |
   """
   start = time.time()
   gen = LayoutGenerator.load(workdir, step)
+  if dataset:  # before the metric networks load
+    sampling.check_split_categories(gen, settings.data_dir, dataset)
   target = Target.of(gen, dataset)
+  in_split = input_pipeline.num_examples(settings.data_dir, target.dataset, 'val', gen.image_size)
+  if settings.max_layouts and settings.max_layouts >= in_split:  # all of them: a full evaluation
+    settings = dataclasses.replace(settings, max_layouts=None)
   evaluators = registry.create(names, settings, target)  # a bad weights file fails here
   timings = {'load': time.time() - start}
   start = time.time()

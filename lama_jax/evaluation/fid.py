@@ -1,10 +1,13 @@
 """FID and SceneFID evaluators: Inception statistics of the samples against the real val images.
 
 Real-image statistics are cached in DATA_DIR/fid_stats/<dataset>_<size>_{full,scene}.npz (with a
-layout limit N: ..._first<N>.npz), so later evaluations only run Inception on samples. SceneFID
+layout limit N: ..._first<N>.npz), so later evaluations only run Inception on samples. A cache
+records the Inception weights' SHA-256 (and, for SceneFID, the generator's max_objects, which
+decides the objects cropped); one written for others is computed again and replaced. SceneFID
 compares 224×224 crops of every object (label > 0): real crops round box corners up, generated
 ones truncate, as the official scripts do.
 """
+import hashlib
 import os
 from typing import ClassVar
 
@@ -24,6 +27,12 @@ def stats_path(data_dir: str, dataset: str, size: int, kind: str, max_layouts: i
   return os.path.join(data_dir, 'fid_stats', f'{dataset}_{size}_{kind}{suffix}.npz')
 
 
+def weights_digest(path: str) -> str:
+  """The SHA-256 of a weights file, in hex (what a statistics cache was computed with)."""
+  with open(path, 'rb') as f:
+    return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
 def crop_objects(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size: int,
                  rounding: str) -> tuple[list[np.ndarray], list[int]]:
   """size × size crops of every object (label > 0) of a batch, and their labels."""
@@ -40,15 +49,19 @@ class _FrechetEvaluator(Evaluator):
   needs_real = True
   kind: ClassVar[str] = ''  # the cache's name: 'full' or 'scene'
 
-  def __init__(self, extract: Extractor, batch_size: int, cache_path: str, repeats: int):
+  def __init__(self, extract: Extractor, batch_size: int, cache_path: str, repeats: int,
+               source: str | None = None):
     super().__init__()
-    self.repeats, self.cache_path = repeats, cache_path
+    self.repeats, self.cache_path, self.source = repeats, cache_path, source
     self.fake = InceptionStats(extract, batch_size)
     try:  # read now: a damaged cache is said before sampling, not after
-      self.cached = fid_lib.read_statistics(cache_path)
+      self.cached = fid_lib.read_statistics(cache_path, source)
     except ValueError as e:
       raise EvalError(f'{e}; delete it and evaluate computes the real statistics again') from None
     self.real = None if self.cached is not None else InceptionStats(extract, batch_size)
+    if self.cached is None and os.path.exists(cache_path):
+      self.notes.append(f'{self.name}: the real statistics in {cache_path} were computed with '
+                        'other Inception weights or settings; computed again')
 
   @classmethod
   def create(cls, settings: Settings, target: Target) -> '_FrechetEvaluator':
@@ -56,7 +69,13 @@ class _FrechetEvaluator(Evaluator):
     path = stats_path(settings.data_dir, target.dataset, target.image_size, cls.kind,
                       settings.max_layouts)
     return cls(extract, settings.inception_batch_size, path,
-               settings.samples_per_layout(target.dataset))
+               settings.samples_per_layout(target.dataset), cls.source_of(settings, target))
+
+  @classmethod
+  def source_of(cls, settings: Settings, target: Target) -> str:
+    """What the real statistics depend on beyond the cache's name."""
+    del target
+    return f'inception_weights sha256 {weights_digest(settings.inception_weights)}'
 
   def pictures(self, images: np.ndarray, samples: SampleBatch, rounding: str) -> list[np.ndarray]:
     raise NotImplementedError
@@ -69,7 +88,7 @@ class _FrechetEvaluator(Evaluator):
 
   def result(self) -> float:
     real = (self.cached if self.cached is not None else
-            fid_lib.cached_statistics(self.cache_path, self.real.stats))
+            fid_lib.cached_statistics(self.cache_path, self.real.stats, self.source))
     # Through the module, so tests can stand in a cheaper distance.
     return float(frechet.frechet_distance(*real, *self.fake.stats()))
 
@@ -88,6 +107,10 @@ class SceneFid(_FrechetEvaluator):
   """FID of 224×224 crops of every object."""
   name = 'scene_fid'
   kind = 'scene'
+
+  @classmethod
+  def source_of(cls, settings, target):
+    return f'{super().source_of(settings, target)}, max_objects {target.max_objects}'
 
   def pictures(self, images, samples, rounding):
     return crop_objects(images, samples.boxes, samples.labels, SCENE_CROP, rounding)[0]

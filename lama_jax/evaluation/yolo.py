@@ -5,6 +5,7 @@ layout is written there at 512×512 with a manifest of the evaluated ids; with d
 results JSON in that 512×512 frame) and the instances file, the boxes are rescaled to each image's
 original size and scored with COCO AP, AP50 and AP75 on the evaluated ids only.
 """
+import contextlib
 import json
 import os
 from typing import Any, Sequence
@@ -59,7 +60,10 @@ class Yolo(Evaluator):
   def input_files(cls, settings: Settings) -> dict[str, str]:
     if not settings.detections:
       return {}
-    return {'detections': settings.detections, 'instances': settings.instances}
+    given = {'detections': settings.detections, 'instances': settings.instances}
+    if settings.yolo_dir:  # its manifest names the ids to score: a wrong folder is no fallback
+      given['yolo_dir'] = os.path.join(settings.yolo_dir, MANIFEST)
+    return given
 
   @classmethod
   def create(cls, settings: Settings, target: Target) -> 'Yolo':
@@ -69,6 +73,9 @@ class Yolo(Evaluator):
     if samples.repeat != 0:
       return
     ids = [int(i) for i in samples.image_ids]
+    if not self.scoring and not self.ids:  # the images change now: an old manifest would vouch
+      with contextlib.suppress(FileNotFoundError):  # for them until the new one is written
+        os.remove(os.path.join(self.settings.yolo_dir, MANIFEST))
     self.ids += ids
     if not self.scoring:
       os.makedirs(self.settings.yolo_dir, exist_ok=True)
@@ -96,8 +103,12 @@ class Yolo(Evaluator):
     path = os.path.join(self.settings.yolo_dir, MANIFEST)
     if not os.path.isfile(path):
       return None
-    with open(path) as f:
-      return [int(i) for i in json.load(f)['image_ids']]
+    manifest = _read_json(path, '--yolo_dir')
+    ids = manifest.get('image_ids') if isinstance(manifest, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+      raise EvalError(f'--yolo_dir {path}: not a manifest of evaluate (a list "image_ids" of the '
+                      'written images); write the images again with --yolo_dir alone')
+    return ids
 
   def _score(self, ids: Sequence[int]) -> dict[str, float]:
     s = self.settings

@@ -83,7 +83,7 @@ def check_split_categories(gen: LayoutGenerator, data_dir: str, dataset: str) ->
   Raises:
     LamaError: the two vocabularies differ.
   """
-  if not gen.dataset or dataset == gen.dataset:
+  if dataset == gen.dataset:
     return
   try:
     theirs = vocabulary_lib.load_vocabulary(
@@ -99,8 +99,9 @@ def check_split_categories(gen: LayoutGenerator, data_dir: str, dataset: str) ->
     if i is None:
       return
     why = f'id {i} is {theirs.id_to_name.get(i)!r} there, {ours.id_to_name.get(i)!r} for the generator'
+  own = gen.dataset or 'its own vocabulary'
   raise LamaError(f'--dataset {dataset} has other categories than the generator, trained on '
-                  f'{gen.dataset} ({why}); leave --dataset out to use {gen.dataset}')
+                  f'{own} ({why}): its ids would be read as the generator\'s categories')
 
 
 def val_batches(data_dir: str, dataset: str, image_size: int, batch_size: int, max_objects: int,

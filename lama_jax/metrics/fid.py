@@ -30,8 +30,10 @@ def fid_from_images(real: np.ndarray, fake: np.ndarray,
                           *activation_statistics(extractor(fake)))
 
 
-def read_statistics(cache_path: str | os.PathLike) -> Statistics | None:
-  """(mu [D], sigma [D, D]) from an .npz that `cached_statistics` wrote; None if there is none.
+def read_statistics(cache_path: str | os.PathLike, source: str | None = None
+                    ) -> Statistics | None:
+  """(mu [D], sigma [D, D]) from an .npz that `cached_statistics` wrote; None if there is none,
+  or if `source` is given and the file was written for another one (or for none).
 
   Raises:
     ValueError: the file is damaged (a disk error, a copy cut short) or holds something else; the
@@ -46,24 +48,29 @@ def read_statistics(cache_path: str | os.PathLike) -> Statistics | None:
   try:
     with np.load(cache_path, allow_pickle=False) as data:
       mu, sigma = np.asarray(data['mu'], np.float64), np.asarray(data['sigma'], np.float64)
+      written_for = str(data['source']) if 'source' in data.files else None
   except (OSError, ValueError, KeyError, EOFError, AttributeError, zipfile.BadZipFile) as e:
     raise ValueError(f'{cache_path}: not readable statistics ({type(e).__name__}: {e})') from None
   if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
     raise ValueError(f'{cache_path}: mu {list(mu.shape)} and sigma {list(sigma.shape)} are not '
                      'statistics of one feature size')
+  if source is not None and written_for != source:
+    return None
   return mu, sigma
 
 
-def cached_statistics(cache_path: str | os.PathLike,
-                      compute_fn: Callable[[], Statistics]) -> Statistics:
+def cached_statistics(cache_path: str | os.PathLike, compute_fn: Callable[[], Statistics],
+                      source: str | None = None) -> Statistics:
   """Loads (mu, sigma) from an .npz, or computes and saves them there.
 
   Real-set statistics are the same for every checkpoint evaluated, so computing
   them once saves most of an evaluation's Inception time.
 
   Args:
-    cache_path: the .npz file (keys 'mu' and 'sigma').
+    cache_path: the .npz file (keys 'mu' and 'sigma', and 'source' when given).
     compute_fn: called only on a cache miss; returns (mu, sigma).
+    source: what the statistics were computed with (weights, settings): a file written for
+      another source is a miss, computed again and replaced.
 
   Returns:
     (mu, sigma) as float64 arrays.
@@ -72,13 +79,14 @@ def cached_statistics(cache_path: str | os.PathLike,
     ValueError: the cache is damaged (`read_statistics`).
   """
   cache_path = os.fspath(cache_path)
-  cached = read_statistics(cache_path)
+  cached = read_statistics(cache_path, source)
   if cached is not None:
     return cached
   mu, sigma = compute_fn()
   os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
+  tag = {} if source is None else {'source': np.asarray(source)}
   with files.atomic_open(cache_path, 'wb') as f:  # an interrupted run leaves no truncated cache
-    np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
+    np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), **tag)
   return np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
 
 

@@ -209,6 +209,9 @@ _LEAF_MAP = {
 # Tensors of the checkpoint that pool_3 features never use.
 _IGNORED_SUFFIXES = ('num_batches_tracked',)
 _IGNORED_PREFIXES = ('fc.', 'AuxLogits.')
+# The TF graph's classifier: 1008 classes. torchvision's ImageNet Inception-v3 has the same tensor
+# names but 1000 classes (and other features): FIDs with it are not comparable.
+FID_CLASSES = 1008
 
 
 @functools.lru_cache(maxsize=1)
@@ -237,9 +240,15 @@ def load_inception_params(path_or_state_dict: str | os.PathLike | StateDict) -> 
   Raises:
     KeyError: naming every key of the state dict that maps to nothing, and every
       variable of the model that no key fills.
-    ValueError: naming any tensor whose shape does not match.
+    ValueError: naming any tensor whose shape does not match, or torchvision's ImageNet
+      Inception-v3 (its 1000-class fc), whose features are not the FID ones.
   """
   state = as_numpy_state_dict(path_or_state_dict)
+  fc = state.get('fc.weight')
+  if fc is not None and np.shape(fc)[0] != FID_CLASSES:
+    raise ValueError(f'an Inception-v3 with {np.shape(fc)[0]} classes (fc.weight), not the FID '
+                     f"Inception's {FID_CLASSES} (torchvision's ImageNet weights?); FID needs "
+                     "pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
   template = _variable_shapes()
   flat: dict[tuple[str, ...], np.ndarray] = {}
   unmapped, bad_shape = [], []
