@@ -84,6 +84,9 @@ def test_shipped_example_layouts_are_valid():
     ([layout(obj(bbox=(math.nan, 0, 0.5, 0.5)))], 'not finite'),
     ([layout(obj(bbox=(0, 0, 0, 0.5)))], 'zero or negative size'),
     ([layout(obj(bbox=(0.5, 0.5, -0.1, 0.2)))], 'zero or negative size'),
+    # Positive, but a float32 zero or subnormal: the generator drew NaN images from it.
+    ([layout(obj(bbox=(0.5, 0.5, 1e-40, 0.2)))], 'is too small (w=1e-40'),
+    ([layout(obj(bbox=(0.5, 0.5, 0.2, 1e-50)))], 'is too small'),
     ([layout(obj(bbox=(0.8, 0, 0.5, 0.5)))], 'outside [0, 1]'),
     ([layout(obj(bbox=(-0.1, 0, 0.5, 0.5)))], 'outside [0, 1]'),
     ([layout(*[obj()] * 9)], '9 objects, more than the model takes (8)'),
@@ -179,6 +182,7 @@ def test_check_arrays_replaces_padding_boxes():
     (np.full((1, 2, 4), 0.2), np.array([[1.5, 1]]), 'label 1.5 is not an integer'),
     (np.array([[[0.2, 0.2, np.nan, 0.1]]]), np.array([[2]]), 'layout 0, object 0 (label 2): bbox'),
     (np.array([[[0.2, 0.2, 0.0, 0.1]]]), np.array([[2]]), 'zero or negative size'),
+    (np.array([[[0.2, 0.2, 1e-50, 0.1]]]), np.array([[2]]), 'is too small'),
     (np.array([[[0.9, 0.2, 0.5, 0.1]]]), np.array([[2]]), 'outside [0, 1]'),
 ])
 def test_check_arrays_refuses(boxes, labels, expected):

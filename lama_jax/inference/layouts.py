@@ -30,6 +30,9 @@ _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
 # of 200 characters keeps that within the 255 bytes a file name may have.
 MAX_NAME_LENGTH = 200
 _TOLERANCE = 1e-6  # boxes may overshoot [0, 1] by rounding error
+# Sizes below it are float32 zeros or subnormals, which the generator's division by the box size
+# (masks_to_layout) turns into NaN images: 1e-40 passed `w > 0` in float64 and drew NaN everywhere.
+_MIN_SIZE = float(np.finfo(np.float32).tiny)
 MAX_SEED = 2**32 - 1
 MAX_OBJECTS = 64  # the most objects per layout a model may take (COCO-Stuff 8, VG 10)
 
@@ -106,6 +109,9 @@ def check_box(box: Any) -> np.ndarray:
     raise LayoutError(f'bbox {[x, y, w, h]} is not finite')
   if w <= 0 or h <= 0:
     raise LayoutError(f'bbox {[x, y, w, h]} has zero or negative size (w={w:g}, h={h:g})')
+  if min(w, h) < _MIN_SIZE:
+    raise LayoutError(f'bbox {[x, y, w, h]} is too small (w={w:g}, h={h:g}; the generator '
+                      f'takes sizes from {_MIN_SIZE:.3g}, float32\'s smallest normal number)')
   if x < -_TOLERANCE or y < -_TOLERANCE or x + w > 1 + _TOLERANCE or y + h > 1 + _TOLERANCE:
     raise LayoutError(f'bbox {[x, y, w, h]} is outside [0, 1] (x + w = {x + w:g}, '
                       f'y + h = {y + h:g})')
