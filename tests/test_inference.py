@@ -594,3 +594,15 @@ def test_path_layouts_many_batches_and_colours_say_what_is_wrong(gen, tmp_path):
     list(gen.generate_many([{'boxes': BOXES, 'labels': LABELS}, {'boxes': BOXES}]))
   with pytest.raises(LamaError, match=r'labels run over \[1, 9\], outside \[0, 5\)'):
     visualize.colorize_masks(np.ones((1, 2, 4, 4)), LABELS, 5)
+
+
+def test_colorize_masks_takes_the_float_labels_generate_takes(gen):
+  """generate takes integral float labels; colouring its masks with the same labels was an
+  IndexError ('arrays used as indices must be of integer type')."""
+  out = gen.generate(BOXES, LABELS.astype(np.float32), seed=1)
+  np.testing.assert_array_equal(
+      visualize.colorize_masks(out.mask, LABELS.astype(np.float32), gen.num_classes),
+      visualize.colorize_masks(out.mask, LABELS, gen.num_classes))
+  with pytest.raises(LamaError, match=r'labels must be whole numbers \(category ids\), got '
+                     'float64 values such as 1.5'):
+    visualize.colorize_masks(out.mask, np.array([[9, 1.5]]), gen.num_classes)
