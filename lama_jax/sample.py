@@ -9,6 +9,10 @@ contact_sheet.png (a row per layout: layout, samples, raw and adapted masks of s
 All layouts are validated before anything is written; a bad one stops the run with a one-line message
 and exit code 2.
 
+Each layout draws its own noise: sample k of layout I (from 0, in file order) is what
+`LayoutGenerator.generate` returns for that layout with seed=sampling.layout_seed(SEED, I) and
+first_row=k (as uint8: image_format='uint8'), not with seed=SEED.
+
 --fix_z keeps every object's z (and the image z and noise) across the layouts of the file: objects
 are matched by (category, how many of that category came before it), so a list of layouts that
 differ by one moved or added box shows how LAMA reconfigures the scene around the change.
@@ -41,7 +45,9 @@ flags.DEFINE_string('out', None, 'Output folder (created if missing).', flag_val
 flags.DEFINE_integer('num_samples', None, 'Samples per layout (default 1; with --val 5 for '
                      'COCO-Stuff and shapes, 1 for VG).', lower_bound=1,
                      upper_bound=sampling.MAX_SAMPLES_PER_LAYOUT, flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'Random seed for z and the noise maps.', lower_bound=0,
+flags.DEFINE_integer('seed', 0, 'Random seed for z and the noise maps; layout I of the file is '
+                     'sampled with seed sampling.layout_seed(SEED, I) (SEED itself with --fix_z), '
+                     'as the text above says.', lower_bound=0,
                      upper_bound=layouts_lib.MAX_SEED, flag_values=FLAGS)
 flags.DEFINE_float('truncation', 2.0, 'z entries beyond ±T are redrawn once, as the official '
                    'sampler does; 0 or less draws plain N(0, 1).', flag_values=FLAGS)
