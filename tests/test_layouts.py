@@ -101,6 +101,8 @@ def test_shipped_example_layouts_are_valid():
     ([layout(), layout()], 'already used by layout 0'),
     ([layout(name='../evil')], 'names the output files'),
     ([layout(name='')], 'names the output files'),
+    # Shown as written, not as "\u00fcn" escapes, and the rule says ASCII ("ü" is a letter).
+    ([layout(name='ünï')], 'name "ünï" must be a non-empty string of ASCII letters'),
     # Allowed characters only, but a leading "." or "-": the message names that rule.
     ([layout(name='.hidden')], 'not starting with "." or "-"'),
     ([layout(name='-x')], 'not starting with "." or "-"'),

@@ -147,9 +147,10 @@ def parse_layouts(data: Any, vocab: Vocabulary, max_objects: int, source: str = 
     if not isinstance(name, str) or not _NAME_RE.match(name):
       # The rule in full: a name that is all allowed characters but starts with "." or "-" (a
       # hidden file, an option-like name) is refused too, and the message must say why.
-      raise LayoutError(f'{where}: name {json.dumps(name)} must be a non-empty string of letters, '
-                        'digits, "_", "-" or ".", not starting with "." or "-" (it names the '
-                        'output files)')
+      # Shown as written (not as "\u00fc" escapes), and "ASCII": "ünï" is letters to its author.
+      raise LayoutError(f'{where}: name {json.dumps(name, ensure_ascii=False)} must be a non-empty '
+                        'string of ASCII letters, digits, "_", "-" or ".", not starting with "." or '
+                        '"-" (it names the output files)')
     if len(name) > MAX_NAME_LENGTH:
       raise LayoutError(f'{where}: name {name[:20]!r}... is {len(name)} characters long, more than '
                         f'{MAX_NAME_LENGTH} (it names the output files)')
