@@ -82,6 +82,8 @@ def test_shipped_example_layouts_are_valid():
     ([layout(obj(bbox=(True, 0, 0.5, 0.5)))], 'bbox must be four numbers'),
     ([layout({'category': 'disk', 'bbox': 'all'})], 'bbox must be four numbers'),
     ([layout(obj(bbox=(math.nan, 0, 0.5, 0.5)))], 'not finite'),
+    ([layout(obj(bbox=(math.nan, 0, 1, -10**400)))], 'bbox holds an integer too large for a '
+                                                      'float (of 401 digits)'),
     ([layout(obj(bbox=(0, 0, 0, 0.5)))], 'zero or negative size'),
     ([layout(obj(bbox=(0.5, 0.5, -0.1, 0.2)))], 'zero or negative size'),
     # Positive, but a float32 zero or subnormal: the generator drew NaN images from it.

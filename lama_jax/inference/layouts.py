@@ -104,7 +104,11 @@ def check_box(box: Any) -> np.ndarray:
       is_number(v) for v in box):
     shown = json.dumps(box, default=repr) if not isinstance(box, np.ndarray) else str(box.tolist())
     raise LayoutError(f'bbox must be four numbers [x, y, w, h], got {shown}')
-  x, y, w, h = (float(v) for v in box)
+  try:
+    x, y, w, h = (float(v) for v in box)
+  except OverflowError:  # JSON integers have no limit: 1 followed by 400 zeros was a traceback
+    raise LayoutError('bbox holds an integer too large for a float (of '
+                      f'{max(len(str(abs(v))) for v in box if is_int(v))} digits)') from None
   if not all(math.isfinite(v) for v in (x, y, w, h)):
     raise LayoutError(f'bbox {[x, y, w, h]} is not finite')
   if w <= 0 or h <= 0:
