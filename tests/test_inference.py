@@ -623,3 +623,14 @@ def test_sample_cli_images_are_generate_with_the_layout_seed(workdir, gen, tmp_p
   assert not np.array_equal(png, gen.generate(data[1], seed=5, image_format='uint8').image[0])
   assert 'sampling.layout_seed(SEED, I)' in sample.FLAGS['seed'].help
   assert 'seed=sampling.layout_seed(SEED, I) and\nfirst_row=k' in sample.__doc__
+
+
+def test_a_huge_integer_truncation_truncates_nothing(gen):
+  """An int truncation past int32 was an OverflowError traceback from the jitted program (and one
+  past float64 from sample_z): it redraws no z, as None."""
+  plain = gen.generate(BOXES, LABELS, seed=2, truncation=None).image
+  for truncation in (2**40, 10**400):
+    np.testing.assert_allclose(gen.generate(BOXES, LABELS, seed=2, truncation=truncation).image,
+                               plain, atol=1e-6)  # another program: float32 rounding apart
+    np.testing.assert_allclose(gen.sample_z(1, 2, truncation)[0], gen.sample_z(1, 2, None)[0],
+                               atol=1e-6)

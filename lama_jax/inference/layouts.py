@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import re
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -309,12 +310,19 @@ def check_int(value: Any, name: str, low: int, high: int) -> int:
   return int(value)
 
 
-def check_sampling(seed: Any, truncation: Any) -> None:
+def check_sampling(seed: Any, truncation: Any) -> float | None:
   """Raises LayoutError for a seed that is not an integer in [0, 2**32) (JAX keys keep 32 bits:
-  larger or negative seeds would alias others) or a truncation that is not positive or None."""
+  larger or negative seeds would alias others) or a truncation that is not positive or None.
+
+  Returns the truncation as a float (or None): an int past int32 (2**31) was an OverflowError
+  traceback from the jitted program, one past float64 inf (it truncates nothing either way).
+  """
   check_int(seed, 'seed', 0, MAX_SEED)
-  if truncation is not None and not (is_number(truncation) and truncation > 0):
+  if truncation is None:
+    return None
+  if not (is_number(truncation) and truncation > 0):
     raise LayoutError(f'truncation must be a positive number or None, not {truncation!r}')
+  return math.inf if truncation > sys.float_info.max else float(truncation)
 
 
 def stack_layouts(layouts: Sequence[Layout], num_objects: int) -> tuple[np.ndarray, np.ndarray]:
