@@ -335,6 +335,18 @@ def test_step_three_is_an_older_checkpoint(workdir):
   older = LayoutGenerator.load(workdir, step=3)
   assert older.step == 3
   np.testing.assert_allclose(np.asarray(older.variables['params']['fc']['bias']), 0)
+  assert LayoutGenerator.load(workdir, step=np.int64(3)).step == 3
+
+
+@pytest.mark.parametrize('step, expected', [
+    ('3', "step must be an integer, not '3'"),  # was: "has no step 3 (steps: [3, 7])"
+    (3.0, 'step must be an integer, not 3.0'),  # was: "checkpoint .../3.0 is damaged"
+    (True, 'step must be an integer, not True'),
+    (-1, 'step -1 is outside'),
+])
+def test_load_names_a_step_that_is_not_an_integer(workdir, step, expected):
+  with pytest.raises(LayoutError, match=re.escape(expected)):
+    LayoutGenerator.load(workdir, step=step)
 
 
 # --- python -m lama_jax.sample -------------------------------------------------------------------

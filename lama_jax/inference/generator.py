@@ -200,6 +200,8 @@ class LayoutGenerator:
   def load(cls, path: str, step: int | None = None) -> 'LayoutGenerator':
     """Loads a training workdir (latest checkpoint), an exported or converted generator dir, or a
     portable artifact (`export --format stablehlo`, run without Flax through its programs)."""
+    if step is not None:  # '7' said "has no step 7 (steps: [7])", 7.0 "checkpoint 7.0 is damaged"
+      step = layouts_lib.check_int(step, 'step', 0, 2**63 - 1)
     if portable_runtime.is_portable(path):
       from lama_jax.inference import portable  # pylint: disable=g-import-not-at-top (import cycle)
       return portable.load_layout_generator(path, step)
