@@ -71,6 +71,12 @@ def _check_flags(fv: flags.FlagValues) -> None:
   """Everything that can be checked before the generator is loaded or --out created."""
   if fv.val == bool(fv.layouts):
     raise LamaError('give either --layouts FILE or --val (with --data_dir)')
+  if fv.layouts and (fv.data_dir or fv.dataset):  # they were ignored without a word
+    raise LamaError(f'--{"data_dir" if fv.data_dir else "dataset"} goes with --val; --layouts '
+                    'takes the layouts from its file')
+  if fv.val and fv.fix_z:
+    raise LamaError('--fix_z goes with --layouts (it matches objects across the layouts of a '
+                    'file); --val draws every sample anew')
   if fv.val and not fv.data_dir:
     raise LamaError('--val needs --data_dir (where `prepare` wrote the datasets)')
   if fv.layouts:

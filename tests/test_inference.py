@@ -428,6 +428,12 @@ def test_sample_cli_refuses_bad_layouts(workdir, tmp_path, capsys, content, expe
     (['--val'], '--val needs --data_dir'),
     (['--layouts', 'data/layouts/shapes.json', '--num_samples', '0'],
      '--num_samples=0: 0 is not an integer'),
+    # These were ignored without a word.
+    (['--layouts', 'data/layouts/shapes.json', '--data_dir', 'data/tfds'],
+     '--data_dir goes with --val; --layouts takes the layouts from its file'),
+    (['--layouts', 'data/layouts/shapes.json', '--dataset', 'coco_stuff'],
+     '--dataset goes with --val'),
+    (['--val', '--data_dir', 'data/tfds', '--fix_z'], '--fix_z goes with --layouts'),
 ])
 def test_sample_cli_refuses_bad_flags(workdir, tmp_path, capsys, args, expected):
   assert sample.main(['--workdir', workdir, '--out', str(tmp_path / 'o'), *args]) == 2
