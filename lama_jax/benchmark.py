@@ -29,6 +29,7 @@ from ml_collections import config_flags
 
 from lama_jax import cli
 from lama_jax import files
+from lama_jax.errors import LamaError
 from lama_jax.inference import sampling
 from lama_jax.models import numerics
 from lama_jax.training import benchmark
@@ -73,7 +74,17 @@ flags.register_validator(
     '--image_sizes: positive whole numbers, comma-separated', flag_values=FLAGS)
 
 
+# The flags that only one --mode reads: given to the other, they were ignored without a word.
+_MODE_FLAGS = {'step': ('steps', 'sample_batch', 'profile_dir', 'profile_steps', 'sample_float32',
+                        'compilation_cache_dir', 'pairwise_sums'),
+               'pipeline': ('image_sizes', 'batches', 'coco_like')}
+
+
 def _main(fv: flags.FlagValues) -> None:
+  for mode, names in _MODE_FLAGS.items():
+    given = [f'--{name}' for name in names if fv[name].present]
+    if mode != fv.mode and given:
+      raise LamaError(f'{", ".join(given)} applies to --mode {mode} only (--mode is {fv.mode})')
   config = fv.config
   if fv.batch_size:
     config.batch_size = fv.batch_size

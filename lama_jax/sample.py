@@ -9,6 +9,10 @@ contact_sheet.png (a row per layout: layout, samples, raw and adapted masks of s
 All layouts are validated before anything is written; a bad one stops the run with a one-line message
 and exit code 2.
 
+Each layout draws its own noise: sample k of layout I (from 0, in file order) is what
+`LayoutGenerator.generate` returns for that layout with seed=sampling.layout_seed(SEED, I) and
+first_row=k (as uint8: image_format='uint8'), not with seed=SEED.
+
 --fix_z keeps every object's z (and the image z and noise) across the layouts of the file: objects
 are matched by (category, how many of that category came before it), so a list of layouts that
 differ by one moved or added box shows how LAMA reconfigures the scene around the change.
@@ -41,7 +45,9 @@ flags.DEFINE_string('out', None, 'Output folder (created if missing).', flag_val
 flags.DEFINE_integer('num_samples', None, 'Samples per layout (default 1; with --val 5 for '
                      'COCO-Stuff and shapes, 1 for VG).', lower_bound=1,
                      upper_bound=sampling.MAX_SAMPLES_PER_LAYOUT, flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'Random seed for z and the noise maps.', lower_bound=0,
+flags.DEFINE_integer('seed', 0, 'Random seed for z and the noise maps; layout I of the file is '
+                     'sampled with seed sampling.layout_seed(SEED, I) (SEED itself with --fix_z), '
+                     'as the text above says.', lower_bound=0,
                      upper_bound=layouts_lib.MAX_SEED, flag_values=FLAGS)
 flags.DEFINE_float('truncation', 2.0, 'z entries beyond ±T are redrawn once, as the official '
                    'sampler does; 0 or less draws plain N(0, 1).', flag_values=FLAGS)
@@ -65,6 +71,12 @@ def _check_flags(fv: flags.FlagValues) -> None:
   """Everything that can be checked before the generator is loaded or --out created."""
   if fv.val == bool(fv.layouts):
     raise LamaError('give either --layouts FILE or --val (with --data_dir)')
+  if fv.layouts and (fv.data_dir or fv.dataset):  # they were ignored without a word
+    raise LamaError(f'--{"data_dir" if fv.data_dir else "dataset"} goes with --val; --layouts '
+                    'takes the layouts from its file')
+  if fv.val and fv.fix_z:
+    raise LamaError('--fix_z goes with --layouts (it matches objects across the layouts of a '
+                    'file); --val draws every sample anew')
   if fv.val and not fv.data_dir:
     raise LamaError('--val needs --data_dir (where `prepare` wrote the datasets)')
   if fv.layouts:

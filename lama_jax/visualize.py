@@ -44,13 +44,18 @@ def colorize_masks(mask: np.ndarray, labels: np.ndarray, num_classes: int) -> np
     uint8 [B, H, W, 3].
 
   Raises:
-    LamaError: a label outside [0, num_classes).
+    LamaError: a label that is not a whole number or outside [0, num_classes).
   """
   mask = np.asarray(mask, np.float32)
   labels = np.asarray(labels)
+  # Integral float labels, which `generate` takes, index the colours as ids (they were an IndexError).
+  if not (np.issubdtype(labels.dtype, np.integer) or np.all(labels == np.round(labels))):
+    raise LamaError(f'colorize_masks: labels must be whole numbers (category ids), got '
+                    f'{labels.dtype} values such as {labels[labels != np.round(labels)][0]}')
   if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:  # not an IndexError
     raise LamaError(f'colorize_masks: labels run over [{labels.min()}, {labels.max()}], outside '
                     f'[0, {num_classes}) for num_classes={num_classes}')
+  labels = labels.astype(np.int64)
   mask = np.where((labels > 0)[:, :, None, None], np.maximum(mask, 0.0), 0.0)
   colors = category_colors(num_classes).astype(np.float32)[labels]  # [B, O, 3]
   total = mask.sum(1)  # [B, H, W]

@@ -335,6 +335,18 @@ def test_step_three_is_an_older_checkpoint(workdir):
   older = LayoutGenerator.load(workdir, step=3)
   assert older.step == 3
   np.testing.assert_allclose(np.asarray(older.variables['params']['fc']['bias']), 0)
+  assert LayoutGenerator.load(workdir, step=np.int64(3)).step == 3
+
+
+@pytest.mark.parametrize('step, expected', [
+    ('3', "step must be an integer, not '3'"),  # was: "has no step 3 (steps: [3, 7])"
+    (3.0, 'step must be an integer, not 3.0'),  # was: "checkpoint .../3.0 is damaged"
+    (True, 'step must be an integer, not True'),
+    (-1, 'step -1 is outside'),
+])
+def test_load_names_a_step_that_is_not_an_integer(workdir, step, expected):
+  with pytest.raises(LayoutError, match=re.escape(expected)):
+    LayoutGenerator.load(workdir, step=step)
 
 
 # --- python -m lama_jax.sample -------------------------------------------------------------------
@@ -416,6 +428,12 @@ def test_sample_cli_refuses_bad_layouts(workdir, tmp_path, capsys, content, expe
     (['--val'], '--val needs --data_dir'),
     (['--layouts', 'data/layouts/shapes.json', '--num_samples', '0'],
      '--num_samples=0: 0 is not an integer'),
+    # These were ignored without a word.
+    (['--layouts', 'data/layouts/shapes.json', '--data_dir', 'data/tfds'],
+     '--data_dir goes with --val; --layouts takes the layouts from its file'),
+    (['--layouts', 'data/layouts/shapes.json', '--dataset', 'coco_stuff'],
+     '--dataset goes with --val'),
+    (['--val', '--data_dir', 'data/tfds', '--fix_z'], '--fix_z goes with --layouts'),
 ])
 def test_sample_cli_refuses_bad_flags(workdir, tmp_path, capsys, args, expected):
   assert sample.main(['--workdir', workdir, '--out', str(tmp_path / 'o'), *args]) == 2
@@ -605,3 +623,43 @@ def test_path_layouts_many_batches_and_colours_say_what_is_wrong(gen, tmp_path):
     list(gen.generate_many([{'boxes': BOXES, 'labels': LABELS}, {'boxes': BOXES}]))
   with pytest.raises(LamaError, match=r'labels run over \[1, 9\], outside \[0, 5\)'):
     visualize.colorize_masks(np.ones((1, 2, 4, 4)), LABELS, 5)
+
+
+def test_colorize_masks_takes_the_float_labels_generate_takes(gen):
+  """generate takes integral float labels; colouring its masks with the same labels was an
+  IndexError ('arrays used as indices must be of integer type')."""
+  out = gen.generate(BOXES, LABELS.astype(np.float32), seed=1)
+  np.testing.assert_array_equal(
+      visualize.colorize_masks(out.mask, LABELS.astype(np.float32), gen.num_classes),
+      visualize.colorize_masks(out.mask, LABELS, gen.num_classes))
+  with pytest.raises(LamaError, match=r'labels must be whole numbers \(category ids\), got '
+                     'float64 values such as 1.5'):
+    visualize.colorize_masks(out.mask, np.array([[9, 1.5]]), gen.num_classes)
+
+
+def test_sample_cli_images_are_generate_with_the_layout_seed(workdir, gen, tmp_path, capsys):
+  """Same --seed, same image from Python: the recipe that sample's --help and the README give (it
+  was nowhere; generate(..., seed=SEED) gives other images)."""
+  data = [{'name': 'scene', 'objects': SCENE}, {'name': 'small', 'objects': SCENE[2:3]}]
+  out = tmp_path / 'out'
+  assert sample.main(['--workdir', workdir, '--layouts', _write(tmp_path, data), '--out', str(out),
+                      '--num_samples', '2', '--seed', '5']) == 0
+  for i, layout in enumerate(data):
+    for k in range(2):
+      png = np.asarray(Image.open(out / f'{layout["name"]}_{k}.png'))
+      np.testing.assert_array_equal(png, gen.generate(
+          layout, seed=sampling.layout_seed(5, i), first_row=k, image_format='uint8').image[0])
+  assert not np.array_equal(png, gen.generate(data[1], seed=5, image_format='uint8').image[0])
+  assert 'sampling.layout_seed(SEED, I)' in sample.FLAGS['seed'].help
+  assert 'seed=sampling.layout_seed(SEED, I) and\nfirst_row=k' in sample.__doc__
+
+
+def test_a_huge_integer_truncation_truncates_nothing(gen):
+  """An int truncation past int32 was an OverflowError traceback from the jitted program (and one
+  past float64 from sample_z): it redraws no z, as None."""
+  plain = gen.generate(BOXES, LABELS, seed=2, truncation=None).image
+  for truncation in (2**40, 10**400):
+    np.testing.assert_allclose(gen.generate(BOXES, LABELS, seed=2, truncation=truncation).image,
+                               plain, atol=1e-6)  # another program: float32 rounding apart
+    np.testing.assert_allclose(gen.sample_z(1, 2, truncation)[0], gen.sample_z(1, 2, None)[0],
+                               atol=1e-6)

@@ -82,8 +82,13 @@ def test_shipped_example_layouts_are_valid():
     ([layout(obj(bbox=(True, 0, 0.5, 0.5)))], 'bbox must be four numbers'),
     ([layout({'category': 'disk', 'bbox': 'all'})], 'bbox must be four numbers'),
     ([layout(obj(bbox=(math.nan, 0, 0.5, 0.5)))], 'not finite'),
+    ([layout(obj(bbox=(math.nan, 0, 1, -10**400)))], 'bbox holds an integer too large for a '
+                                                      'float (of 401 digits)'),
     ([layout(obj(bbox=(0, 0, 0, 0.5)))], 'zero or negative size'),
     ([layout(obj(bbox=(0.5, 0.5, -0.1, 0.2)))], 'zero or negative size'),
+    # Positive, but a float32 zero or subnormal: the generator drew NaN images from it.
+    ([layout(obj(bbox=(0.5, 0.5, 1e-40, 0.2)))], 'is too small (w=1e-40'),
+    ([layout(obj(bbox=(0.5, 0.5, 0.2, 1e-50)))], 'is too small'),
     ([layout(obj(bbox=(0.8, 0, 0.5, 0.5)))], 'outside [0, 1]'),
     ([layout(obj(bbox=(-0.1, 0, 0.5, 0.5)))], 'outside [0, 1]'),
     ([layout(*[obj()] * 9)], '9 objects, more than the model takes (8)'),
@@ -98,6 +103,8 @@ def test_shipped_example_layouts_are_valid():
     ([layout(), layout()], 'already used by layout 0'),
     ([layout(name='../evil')], 'names the output files'),
     ([layout(name='')], 'names the output files'),
+    # Shown as written, not as "\u00fcn" escapes, and the rule says ASCII ("ü" is a letter).
+    ([layout(name='ünï')], 'name "ünï" must be a non-empty string of ASCII letters'),
     # Allowed characters only, but a leading "." or "-": the message names that rule.
     ([layout(name='.hidden')], 'not starting with "." or "-"'),
     ([layout(name='-x')], 'not starting with "." or "-"'),
@@ -179,6 +186,7 @@ def test_check_arrays_replaces_padding_boxes():
     (np.full((1, 2, 4), 0.2), np.array([[1.5, 1]]), 'label 1.5 is not an integer'),
     (np.array([[[0.2, 0.2, np.nan, 0.1]]]), np.array([[2]]), 'layout 0, object 0 (label 2): bbox'),
     (np.array([[[0.2, 0.2, 0.0, 0.1]]]), np.array([[2]]), 'zero or negative size'),
+    (np.array([[[0.2, 0.2, 1e-50, 0.1]]]), np.array([[2]]), 'is too small'),
     (np.array([[[0.9, 0.2, 0.5, 0.1]]]), np.array([[2]]), 'outside [0, 1]'),
 ])
 def test_check_arrays_refuses(boxes, labels, expected):

@@ -4,6 +4,7 @@ import json
 import os
 
 from PIL import Image
+import pytest
 
 from lama_jax import benchmark
 from lama_jax.datasets import pipeline_benchmark
@@ -36,3 +37,15 @@ def test_pipeline_mode_refuses_bad_sizes(capsys):
   assert benchmark.main(['--mode', 'pipeline', '--config', 'configs/coco64.py',
                          '--image_sizes', '64,x']) == 2
   assert 'error:' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--mode', 'pipeline', '--steps', '3', '--sample_batch', '0'],
+     'error: --steps, --sample_batch applies to --mode step only (--mode is pipeline)\n'),
+    (['--image_sizes', '16', '--batches', '3'],
+     'error: --image_sizes, --batches applies to --mode pipeline only (--mode is step)\n'),
+])
+def test_flags_of_the_other_mode_are_refused(args, expected, capsys):
+  """They were ignored without a word: --image_sizes 16 timed the step at the config's size."""
+  assert benchmark.main(['--config', os.path.join(REPO, 'configs/coco64.py'), *args]) == 2
+  assert capsys.readouterr().err == expected

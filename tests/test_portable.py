@@ -125,6 +125,10 @@ def test_a_bare_process_runs_the_artifact(model, artifact, tmp_path):
     (BOXES, LABELS + 0.5, 'labels must be whole numbers'),  # was cut to LABELS
     (np.where(LABELS[..., None] == 1, np.nan, BOXES), LABELS,  # drew NaN images
      'boxes of real objects (label > 0) must be finite'),
+    (np.where(LABELS[..., None] == 1, [0.1, 0.1, 0.0, 0.5], BOXES), LABELS,  # drew NaN images
+     'boxes of real objects (label > 0) must have a positive width and height'),
+    (np.where(LABELS[..., None] == 1, [0.1, 0.1, 0.5, 1e-40], BOXES), LABELS,  # so did this
+     'boxes of real objects (label > 0) must have a positive width and height (at least 1.18e-38'),
     (BOXES[:0], LABELS[:0], 'no layouts (B = 0)'),  # was jax.export's ValueError
     ([[[0, 0, 1, 1], [0, 0, 1]]], [[1, 2]], 'boxes must be a regular array'),
     (BOXES, LABELS.astype(str), 'labels must be an array of numbers, got dtype <U'),

@@ -200,6 +200,8 @@ class LayoutGenerator:
   def load(cls, path: str, step: int | None = None) -> 'LayoutGenerator':
     """Loads a training workdir (latest checkpoint), an exported or converted generator dir, or a
     portable artifact (`export --format stablehlo`, run without Flax through its programs)."""
+    if step is not None:  # '7' said "has no step 7 (steps: [7])", 7.0 "checkpoint 7.0 is damaged"
+      step = layouts_lib.check_int(step, 'step', 0, 2**63 - 1)
     if portable_runtime.is_portable(path):
       from lama_jax.inference import portable  # pylint: disable=g-import-not-at-top (import cycle)
       return portable.load_layout_generator(path, step)
@@ -234,7 +236,7 @@ class LayoutGenerator:
     Row b depends on (seed, first_row + b) only; object slot j of a row on (seed, b, j) only —
     more slots add columns without changing the first ones.
     """
-    layouts_lib.check_sampling(seed, truncation)
+    truncation = layouts_lib.check_sampling(seed, truncation)
     batch = layouts_lib.check_int(batch, 'batch', 1, MAX_ROW)
     first_row = layouts_lib.check_int(first_row, 'first_row', 0, MAX_ROW + 1 - batch)
     num_objects = layouts_lib.check_int(self.max_objects if num_objects is None else num_objects,
@@ -341,7 +343,7 @@ class LayoutGenerator:
       raise LayoutError(f'image_format must be one of {IMAGE_FORMATS}, got {image_format!r}')
     if mask_format not in MASK_FORMATS:
       raise LayoutError(f'mask_format must be one of {MASK_FORMATS}, got {mask_format!r}')
-    layouts_lib.check_sampling(seed, truncation)
+    truncation = layouts_lib.check_sampling(seed, truncation)
     boxes, labels = layouts_lib.check_arrays(boxes, labels, self.num_classes, self.max_objects,
                                              strict)
     b, o = labels.shape

@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import re
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,6 +31,9 @@ _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
 # of 200 characters keeps that within the 255 bytes a file name may have.
 MAX_NAME_LENGTH = 200
 _TOLERANCE = 1e-6  # boxes may overshoot [0, 1] by rounding error
+# Sizes below it are float32 zeros or subnormals, which the generator's division by the box size
+# (masks_to_layout) turns into NaN images: 1e-40 passed `w > 0` in float64 and drew NaN everywhere.
+_MIN_SIZE = float(np.finfo(np.float32).tiny)
 MAX_SEED = 2**32 - 1
 MAX_OBJECTS = 64  # the most objects per layout a model may take (COCO-Stuff 8, VG 10)
 
@@ -101,11 +105,18 @@ def check_box(box: Any) -> np.ndarray:
       is_number(v) for v in box):
     shown = json.dumps(box, default=repr) if not isinstance(box, np.ndarray) else str(box.tolist())
     raise LayoutError(f'bbox must be four numbers [x, y, w, h], got {shown}')
-  x, y, w, h = (float(v) for v in box)
+  try:
+    x, y, w, h = (float(v) for v in box)
+  except OverflowError:  # JSON integers have no limit: 1 followed by 400 zeros was a traceback
+    raise LayoutError('bbox holds an integer too large for a float (of '
+                      f'{max(len(str(abs(v))) for v in box if is_int(v))} digits)') from None
   if not all(math.isfinite(v) for v in (x, y, w, h)):
     raise LayoutError(f'bbox {[x, y, w, h]} is not finite')
   if w <= 0 or h <= 0:
     raise LayoutError(f'bbox {[x, y, w, h]} has zero or negative size (w={w:g}, h={h:g})')
+  if min(w, h) < _MIN_SIZE:
+    raise LayoutError(f'bbox {[x, y, w, h]} is too small (w={w:g}, h={h:g}; the generator '
+                      f'takes sizes from {_MIN_SIZE:.3g}, float32\'s smallest normal number)')
   if x < -_TOLERANCE or y < -_TOLERANCE or x + w > 1 + _TOLERANCE or y + h > 1 + _TOLERANCE:
     raise LayoutError(f'bbox {[x, y, w, h]} is outside [0, 1] (x + w = {x + w:g}, '
                       f'y + h = {y + h:g})')
@@ -141,9 +152,10 @@ def parse_layouts(data: Any, vocab: Vocabulary, max_objects: int, source: str = 
     if not isinstance(name, str) or not _NAME_RE.match(name):
       # The rule in full: a name that is all allowed characters but starts with "." or "-" (a
       # hidden file, an option-like name) is refused too, and the message must say why.
-      raise LayoutError(f'{where}: name {json.dumps(name)} must be a non-empty string of letters, '
-                        'digits, "_", "-" or ".", not starting with "." or "-" (it names the '
-                        'output files)')
+      # Shown as written (not as "\u00fc" escapes), and "ASCII": "ünï" is letters to its author.
+      raise LayoutError(f'{where}: name {json.dumps(name, ensure_ascii=False)} must be a non-empty '
+                        'string of ASCII letters, digits, "_", "-" or ".", not starting with "." or '
+                        '"-" (it names the output files)')
     if len(name) > MAX_NAME_LENGTH:
       raise LayoutError(f'{where}: name {name[:20]!r}... is {len(name)} characters long, more than '
                         f'{MAX_NAME_LENGTH} (it names the output files)')
@@ -298,12 +310,19 @@ def check_int(value: Any, name: str, low: int, high: int) -> int:
   return int(value)
 
 
-def check_sampling(seed: Any, truncation: Any) -> None:
+def check_sampling(seed: Any, truncation: Any) -> float | None:
   """Raises LayoutError for a seed that is not an integer in [0, 2**32) (JAX keys keep 32 bits:
-  larger or negative seeds would alias others) or a truncation that is not positive or None."""
+  larger or negative seeds would alias others) or a truncation that is not positive or None.
+
+  Returns the truncation as a float (or None): an int past int32 (2**31) was an OverflowError
+  traceback from the jitted program, one past float64 inf (it truncates nothing either way).
+  """
   check_int(seed, 'seed', 0, MAX_SEED)
-  if truncation is not None and not (is_number(truncation) and truncation > 0):
+  if truncation is None:
+    return None
+  if not (is_number(truncation) and truncation > 0):
     raise LayoutError(f'truncation must be a positive number or None, not {truncation!r}')
+  return math.inf if truncation > sys.float_info.max else float(truncation)
 
 
 def stack_layouts(layouts: Sequence[Layout], num_objects: int) -> tuple[np.ndarray, np.ndarray]:

@@ -218,6 +218,11 @@ class PortableGenerator:
     boxes = boxes.astype(np.float32)
     if not np.all(np.isfinite(boxes[labels != PAD_LABEL])):  # would draw NaN images
       raise PortableError('boxes of real objects (label > 0) must be finite')
+    # So would a width or height of 0, or one below float32's smallest normal (a float32 zero on the
+    # device): they passed the check above and drew NaN images without a word.
+    if not np.all(boxes[labels != PAD_LABEL][:, 2:] >= np.finfo(np.float32).tiny):
+      raise PortableError('boxes of real objects (label > 0) must have a positive width and height '
+                          f'(at least {np.finfo(np.float32).tiny:.3g}, float32\'s smallest normal)')
     full_boxes = np.tile(np.asarray(PAD_BOX, np.float32), (b, self.max_objects, 1))
     full_labels = np.full((b, self.max_objects), PAD_LABEL, np.int32)
     full_boxes[:, :o] = np.where((labels == PAD_LABEL)[..., None], full_boxes[:, :o], boxes)
