@@ -1,7 +1,8 @@
 """The sampling program's faster forms compute what the plain forms compute.
 
-`models/sampling_forms.py` (a 3×3 convolution to few channels, a 3×3 convolution of an upsampled
-input at the input's resolution, `materialize`) and the weights prepared once for sampling
+`models/sampling_forms.py` (a 3×3 convolution to few channels, `materialize`), a 3×3 convolution of
+an upsampled input at the input's resolution with sampling's phase kernels (`models/upsampled_conv.py`
+has its own tests) and the weights prepared once for sampling
 (`layers.prescale_spectral`, `generator.sampling_variables`) are used in eval mode only; these tests
 hold them to the plain forms: the convolutions to float32 rounding, the rest bit for bit.
 """
@@ -16,8 +17,9 @@ from lama_jax.models import sampling_forms
 from lama_jax.models.generator import sampling_variables
 from lama_jax.models.layers import PHASES, PRESCALED, SNConv, SNDense, SNEmbed, prescale_spectral
 from lama_jax.models.resize import upsample_nearest
-from lama_jax.models.sampling_forms import (FEW_OUTPUTS, conv3x3_few_outputs, conv3x3_of_upsampled,
-                                            materialize, rows_per_chunk, upsampling_phases)
+from lama_jax.models.sampling_forms import (FEW_OUTPUTS, conv3x3_few_outputs, materialize,
+                                            rows_per_chunk)
+from lama_jax.models.upsampled_conv import upsampling_phases
 
 TINY = dict(ch=4, num_classes=14, mask_hidden=8)
 
@@ -54,19 +56,6 @@ def test_sn_conv_uses_the_tap_form_in_eval_mode_only():
     np.testing.assert_allclose(out, plain, rtol=1e-5, atol=1e-6)
     hlo = jax.jit(lambda v, lay=layer: lay.apply(v, x, False)).lower(variables).as_text()
     assert ('convolution' in hlo) == (layer is many)
-
-
-@pytest.mark.parametrize('shape', [(2, 4, 4, 8, 5), (1, 3, 5, 4, 6), (2, 1, 1, 3, 2), (1, 16, 16, 32, 16)])
-def test_convolution_of_the_upsampled_input_at_its_own_resolution(shape):
-  """conv3x3(upsample ×2 (x)) from x and the phase kernels, at odd and 1×1 sizes too (borders)."""
-  b, h, w, c, d = shape
-  rs = np.random.RandomState(sum(shape))
-  x = jnp.asarray(rs.randn(b, h, w, c).astype(np.float32))
-  kernel = jnp.asarray(rs.randn(3, 3, c, d).astype(np.float32))
-  want = np.asarray(_plain_conv(upsample_nearest(x), kernel))
-  got = np.asarray(jax.jit(lambda x, k: conv3x3_of_upsampled(x, upsampling_phases(k)))(x, kernel))
-  assert got.shape == want.shape == (b, 2 * h, 2 * w, d)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
 def _sn_conv_reference(variables, x):

@@ -12,7 +12,8 @@ from lama_jax.models.layers import (PHASES, PRESCALED, BatchNorm, Dtype, SNConv,
                                     prescale_spectral)
 from lama_jax.models.mask import LAMA, MaskRegressNet
 from lama_jax.models.resize import upcast
-from lama_jax.models.sampling_forms import materialize, upsampled_form_pays, upsampling_phases
+from lama_jax.models.sampling_forms import materialize, upsampled_form_pays
+from lama_jax.models.upsampled_conv import upsampling_phases
 
 BLOCK = 'res'  # the blocks are res0, res1, ...; each upsamples ×2 into its conv1
 
@@ -123,7 +124,7 @@ def sampling_variables(variables: dict[str, Any]) -> dict[str, Any]:
   """A generator's variables made ready for repeated sampling (eval mode); the same outputs.
 
   `prescale_spectral`'s divided weights, and on CPU each block's conv1 phase kernels
-  (`sampling_forms.upsampling_phases`), with which the blocks run conv1 at the input's resolution
+  (`upsampled_conv.upsampling_phases`), with which the blocks run conv1 at the input's resolution
   (without them, as upsample → convolution). Jit it.
   """
   variables = prescale_spectral(variables)

@@ -6,7 +6,7 @@ Variable collections:
   batch_stats  BatchNorm running `mean` and `var`.
   prescaled    inference only, optional: each spectral-norm layer's eval-mode weight W/sigma, divided
                once (`prescale_spectral`) instead of in every call of a sampling program, and for
-               convolutions of an upsampled input their `phases` (`sampling_forms.upsampling_phases`).
+               convolutions of an upsampled input their `phases` (`upsampled_conv.upsampling_phases`).
 
 Spectral norm follows `torch.nn.utils.spectral_norm`: one power iteration per training forward (u and v
 updated without gradient, sigma = uᵀWv with gradient through W), none in eval, where sigma is recomputed
@@ -25,8 +25,9 @@ from lama_jax.models.channels import broadcast_channels
 from lama_jax.models.init import orthogonal
 from lama_jax.models.numerics import pairwise_broadcast, pairwise_mean
 from lama_jax.models.resize import resize_bilinear, upcast, upsample_nearest
-from lama_jax.models.sampling_forms import (conv3x3_few_outputs, conv3x3_of_upsampled, materialize,
-                                            tap_form_pays)
+from lama_jax.models.sampling_forms import conv3x3_few_outputs, materialize, tap_form_pays
+from lama_jax.models.upsampled_conv import (conv3x3_of_upsampled, train_form_pays,
+                                            upsampling_phases)
 from lama_jax.models.winograd import conv3x3_winograd, winograd_pays
 
 Dtype = Any
@@ -198,6 +199,10 @@ class SNConv(nn.Module):
       # A generator block's conv1 at the input's resolution, where `generator.sampling_variables`
       # prepared its phase kernels (CPU; models/sampling_forms.py).
       y = conv3x3_of_upsampled(x.astype(self.dtype), phases.astype(self.dtype))
+      return _finish(self, y, sigma if on_output else None, self.features, self.dtype)
+    if upsampled and train and train_form_pays(x.shape, self.dtype):
+      # The CPU train step: the same form, its phase kernels made from this step's weight.
+      y = conv3x3_of_upsampled(x.astype(self.dtype), upsampling_phases(kernel).astype(self.dtype))
       return _finish(self, y, sigma if on_output else None, self.features, self.dtype)
     if upsampled:  # stored once, not recomputed for each of the 4 copies (sampling_forms.materialize)
       x = upsample_nearest(x if train else materialize(x))

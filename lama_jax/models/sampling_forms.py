@@ -1,19 +1,18 @@
 """Eval-mode forms of a few operations that XLA:CPU runs slowly as written; the same functions.
 
 The sampling program (eval mode) uses them; the train step keeps the plain forms, whose gradients
-are the fast ones. Measured on this project's 2-core EPYC, official widths (benchmarks in README):
+are the fast ones (the upsampled convolution excepted: `upsampled_conv` writes its gradient out).
+Measured on this project's 2-core EPYC, official widths (benchmarks in README):
 
 - `conv3x3_few_outputs`: a 3×3 convolution with a handful of output channels (the generator's last
   layer, 64 → 3) runs at ~10 GFLOP/s in XLA's Eigen kernels: 13.2 ms at 128×128, batch 4. As one
   matrix product to the 9 taps' outputs ([N·H·W, C] × [C, 9·D]) and a sum of the 9 shifted tap maps it
   takes 3.6 ms (and 1.9 instead of 6.4 ms at 64×64, batch 8). Slower from 16 outputs on.
-- `conv3x3_of_upsampled`: a generator block's first convolution reads its input upsampled ×2
-  (nearest), where every value repeats 4 times; at each output pixel only 4 distinct input values
-  fall under the 3×3 window, so the same output is a 2×2 convolution of the input at its own
-  resolution with one summed kernel per output phase (`upsampling_phases`): 2.25x fewer multiplies,
-  and the upsampled map is never built. Against upsample → convolution on the official generators'
-  conv1 shapes (`benchmarks/upsampled_conv.py`, batch 1-8): 1.7-2.4x where the output is 32×32 or
-  larger, 1.1-1.9x at 8×8 and 16×16.
+- `upsampled_conv.conv3x3_of_upsampled` (chosen by `upsampled_form_pays`): a generator block's
+  first convolution at its input's resolution, with phase kernels made once per loaded generator.
+  Against upsample → convolution on the official generators' conv1 shapes
+  (`benchmarks/upsampled_conv.py`, batch 1-8): 1.7-2.4x where the output is 32×32 or larger,
+  1.1-1.9x at 8×8 and 16×16.
 - `materialize`: XLA fuses a chain of elementwise operations into its consumer and recomputes the
   chain for every element the consumer reads. Before a nearest-neighbour upsampling that is 4 times
   per value (the whole ISLA-Norm of a block's input), and the noise maps' normal draw (an erf_inv per
@@ -96,39 +95,6 @@ def conv3x3_few_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
       tap = taps[:, i:i + h, j:j + w, k:k + d]
       out = tap if out is None else out + tap
   return out
-
-
-def upsampling_phases(kernel: jax.Array) -> jax.Array:
-  """[3, 3, C, D] HWIO → the 2×2 kernels of `conv3x3_of_upsampled`, [2, 2, C, 4·D].
-
-  Along one axis, output 2i + a of the upsampled map's 3-tap convolution reads input rows i − 1, i
-  (a = 0: taps k0 and k1 + k2) or i, i + 1 (a = 1: taps k0 + k1 and k2). The 4·D outputs are the
-  phases (a, b) row-major, each D wide. Computed once per loaded generator (prescaled variables).
-  """
-  c, d = kernel.shape[2:]
-
-  def by_phase(k: jax.Array, axis: int) -> jax.Array:  # [..., 3 taps, ...] → [2 phases, ..., 2, ...]
-    k0, k1, k2 = (jax.lax.index_in_dim(k, i, axis, keepdims=False) for i in range(3))
-    return jnp.stack([jnp.stack([k0, k1 + k2], axis), jnp.stack([k0 + k1, k2], axis)])
-
-  rows = by_phase(kernel, 0)  # [a, u, 3, C, D]
-  both = by_phase(rows, 2)  # [b, a, u, v, C, D]
-  return both.transpose(2, 3, 4, 1, 0, 5).reshape(2, 2, c, 4 * d)
-
-
-def conv3x3_of_upsampled(x: jax.Array, phases: jax.Array) -> jax.Array:
-  """`conv3x3(upsample_nearest(x, 2), kernel)`, 'same'-padded, with `phases = upsampling_phases(kernel)`.
-
-  One 2×2 convolution of x padded by 1 gives every phase at (h + 1) × (w + 1) positions; phase
-  (a, b) of low-resolution pixel (i, j) is at (i + a, j + b).
-  """
-  b, h, w, _ = x.shape
-  d = phases.shape[-1] // 4
-  y = jax.lax.conv_general_dilated(x, phases, window_strides=(1, 1), padding=[(1, 1), (1, 1)],
-                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  y = y.reshape(b, h + 1, w + 1, 2, 2, d)
-  rows = [jnp.stack([y[:, a:a + h, c:c + w, a, c] for c in range(2)], axis=3) for a in range(2)]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, d)  # [B, h, a, w, b, D] → [B, 2h, 2w, D]
 
 
 def materialize(x: jax.Array) -> jax.Array:

@@ -34,14 +34,19 @@ _direct_only = False  # set inside `direct_form()`
 
 @contextlib.contextmanager
 def direct_form():
-  """Programs traced inside it use direct convolutions everywhere (not thread-safe: a trace-time
-  switch). The benchmark counts the model's FLOPs this way, the same on every backend."""
+  """Programs traced inside it use direct convolutions everywhere, here and in `upsampled_conv`
+  (not thread-safe: a trace-time switch). The benchmark counts the model's FLOPs this way, the same on every backend."""
   global _direct_only
   before, _direct_only = _direct_only, True
   try:
     yield
   finally:
     _direct_only = before
+
+
+def direct_only() -> bool:
+  """Whether a program is being traced inside `direct_form()`."""
+  return _direct_only
 
 
 def winograd_pays(x_shape: tuple[int, ...], kernel_size: int, dtype) -> bool:
