@@ -13,10 +13,11 @@ convolution it replaces (its weight gradient, a convolution whose window is the 
 one of the forms XLA:CPU's Eigen kernels run fast). Written out, the input gradient is one more 2×2
 convolution and the kernel gradient four matrix products.
 
-On this project's 2-core EPYC, a conv1's forward and gradient (`benchmarks/upsampled_conv.py
---train`, upsample → convolution as the step runs it, direct or Winograd, against this form):
-1.35-1.5x for 8×8 inputs, 1.7-2.4x from 16×16 on, and slower for 4×4 inputs (0.4-0.7x: 25 phase
-positions for 16 pixels, and small products), hence `MIN_INPUT_PIXELS`.
+On this project's 2-core EPYC, a conv1's forward and gradient at the official 64/8 and 128/4
+blocks (`benchmarks/upsampled_conv.py --train`, upsample → convolution as the step runs it, direct
+or Winograd, against this form): 1.13-1.23x for 8×8 inputs, 1.57-2.12x from 16×16 on, and slower for
+4×4 inputs (0.67-0.80x: 25 phase positions for 16 pixels, and small products), hence
+`MIN_INPUT_PIXELS`. The whole 128/4 step: 1.05x (both forms compiled in one process, alternating).
 """
 
 import jax
