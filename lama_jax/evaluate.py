@@ -148,6 +148,11 @@ def _main(fv: flags.FlagValues) -> None:
       files.write_text(md_tmp, table)
   print(table)
   print(f'wrote {os.path.join(out, "metrics.json")} and metrics.md')
+  failed = driver.failures(report)
+  if failed:  # after the report is written: the other metrics are kept, and the exit code says so
+    raise EvalError(f'{failed[0].rstrip(".")}'
+                    f'{f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""}; '
+                    f'the other results are in {os.path.join(out, "metrics.json")}')
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -403,6 +403,28 @@ def test_all_skips_metrics_without_weights(data_dir, gen_dir, tmp_path):
     assert flag in skipped and flag in table
 
 
+def test_a_metric_that_fails_after_sampling_keeps_the_others(data_dir, gen_dir, tmp_path, capsys,
+                                                            monkeypatch):
+  """A CAS classifier whose loss diverged was a FloatingPointError traceback after the whole
+  sampling, and the metrics computed beside it were lost."""
+  from lama_jax.metrics import cas  # pylint: disable=g-import-not-at-top
+
+  def diverged(*args, **kwargs):
+    raise FloatingPointError('CAS training loss is nan after 1 epochs.')
+  monkeypatch.setattr(cas, 'train_and_score', diverged)
+  out = tmp_path / 'eval'
+  assert evaluate.main(['--workdir', gen_dir, '--data_dir', data_dir, '--out', str(out),
+                        '--metrics', 'cas,mask_entropy', '--max_layouts', '4', '--num_samples', '1',
+                        '--cas_epochs', '1', *BATCH]) == 2
+  err = capsys.readouterr().err
+  assert err.endswith(f'error: cas: CAS training loss is nan after 1 epochs; the other results are '
+                      f'in {out / "metrics.json"}\n'), err
+  report, table = _read(str(out))
+  assert set(report['metrics']) == {'mask_entropy'}
+  assert 'not computed: cas: CAS training loss is nan after 1 epochs.' in report['notes']
+  assert 'not computed: cas' in table
+
+
 def test_a_val_split_of_other_categories_is_refused(data_dir, gen_dir, tmp_path, capsys):
   """--dataset shapes for a generator of other categories scored it silently, its ids read as
   the generator's own categories."""

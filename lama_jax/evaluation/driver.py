@@ -57,12 +57,30 @@ def feed(gen: LayoutGenerator, batches: Iterable[ValBatch], evaluators: Sequence
   return ids
 
 
+FAILED_PREFIX = 'not computed: '  # a note that starts so names an evaluator that failed
+
+
+def failures(report: Mapping[str, Any]) -> list[str]:
+  """The notes of `report` that name evaluators which could not compute their result."""
+  return [note.removeprefix(FAILED_PREFIX) for note in report['notes']
+          if note.startswith(FAILED_PREFIX)]
+
+
 def results(evaluators: Sequence[Evaluator]) -> tuple[dict[str, Any], list[str], dict[str, float]]:
-  """Each evaluator's result (those that report one), their notes, and seconds per evaluator."""
+  """Each evaluator's result (those that report one), their notes, and seconds per evaluator.
+
+  An evaluator that cannot compute its result from the samples (no objects to crop, a classifier
+  whose loss diverged) is left out with a note naming why, so the others' results, which took
+  the whole sampling to make, are still reported.
+  """
   out, notes, seconds = {}, [], {}
   for evaluator in evaluators:
     start = time.time()
-    value = evaluator.result()
+    try:
+      value = evaluator.result()
+    except (EvalError, FloatingPointError) as e:
+      value = None
+      notes.append(f'{FAILED_PREFIX}{evaluator.name}: {e}')
     seconds[evaluator.name] = time.time() - start
     if value is not None:
       out[evaluator.name] = value
