@@ -230,6 +230,20 @@ def test_a_fid_cache_of_other_weights_or_max_objects_is_computed_again(tmp_path)
   assert scene_fid(settings[0], targets[0]).real is not None
 
 
+def test_a_fid_cache_of_a_val_split_prepared_again_is_computed_again(data_dir, tmp_path):
+  """The real statistics stayed those of the split as first prepared, whatever it held later."""
+  from lama_jax.evaluation import fid  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / 'data'
+  shutil.copytree(os.path.join(data_dir, 'shapes'), copy / 'shapes')
+  first = fid.split_fingerprint(str(copy), 'shapes', 64)
+  assert first and first == fid.split_fingerprint(str(copy), 'shapes', 64)
+  assert fid.split_fingerprint(str(copy), 'shapes', 32) == ''  # not prepared at that size
+  [val] = (copy / 'shapes').glob('64px/*/shapes-val.tfrecord*')
+  val.write_bytes(val.read_bytes())  # the same name and size, written again
+  os.utime(val, ns=(1, 1))
+  assert fid.split_fingerprint(str(copy), 'shapes', 64) != first
+
+
 def test_fid_of_one_layout_fails_before_sampling(data_dir, gen_dir, weights, tmp_path, capsys,
                                                 monkeypatch):
   """It sampled the layout, then said 'FID needs at least 2 images' (with the real split, hours)."""

@@ -2,17 +2,21 @@
 
 Real-image statistics are cached in DATA_DIR/fid_stats/<dataset>_<size>_{full,scene}.npz (with a
 layout limit N: ..._first<N>.npz), so later evaluations only run Inception on samples. A cache
-records the Inception weights' SHA-256 (and, for SceneFID, the generator's max_objects, which
-decides the objects cropped); one written for others is computed again and replaced. SceneFID
+records the Inception weights' SHA-256, the prepared val split's files (names, sizes, modification
+times: a split prepared again may hold other images) and, for SceneFID, the generator's max_objects,
+which decides the objects cropped; one written for others is computed again and replaced. SceneFID
 compares 224×224 crops of every object (label > 0): real crops round box corners up, generated
 ones truncate, as the official scripts do.
 """
 import hashlib
+import json
 import os
 from typing import ClassVar
 
 import numpy as np
+import tensorflow as tf
 
+from lama_jax.datasets import builders
 from lama_jax.evaluation.common import EvalError, Evaluator, SampleBatch, Settings, Target
 from lama_jax.evaluation.inception_features import Extractor, InceptionStats, make_inception
 from lama_jax.metrics import fid as fid_lib
@@ -31,6 +35,21 @@ def weights_digest(path: str) -> str:
   """The SHA-256 of a weights file, in hex (what a statistics cache was computed with)."""
   with open(path, 'rb') as f:
     return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
+def split_fingerprint(data_dir: str, dataset: str, size: int) -> str:
+  """A digest of the prepared val split's files: name, size and modification time of each (through
+  tf.io.gfile, so a gs:// data dir works too); '' when there are none."""
+  builder = builders.BUILDERS.get(dataset)
+  if builder is None:
+    return ''
+  folder = tf.io.gfile.join(data_dir, dataset, f'{size}px', str(builder.VERSION))
+  paths = sorted(tf.io.gfile.glob(tf.io.gfile.join(folder, f'{dataset}-val.*')))
+  if not paths:
+    return ''
+  entries = [(os.path.basename(p), s.length, s.mtime_nsec)
+             for p, s in ((p, tf.io.gfile.stat(p)) for p in paths)]
+  return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
 def crop_objects(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size: int,
@@ -74,8 +93,9 @@ class _FrechetEvaluator(Evaluator):
   @classmethod
   def source_of(cls, settings: Settings, target: Target) -> str:
     """What the real statistics depend on beyond the cache's name."""
-    del target
-    return f'inception_weights sha256 {weights_digest(settings.inception_weights)}'
+    split = split_fingerprint(settings.data_dir, target.dataset, target.image_size)
+    return (f'inception_weights sha256 {weights_digest(settings.inception_weights)}, '
+            f'val split {split or "none"}')
 
   def pictures(self, images: np.ndarray, samples: SampleBatch, rounding: str) -> list[np.ndarray]:
     raise NotImplementedError
