@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from lama_jax.evaluation.common import EvalError, Evaluator, SampleBatch, Settings, Target
+from lama_jax.evaluation.common import Evaluator, NotComputed, SampleBatch, Settings, Target
 from lama_jax.evaluation.fid import crop_objects
 from lama_jax.metrics import cas
 
@@ -42,8 +42,11 @@ class Cas(Evaluator):
 
   def result(self) -> dict[str, Any]:
     if not self.fake or not self.real:
-      raise EvalError('cas: the evaluated layouts hold no objects')
-    acc = cas.train_and_score(np.stack(self.fake), np.asarray(self.fake_labels),
-                              np.stack(self.real), np.asarray(self.real_labels),
-                              num_classes=self.num_classes, epochs=self.epochs, seed=self.seed)
+      raise NotComputed('cas: the evaluated layouts hold no objects')
+    try:
+      acc = cas.train_and_score(np.stack(self.fake), np.asarray(self.fake_labels),
+                                np.stack(self.real), np.asarray(self.real_labels),
+                                num_classes=self.num_classes, epochs=self.epochs, seed=self.seed)
+    except FloatingPointError as e:  # the classifier's loss diverged
+      raise NotComputed(f'cas: {e}') from None
     return {'accuracy': acc, 'train_crops': len(self.fake), 'test_crops': len(self.real)}

@@ -27,6 +27,11 @@ class EvalError(LamaError):
   """A problem with the evaluation's flags or inputs (evaluate and the mask-clarity experiment)."""
 
 
+class NotComputed(EvalError):
+  """A metric that the samples made do not allow (no objects to crop, a classifier that diverged):
+  the other metrics of the run are still reported."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """How to sample the validation layouts and what the evaluators need (the command's flags).

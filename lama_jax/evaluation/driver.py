@@ -18,7 +18,8 @@ from tqdm import tqdm
 from lama_jax import visualize
 from lama_jax.datasets import input_pipeline
 from lama_jax.evaluation import registry
-from lama_jax.evaluation.common import EvalError, Evaluator, SampleBatch, Settings, Target
+from lama_jax.evaluation.common import (EvalError, Evaluator, NotComputed, SampleBatch, Settings,
+                                        Target)
 from lama_jax.inference import generator_dir
 from lama_jax.inference import portable_runtime
 from lama_jax.inference import sampling
@@ -78,9 +79,10 @@ def results(evaluators: Sequence[Evaluator]) -> tuple[dict[str, Any], list[str],
     start = time.time()
     try:
       value = evaluator.result()
-    except (EvalError, FloatingPointError) as e:
+    except NotComputed as e:
       value = None
-      notes.append(f'{FAILED_PREFIX}{evaluator.name}: {e}')
+      notes.append(f'{FAILED_PREFIX}{e}' if str(e).startswith(f'{evaluator.name}: ')
+                   else f'{FAILED_PREFIX}{evaluator.name}: {e}')
     seconds[evaluator.name] = time.time() - start
     if value is not None:
       out[evaluator.name] = value

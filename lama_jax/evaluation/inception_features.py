@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lama_jax.evaluation.common import EvalError, load_weights
+from lama_jax.evaluation.common import NotComputed, load_weights
 from lama_jax.metrics import inception
 from lama_jax.models.resize import resize_bilinear
 
@@ -33,7 +33,7 @@ class Moments:
 
   def stats(self) -> tuple[np.ndarray, np.ndarray]:
     if self.n < 2:
-      raise EvalError(f'FID needs at least 2 images, got {self.n}')
+      raise NotComputed(f'FID needs at least 2 images, got {self.n}')
     mu = self.sum / self.n
     sigma = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
     return mu, sigma
