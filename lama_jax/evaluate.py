@@ -29,7 +29,9 @@ Metrics:
 
 Real-image statistics are cached in DATA_DIR/fid_stats/<dataset>_<size>_{full,scene}.npz
 (with --max_layouts N: ..._first<N>.npz), so later evaluations only run Inception on samples. A
-cache made with other Inception weights (or, for SceneFID, another max_objects) is computed again.
+cache made with other Inception weights, from a val split prepared again since, or (SceneFID) for
+another max_objects is computed again. A metric the samples do not allow (no objects to crop, CAS's
+classifier diverged) is left out with a note; the others are written, and the run exits 2.
 
 YOLO score how-to (two runs, the detector is yours, e.g. YOLOv4 as in the paper):
   1. python -m lama_jax.evaluate --workdir RUN --data_dir D --metrics yolo --yolo_dir Y

@@ -197,7 +197,7 @@ class SNConv(nn.Module):
     phases = _prescaled(self, train, PHASES) if upsampled else None
     if phases is not None:
       # A generator block's conv1 at the input's resolution, where `generator.sampling_variables`
-      # prepared its phase kernels (CPU; models/sampling_forms.py).
+      # prepared its phase kernels (CPU; models/upsampled_conv.py).
       y = conv3x3_of_upsampled(x.astype(self.dtype), phases.astype(self.dtype))
       return _finish(self, y, sigma if on_output else None, self.features, self.dtype)
     if upsampled and train and train_form_pays(x.shape, self.dtype):
