@@ -8,9 +8,9 @@ output phase (`upsampling_phases`). 2.25x fewer multiplies, and the upsampled ma
 Sampling (eval mode) uses it on CPU with the phase kernels made once per loaded generator
 (`sampling_forms.upsampled_form_pays`). The CPU train step uses it too (`train_form_pays`), with the
 phase kernels made from the weight in every step (a few sums) and a gradient written out in fast
-forms: XLA's own gradient of the 2×2 convolution took 10-50x longer than the whole upsample →
-convolution it replaces (its weight gradient, a convolution whose window is the whole map, is not
-one of the forms XLA:CPU's Eigen kernels run fast). Written out, the input gradient is one more 2×2
+forms: XLA's own gradient of the 2×2 convolution took 4-58x longer than the whole upsample →
+convolution it replaces (the 128/4 blocks, on a loaded machine; likely its weight gradient, a
+convolution whose window is the whole map). Written out, the input gradient is one more 2×2
 convolution and the kernel gradient four matrix products.
 
 On this project's 2-core EPYC, a conv1's forward and gradient at the official 64/8 and 128/4
