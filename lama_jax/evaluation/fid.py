@@ -8,6 +8,7 @@ which decides the objects cropped; one written for others is computed again and 
 compares 224×224 crops of every object (label > 0): real crops round box corners up, generated
 ones truncate, as the official scripts do.
 """
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,15 @@ def stats_path(data_dir: str, dataset: str, size: int, kind: str, max_layouts: i
 
 def weights_digest(path: str) -> str:
   """The SHA-256 of a weights file, in hex (what a statistics cache was computed with)."""
+  stat = os.stat(path)
+  return _file_sha256(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+  """Keyed by size and modification time too: FID and SceneFID of one run hash the ~100 MB
+  Inception file once, and a file replaced since is hashed anew."""
+  del size, mtime_ns
   with open(path, 'rb') as f:
     return hashlib.file_digest(f, 'sha256').hexdigest()
 

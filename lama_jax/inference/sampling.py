@@ -98,7 +98,8 @@ def check_split_categories(gen: LayoutGenerator, data_dir: str, dataset: str) ->
               if theirs.id_to_name.get(i) != ours.id_to_name.get(i)), None)
     if i is None:
       return
-    why = f'id {i} is {theirs.id_to_name.get(i)!r} there, {ours.id_to_name.get(i)!r} for the generator'
+    why = (f'id {i} is {theirs.id_to_name.get(i)!r} there, {ours.id_to_name.get(i)!r} for the '
+           'generator')
   own = gen.dataset or 'its own vocabulary'
   raise LamaError(f'--dataset {dataset} has other categories than the generator, trained on '
                   f'{own} ({why}): its ids would be read as the generator\'s categories')

@@ -246,7 +246,8 @@ def file_sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def _finish(gen: LayoutGenerator, out: Path, record: dict[str, Any], num_batches: int) -> tuple:
+def _finish(gen: LayoutGenerator, out: Path, record: dict[str, Any], num_batches: int) -> dict:
+  """Writes annotations.json from the batches' journals and removes them; returns its document."""
   images, annotations, empty = [], [], 0
   for batch in range(num_batches):
     with open(_journal(out, batch)) as f:
@@ -259,7 +260,7 @@ def _finish(gen: LayoutGenerator, out: Path, record: dict[str, Any], num_batches
   doc = coco_export.document(info, images, annotations, gen.vocabulary)
   files.write_text(out / ANNOTATIONS, json.dumps(doc, separators=(',', ':')) + '\n')
   shutil.rmtree(out / PARTIAL)
-  return images, annotations, empty
+  return doc
 
 
 def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_dir: str,
@@ -284,8 +285,10 @@ def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_d
     raise SynthesisError(f'{out / RECORD} was written with other settings; resume with the same '
                          'ones, or start a new --out')
   if resume and (out / ANNOTATIONS).exists() and not (out / PARTIAL).exists():
-    _check_finished_images(out)
-    return _summary(out, gen, resumed_from=settings.num_images, seconds=0.0, rate=None)
+    with open(out / ANNOTATIONS) as f:  # read once: it may be gigabytes
+      doc = json.load(f)
+    _check_finished_images(out, doc)
+    return _summary(doc, gen, resumed_from=settings.num_images, seconds=0.0, rate=None)
   # The record first: a run interrupted at any later point leaves a folder `--resume` takes.
   out.mkdir(parents=True, exist_ok=True)
   files.write_json(out / RECORD, record)
@@ -306,15 +309,13 @@ def synthesize(gen: LayoutGenerator, layouts: Layouts, settings: Settings, out_d
   seconds = time.perf_counter() - start
   rest = settings.num_images - done - (first[1] if first else 0)
   rate = rest / (seconds - first[0]) if first and rest > 0 and seconds > first[0] else None
-  _finish(gen, out, record, num_batches)
-  return _summary(out, gen, done, seconds, rate)
+  return _summary(_finish(gen, out, record, num_batches), gen, done, seconds, rate)
 
 
-def _check_finished_images(out: Path) -> None:
-  """Refuses a finished dataset whose listed images are no longer all there (deleted afterwards:
-  `--resume` would otherwise call it complete)."""
-  with open(out / ANNOTATIONS) as f:
-    names = [image['file_name'] for image in json.load(f)['images']]
+def _check_finished_images(out: Path, doc: dict) -> None:
+  """Refuses a finished dataset whose listed images (`doc`, its annotations.json) are no longer all
+  there (deleted afterwards: `--resume` would otherwise call it complete)."""
+  names = [image['file_name'] for image in doc['images']]
   missing = [name for name in names if not (out / IMAGES / name).is_file()]
   if missing:
     raise SynthesisError(f'{out} was finished, but {len(missing)} of the {len(names)} images its '
@@ -323,10 +324,9 @@ def _check_finished_images(out: Path) -> None:
                          'Generate the dataset again in a new --out')
 
 
-def _summary(out: Path, gen: LayoutGenerator, resumed_from: int, seconds: float,
+def _summary(doc: dict, gen: LayoutGenerator, resumed_from: int, seconds: float,
              rate: float | None) -> Summary:
-  with open(out / ANNOTATIONS) as f:
-    doc = json.load(f)
+  """The run's figures from its annotations.json document."""
   things = sum(coco_export.is_thing(gen.vocabulary, a['category_id']) for a in doc['annotations'])
   return Summary(len(doc['images']), len(doc['annotations']), things,
                  doc['info']['left_out_empty_masks'], resumed_from, seconds, rate)
